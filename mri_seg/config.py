@@ -1,0 +1,266 @@
+"""Typed configuration: YAML recipes in ``configs/`` loaded into dataclasses.
+
+One config object (:class:`Config`) carries every stage's settings. A recipe file
+only needs the keys it changes; everything else takes the defaults below.
+Command-line overrides use dotted paths: ``--set train.epochs=3``. Unknown keys,
+in a file or an override, raise :class:`ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mri_seg.utils.atomic import atomic_write_text
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid (unknown key, wrong type)."""
+
+
+@dataclass
+class DataConfig:
+    image_size: int = 256  # native slice size of the Kaggle dataset
+    scale: float = 1.0  # resampling factor applied to slices before the model (0.5: 256 -> 128)
+    normalisation: str = "zscore_nonzero"  # per-image, per-channel z-score over non-zero pixels
+    cache_in_memory: bool = True
+    num_workers: int = 2
+
+
+@dataclass
+class PrepareConfig:
+    workers: int = 2
+    strict: bool = False
+
+
+@dataclass
+class SplitConfig:
+    seed: int = 42
+    train: float = 0.70
+    val: float = 0.15
+    test: float = 0.15
+    n_folds: int = 0  # >1: also assign a cross-validation `fold` to train+val patients
+    tumour_bins: int = 3  # quantile bins of tumour pixel total used for stratification
+
+
+@dataclass
+class AffineConfig:
+    p: float = 0.5
+    scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    rotate: float = 15.0  # degrees, symmetric
+    translate: float = 0.0625  # fraction of image size, symmetric
+
+
+@dataclass
+class ElasticConfig:
+    p: float = 0.2
+    alpha: float = 30.0
+    sigma: float = 6.0
+
+
+@dataclass
+class IntensityConfig:
+    p: float = 0.3
+    brightness: float = 0.1
+    contrast: float = 0.1
+    gamma: list[float] = field(default_factory=lambda: [80.0, 120.0])  # albumentations' percent units
+    noise_std: list[float] = field(default_factory=lambda: [0.0, 0.03])  # fraction of max value
+    noise_p: float = 0.2
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    hflip_p: float = 0.5
+    affine: AffineConfig = field(default_factory=AffineConfig)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "unet"  # MONAI UNet
+    in_channels: int = 3
+    out_channels: int = 1
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    num_res_units: int = 2
+    norm: str = "batch"
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"  # cosine (with linear warm-up) | plateau
+    warmup_epochs: int = 1
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision on CUDA only
+    channels_last: bool = True  # CUDA only
+    val_every: int = 1
+    early_stop_patience: int = 0  # epochs without val improvement; 0 disables
+    tumour_oversample: float = 0.0  # target fraction of tumour slices per epoch; 0 = natural
+    bce_weight: float = 1.0
+    dice_weight: float = 1.0
+    max_time_minutes: float = 0.0  # stop after this wall time; 0 disables
+
+
+@dataclass
+class PostprocessConfig:
+    threshold: float = 0.5
+    min_component_pixels: int = 0  # remove connected components smaller than this (per slice)
+    tta_flip: bool = False
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    bootstrap_samples: int = 2000
+    montage_slices: int = 8
+    batch_size: int = 16
+
+
+@dataclass
+class InferConfig:
+    tile_size: int = 0  # 0 = the model's training size
+    overlap: float = 0.5
+    tile_batch: int = 8
+    blend: str = "gaussian"
+    nifti_axis: int = 2  # axis of a 3D/4D NIfTI volume the slices are taken along
+    save_probabilities: bool = False
+    overwrite: bool = False
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotated type ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value`` (value read as YAML: ``3``, ``0.5``, ``true``, ``[1,2]``)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    return _build(Config, values)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (if any), then each ``key.path=value`` override."""
+    values = config_to_dict(Config())
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        _build(Config, loaded)  # validate keys against the schema before merging
+        values = _merge(values, loaded)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node = values
+        for i, key in enumerate(keys[:-1]):
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"unknown config key '{'.'.join(keys[: i + 1])}' in override '{text}'")
+            node = node[key]
+        if keys[-1] not in node:
+            raise ConfigError(f"unknown config key '{'.'.join(keys)}' in override '{text}'")
+        node[keys[-1]] = value
+    return config_from_dict(values)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def save_resolved_config(cfg: Config, run_dir: str | Path, stage: str) -> Path:
+    """Write the config a stage ran with to ``RUN/config_<stage>.yaml`` (atomically)."""
+    path = Path(run_dir) / f"config_{stage}.yaml"
+    atomic_write_text(path, dump_config(cfg))
+    return path
