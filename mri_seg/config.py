@@ -260,7 +260,14 @@ def dump_config(cfg: Config) -> str:
 
 
 def save_resolved_config(cfg: Config, run_dir: str | Path, stage: str) -> Path:
-    """Write the config a stage ran with to ``RUN/config_<stage>.yaml`` (atomically)."""
+    """Write the config a stage ran with to ``RUN/config_<stage>.yaml`` (atomically).
+
+    A header records the package version and git commit, so any result in the run
+    directory can be traced to the code and settings that made it.
+    """
+    from mri_seg.utils.provenance import provenance
+
+    header = "".join(f"# {key}: {value}\n" for key, value in provenance().items())
     path = Path(run_dir) / f"config_{stage}.yaml"
-    atomic_write_text(path, dump_config(cfg))
+    atomic_write_text(path, f"# resolved config of stage '{stage}'\n{header}{dump_config(cfg)}")
     return path

@@ -1,0 +1,259 @@
+"""Run a pipeline definition: stages in order, skipping those whose inputs and config are unchanged.
+
+    python -m mri_seg.pipelines.run pipelines/lgg.yaml --data-dir DIR --run-dir RUN [--force STAGE] [--set k=v]
+
+A pipeline file (``pipelines/*.yaml``) lists stages, each with the config recipe it
+runs with (paths relative to the pipeline file) and optional extra arguments and
+input paths, in which ``{run_dir}`` and ``{data_dir}`` are filled in.
+Each stage's record, ``RUN/stages/<stage>.json``, holds a fingerprint of what it
+consumed (input file hashes, resolved config, arguments) and its status. A stage is
+skipped when its last record is ``ok`` with the same fingerprint and its outputs
+exist; otherwise it runs, and so do the stages after it whose inputs change.
+A failed stage stops the run with its error; the next run starts from that stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from mri_seg.config import config_to_dict, load_config
+from mri_seg.pipelines._cli import StageError, run_main
+from mri_seg.utils.atomic import atomic_write_json
+from mri_seg.utils.provenance import provenance
+
+STAGE_MODULES = ("synthesize", "prepare", "split", "train", "evaluate", "infer")
+
+
+@dataclass
+class StageSpec:
+    """One entry of a pipeline file."""
+
+    name: str
+    config: Path | None
+    args: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)  # extra input paths to fingerprint ({run_dir} allowed)
+
+
+@dataclass
+class StageContext:
+    run_dir: Path
+    data_dir: Path | None
+
+
+def load_pipeline(path: str | Path) -> list[StageSpec]:
+    """Parse a pipeline YAML file into stage specs (config paths resolved against the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StageError(f"pipeline file not found: {path}")
+    doc = yaml.safe_load(path.read_text()) or {}
+    stages = doc.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise StageError(f"{path}: needs a non-empty 'stages' list")
+    specs = []
+    for i, entry in enumerate(stages):
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise StageError(f"{path}: stage #{i + 1} needs a 'name'")
+        unknown = set(entry) - {"name", "config", "args", "inputs"}
+        if unknown:
+            raise StageError(f"{path}: stage '{entry['name']}' has unknown keys {sorted(unknown)}")
+        if entry["name"] not in STAGE_MODULES:
+            raise StageError(f"{path}: unknown stage '{entry['name']}' (known: {', '.join(STAGE_MODULES)})")
+        config = (path.parent / entry["config"]).resolve() if entry.get("config") else None
+        specs.append(
+            StageSpec(entry["name"], config, [str(a) for a in entry.get("args", [])], list(entry.get("inputs", [])))
+        )
+    return specs
+
+
+# ----------------------------------------------------------------------------- fingerprints
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Cheap fingerprint of a folder: relative paths, sizes and modification times."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            h.update(f"{p.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def path_digest(path: Path) -> str:
+    if path.is_dir():
+        return "tree:" + tree_digest(path)
+    if path.is_file():
+        return "file:" + file_digest(path)
+    return "missing"
+
+
+def stage_io(name: str, ctx: StageContext) -> tuple[list[str], list[Path], list[Path]]:
+    """Command-line arguments, input paths and output paths of a stage."""
+    run = ctx.run_dir
+    ckpt = run / "checkpoints" / "best.pt"
+    if name == "prepare":
+        if ctx.data_dir is None:
+            raise StageError("the prepare stage needs --data-dir")
+        return (
+            ["--data-dir", str(ctx.data_dir), "--run-dir", str(run)],
+            [ctx.data_dir],
+            [run / "manifest.csv", run / "patients.csv"],
+        )
+    if name == "split":
+        return ["--run-dir", str(run)], [run / "manifest.csv", run / "patients.csv"], [run / "splits.csv"]
+    if name == "train":
+        return (
+            ["--run-dir", str(run)],
+            [run / "manifest.csv", run / "splits.csv"],
+            [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
+        )
+    if name == "evaluate":
+        return (
+            ["--run-dir", str(run), "--checkpoint", str(ckpt)],
+            [ckpt, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
+            [],
+        )
+    if name == "infer":
+        return ["--checkpoint", str(ckpt)], [ckpt], []
+    if name == "synthesize":
+        return [], [], []
+    raise StageError(f"unknown stage '{name}'")
+
+
+def expand(text: str, ctx: StageContext) -> str:
+    """Fill ``{run_dir}`` and ``{data_dir}`` placeholders in a pipeline file's args/inputs."""
+    return text.format(run_dir=ctx.run_dir, data_dir=ctx.data_dir or "")
+
+
+def fingerprint(spec: StageSpec, argv: list[str], inputs: dict[str, str], config: dict) -> str:
+    payload = json.dumps({"stage": spec.name, "argv": argv, "inputs": inputs, "config": config}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def record_path(run_dir: Path, stage: str) -> Path:
+    return run_dir / "stages" / f"{stage}.json"
+
+
+def read_record(run_dir: Path, stage: str) -> dict | None:
+    path = record_path(run_dir, stage)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def run_stage_module(name: str, argv: list[str]) -> int:
+    """Call a stage's ``main(argv)`` in this process; its expected errors become StageError."""
+    module = importlib.import_module(f"mri_seg.pipelines.{name}")
+    code = module.main(argv)
+    return int(code or 0)
+
+
+def run_pipeline(
+    specs: list[StageSpec],
+    ctx: StageContext,
+    overrides: list[str] | None = None,
+    force: set[str] | None = None,
+    log=print,
+) -> dict[str, str]:
+    """Run the stages in order; returns {stage: 'skipped' | 'ran'}. Raises StageError on failure."""
+    force = force or set()
+    overrides = list(overrides or [])
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    outcome: dict[str, str] = {}
+    for spec in specs:
+        base_argv, input_paths, outputs = stage_io(spec.name, ctx)
+        config = load_config(spec.config, overrides)
+        argv = base_argv + (["--config", str(spec.config)] if spec.config else [])
+        argv += [a for o in overrides for a in ("--set", o)] + [expand(a, ctx) for a in spec.args]
+        input_paths = list(input_paths) + [Path(expand(p, ctx)) for p in spec.inputs]
+        inputs = {str(p): path_digest(p) for p in input_paths}
+        fp = fingerprint(spec, argv, inputs, config_to_dict(config))
+        previous = read_record(ctx.run_dir, spec.name)
+        unchanged = (
+            previous is not None
+            and previous.get("status") == "ok"
+            and previous.get("fingerprint") == fp
+            and all(p.exists() for p in outputs)
+        )
+        if unchanged and spec.name not in force:
+            log(f"[{spec.name}] unchanged, skipped")
+            outcome[spec.name] = "skipped"
+            continue
+        log(f"[{spec.name}] running: python -m mri_seg.pipelines.{spec.name} {' '.join(argv)}")
+        record = {
+            "stage": spec.name,
+            "argv": argv,
+            "inputs": inputs,
+            "config": config_to_dict(config),
+            "fingerprint": fp,
+            "provenance": provenance(),
+            "status": "running",
+        }
+        atomic_write_json(record_path(ctx.run_dir, spec.name), record)
+        start = time.time()
+        try:
+            code = run_stage_module(spec.name, argv)
+            error = None if code == 0 else f"exited with code {code}"
+        except SystemExit as exc:  # a stage that calls sys.exit itself
+            code = int(exc.code or 0) if not isinstance(exc.code, str) else 1
+            error = None if code == 0 else f"exited with code {exc.code}"
+        except Exception as exc:  # noqa: BLE001 - recorded, then re-raised as a one-line error
+            error = f"{type(exc).__name__}: {exc}"
+        record["seconds"] = round(time.time() - start, 2)
+        record["status"] = "ok" if error is None else "failed"
+        if error is not None:
+            record["error"] = error
+        atomic_write_json(record_path(ctx.run_dir, spec.name), record)
+        if error is not None:
+            raise StageError(f"stage '{spec.name}' failed: {error} (re-run the same command to resume from it)")
+        outcome[spec.name] = "ran"
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.run", description=__doc__.split("\n")[0])
+    parser.add_argument("pipeline", type=Path, help="pipeline definition, e.g. pipelines/lgg.yaml")
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (for the prepare stage)")
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE even if unchanged")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    args = parser.parse_args(argv)
+    specs = load_pipeline(args.pipeline)
+    unknown = set(args.force) - {s.name for s in specs}
+    if unknown:
+        raise StageError(f"--force names stages not in {args.pipeline}: {sorted(unknown)}")
+    data_dir = args.data_dir.resolve() if args.data_dir else None
+    outcome = run_pipeline(specs, StageContext(args.run_dir.resolve(), data_dir), args.overrides, set(args.force))
+    ran = [s for s, o in outcome.items() if o == "ran"]
+    print(f"pipeline {args.pipeline.name}: {len(ran)} stage(s) ran, {len(outcome) - len(ran)} skipped -> {args.run_dir}")
+    return 0
+
+
+def cli() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

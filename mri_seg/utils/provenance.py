@@ -1,0 +1,38 @@
+"""Provenance: which code and environment produced a run directory."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+
+from mri_seg import __version__
+
+
+def git_commit(start: Path | None = None) -> str | None:
+    """The git commit of the source tree the package was imported from, if it is a checkout."""
+    here = start or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+    ).stdout.strip()
+    return commit + ("+dirty" if dirty else "")
+
+
+def provenance() -> dict[str, str | None]:
+    import torch
+
+    return {
+        "mri_seg_version": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
