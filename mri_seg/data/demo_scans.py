@@ -1,0 +1,59 @@
+"""Held-out synthetic scans for the demo's inference step, one of each input kind.
+
+Writes into ``out_dir``:
+- ``patient/<TCGA_...>/``: a Kaggle-layout patient folder of TIFF slices (+ masks),
+- ``large_slice.png``: one 1024x1024 3-channel slice (tiled inference),
+- ``volume.nii.gz``: a 4D NIfTI volume (H x W x slices x 3 sequences), 0.94 x 0.94 x 3 mm voxels.
+All come from patients the demo model never sees (a different generator seed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+
+from mri_seg.data.kaggle_lgg import read_mask, read_slice
+from mri_seg.data.synthetic import generate_dataset
+
+NIFTI_VOXEL_MM = (0.9375, 0.9375, 3.0)
+
+
+def _patient_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def _slices(patient_dir: Path) -> list[Path]:
+    images = [p for p in patient_dir.glob("*.tif") if not p.stem.endswith("_mask")]
+    return sorted(images, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+
+def make_inference_scans(out_dir: str | Path, seed: int = 1000, large_size: int = 1024) -> list[Path]:
+    """Write the three demo scans into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        small = generate_dataset(tmp / "small", n_patients=2, seed=seed)
+        folder_src, volume_src = _patient_dirs(small)[:2]
+
+        folder_dst = out_dir / "patient" / folder_src.name
+        shutil.copytree(folder_src, folder_dst, dirs_exist_ok=True)
+
+        slices = [read_slice(p) for p in _slices(volume_src)]
+        volume = np.stack(slices, axis=2)  # H x W x D x 3
+        affine = np.diag([*NIFTI_VOXEL_MM, 1.0])
+        nifti_path = out_dir / "volume.nii.gz"
+        nib.save(nib.Nifti1Image(volume.astype(np.uint8), affine), str(nifti_path))
+
+        large = generate_dataset(tmp / "large", n_patients=1, seed=seed + 1, size=large_size)
+        large_slices = _slices(_patient_dirs(large)[0])
+        tumour = [read_mask(Path(str(p)[:-4] + "_mask.tif")).sum() for p in large_slices]
+        best = large_slices[int(np.argmax(tumour))]
+        large_path = out_dir / "large_slice.png"
+        cv2.imwrite(str(large_path), read_slice(best))
+    return [folder_dst, large_path, nifti_path]
