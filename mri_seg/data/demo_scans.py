@@ -2,7 +2,9 @@
 
 Writes into ``out_dir``:
 - ``patient/<TCGA_...>/``: a Kaggle-layout patient folder of TIFF slices (+ masks),
-- ``large_slice.png``: one 1024x1024 3-channel slice (tiled inference),
+- ``large_slice.png``: one 1024x1024 3-channel image (tiled inference): a 4x4 mosaic of
+  256x256 slices, so its pixel size matches what the model was trained on and many
+  tumours cross tile borders,
 - ``volume.nii.gz``: a 4D NIfTI volume (H x W x slices x 3 sequences), 0.94 x 0.94 x 3 mm voxels.
 All come from patients the demo model never sees (a different generator seed).
 """
@@ -32,7 +34,13 @@ def _slices(patient_dir: Path) -> list[Path]:
     return sorted(images, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
 
 
-def make_inference_scans(out_dir: str | Path, seed: int = 1000, large_size: int = 1024) -> list[Path]:
+def mosaic(slices: list[np.ndarray], grid: int) -> np.ndarray:
+    """Tile ``grid x grid`` equally sized slices into one image, row by row."""
+    rows = [np.concatenate(slices[r * grid : (r + 1) * grid], axis=1) for r in range(grid)]
+    return np.concatenate(rows, axis=0)
+
+
+def make_inference_scans(out_dir: str | Path, seed: int = 1000, grid: int = 4) -> list[Path]:
     """Write the three demo scans into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,10 +58,10 @@ def make_inference_scans(out_dir: str | Path, seed: int = 1000, large_size: int 
         nifti_path = out_dir / "volume.nii.gz"
         nib.save(nib.Nifti1Image(volume.astype(np.uint8), affine), str(nifti_path))
 
-        large = generate_dataset(tmp / "large", n_patients=1, seed=seed + 1, size=large_size)
+        large = generate_dataset(tmp / "large", n_patients=1, seed=seed + 1, min_slices=grid * grid)
         large_slices = _slices(_patient_dirs(large)[0])
         tumour = [read_mask(Path(str(p)[:-4] + "_mask.tif")).sum() for p in large_slices]
-        best = large_slices[int(np.argmax(tumour))]
+        chosen = sorted(np.argsort(tumour)[::-1][: grid * grid])  # the slices with most tumour, in order
         large_path = out_dir / "large_slice.png"
-        cv2.imwrite(str(large_path), read_slice(best))
+        cv2.imwrite(str(large_path), mosaic([read_slice(large_slices[i]) for i in chosen], grid))
     return [folder_dst, large_path, nifti_path]
