@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+from importlib import metadata
 from pathlib import Path
 
 from mri_seg import __version__
@@ -27,12 +28,19 @@ def git_commit(start: Path | None = None) -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def provenance() -> dict[str, str | None]:
-    import torch
+def _package_version(name: str) -> str | None:
+    # importlib.metadata, not `import torch`: stages that never touch torch stay fast to start
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def provenance() -> dict[str, str | None]:
     return {
         "mri_seg_version": __version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": _package_version("torch"),
+        "monai": _package_version("monai"),
     }

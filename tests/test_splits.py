@@ -1,0 +1,142 @@
+"""Patient-level stratified splits: sizes, disjointness, determinism, folds, stratification, CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from mri_seg.config import ConfigError, SplitConfig, load_config
+from mri_seg.data.manifest import read_manifest, read_splits
+from mri_seg.data.splits import make_splits, split_run_dir, split_sizes
+from mri_seg.pipelines import split as split_stage
+
+
+def cohort(n: int, seed: int = 0, institutions=("CS", "DU", "FG", "HT")) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "patient_id": [f"TCGA_{institutions[i % len(institutions)]}_{1000 + i}_20000101" for i in range(n)],
+        "institution": [institutions[i % len(institutions)] for i in range(n)],
+        "tumour_pixels_total": rng.lognormal(9, 1.2, n).astype(int),
+    })  # fmt: skip
+
+
+def test_every_patient_in_exactly_one_split():
+    patients = cohort(40)
+    splits = make_splits(patients, SplitConfig())
+    assert list(splits.columns) == ["patient_id", "split"]
+    assert sorted(splits["patient_id"]) == sorted(patients["patient_id"]) and splits["patient_id"].is_unique
+    assert set(splits["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 8, 17, 40, 110])
+@pytest.mark.parametrize("fractions", [(0.7, 0.15, 0.15), (0.8, 0.1, 0.1), (0.6, 0.2, 0.2), (0.9, 0.1, 0.0)])
+def test_sizes_within_one_patient_of_the_fractions(n, fractions):
+    cfg = SplitConfig(train=fractions[0], val=fractions[1], test=fractions[2])
+    counts = make_splits(cohort(n), cfg)["split"].value_counts()
+    for name, frac in zip(("train", "val", "test"), fractions):
+        assert abs(counts.get(name, 0) - n * frac) <= 1, (name, dict(counts))
+    assert counts.get("train", 0) >= 1
+    assert dict(split_sizes(n, cfg)) == {k: int(counts.get(k, 0)) for k in ("train", "val", "test")}
+
+
+def test_same_seed_identical_and_different_seed_different():
+    patients = cohort(40)
+    a = make_splits(patients, SplitConfig(seed=1))
+    b = make_splits(patients.sample(frac=1.0, random_state=3), SplitConfig(seed=1))  # input order irrelevant
+    c = make_splits(patients, SplitConfig(seed=2))
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["split"].equals(c["split"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_each_split_has_tumour_heavy_and_light_patients(seed):
+    patients = cohort(40, seed=seed)
+    splits = make_splits(patients, SplitConfig(seed=seed)).merge(patients, on="patient_id")
+    low, high = patients["tumour_pixels_total"].quantile([1 / 3, 2 / 3])
+    for name, part in splits.groupby("split"):
+        assert (part["tumour_pixels_total"] <= low).any() and (part["tumour_pixels_total"] >= high).any(), name
+        assert part["institution"].nunique() >= 3, name  # institutions spread too
+
+
+def test_rare_institution_and_tied_burdens_are_handled():
+    patients = cohort(12, institutions=("CS", "DU", "HT"))
+    patients.loc[0, "institution"] = "EZ"  # a single patient from one site
+    patients.loc[:5, "tumour_pixels_total"] = 0  # many ties at zero
+    splits = make_splits(patients, SplitConfig(tumour_bins=4))
+    assert splits["split"].value_counts().to_dict() == {"train": 8, "val": 2, "test": 2}
+
+
+def test_folds_cover_train_and_val_only():
+    splits = make_splits(cohort(40), SplitConfig(n_folds=5, seed=4))
+    assert list(splits.columns) == ["patient_id", "split", "fold"]
+    test = splits[splits["split"] == "test"]
+    rest = splits[splits["split"] != "test"]
+    assert (test["fold"] == -1).all()
+    sizes = rest["fold"].value_counts().sort_index()
+    assert sizes.index.tolist() == [0, 1, 2, 3, 4] and sizes.max() - sizes.min() <= 2
+    again = make_splits(cohort(40), SplitConfig(n_folds=5, seed=4))
+    pd.testing.assert_frame_equal(splits, again)
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"train": 0.8}, "sum to 1"), ({"test": -0.1, "train": 0.95}, "split.test"),
+     ({"n_folds": 1}, "split.n_folds"), ({"tumour_bins": 0}, "split.tumour_bins"),
+     ({"train": 0.0, "val": 0.5, "test": 0.5}, "split.train")],
+)  # fmt: skip
+def test_invalid_config_is_rejected(kwargs, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        make_splits(cohort(10), SplitConfig(**kwargs))
+
+
+def test_too_few_patients_for_folds():
+    with pytest.raises(ConfigError, match="n_folds=5"):
+        make_splits(cohort(4), SplitConfig(n_folds=5))
+
+
+def fresh(run: Path, dst: Path, names=("manifest.csv", "patients.csv")) -> Path:
+    dst.mkdir(parents=True)
+    for name in names:
+        shutil.copy(run / name, dst / name)
+    return dst
+
+
+def test_split_run_dir_writes_splits_matching_make_splits(synthetic_run, tmp_path):
+    run = fresh(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, ["split.seed=7"])
+    returned = split_run_dir(run, cfg)
+    written = read_splits(run)
+    pd.testing.assert_frame_equal(written, returned)
+    assert set(written["patient_id"]) == set(read_manifest(run)["patient_id"])
+    # without patients.csv the per-patient totals come from the manifest: same split
+    run2 = fresh(synthetic_run, tmp_path / "run2", names=("manifest.csv",))
+    pd.testing.assert_frame_equal(split_run_dir(run2, cfg), returned)
+
+
+def test_cli_writes_splits_resolved_config_and_table(synthetic_run, tmp_path, capsys):
+    run = fresh(synthetic_run, tmp_path / "run")
+    assert split_stage.main(["--run-dir", str(run), "--seed", "11", "--set", "split.n_folds=2"]) == 0
+    out = capsys.readouterr().out
+    assert "split: seed 11, 2 folds" in out
+    for word in ("patients", "slices", "tumour_slices", "median_tumour_px", "institutions", "train", "val", "test"):
+        assert word in out
+    resolved = yaml.safe_load((run / "config_split.yaml").read_text())
+    assert resolved["split"]["seed"] == 11 and resolved["split"]["n_folds"] == 2
+    splits = read_splits(run)
+    assert "fold" in splits.columns and len(splits) == 8
+    first = (run / "splits.csv").read_bytes()
+    split_stage.main(["--run-dir", str(run), "--seed", "11", "--set", "split.n_folds=2"])
+    assert (run / "splits.csv").read_bytes() == first
+
+
+def test_cli_without_manifest_fails_cleanly(tmp_path):
+    from mri_seg.pipelines._cli import run_main
+
+    with pytest.raises(SystemExit) as exc:
+        run_main(split_stage.main, ["--run-dir", str(tmp_path)])
+    assert exc.value.code == 2
