@@ -1,0 +1,176 @@
+"""Evaluate a trained checkpoint on one split: patient metrics, plots and an HTML report.
+
+    python -m mri_seg.pipelines.evaluate --run-dir RUN [--split test] [--checkpoint PATH]
+        [--config FILE] [--set eval.k=v] [--threshold F] [--min-component N] [--tta | --no-tta]
+        [--device auto|cpu|cuda]
+
+Writes RUN/eval/<split>/{patients.csv, slices.csv, summary.json, dice_by_patient.png,
+volume_scatter.png, dice_vs_size.png, report.html} and RUN/config_evaluate.yaml.
+
+Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
+--tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
+``eval`` and ``infer`` sections can be changed; data/model settings always come from the
+checkpoint, because they describe the trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mri_seg.config import Config, config_from_dict, config_to_dict, load_config, parse_override
+from mri_seg.pipelines._cli import StageError, add_config_args, run_main
+from mri_seg.utils.provenance import provenance
+
+USER_SECTIONS = ("eval", "infer")  # the sections --config/--set may change
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, required=True, help="run directory (manifest.csv, splits.csv)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: eval.split")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: RUN/checkpoints/best.pt")
+    parser.add_argument("--threshold", type=float, default=None, help="probability threshold (eval.postprocess)")
+    parser.add_argument(
+        "--min-component", type=int, default=None, help="remove predicted components smaller than N pixels per slice"
+    )
+    parser.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=None, help="horizontal-flip test-time augmentation"
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_args(parser)
+    return parser
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _explicit_tree(config_path: Path | None, overrides: list[str]) -> dict[str, Any]:
+    """The keys the user set explicitly (file, then --set), as a nested dict."""
+    tree: dict[str, Any] = {}
+    if config_path is not None:
+        tree = _merge(tree, yaml.safe_load(Path(config_path).read_text()) or {})
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: dict[str, Any] = {}
+        leaf = node
+        for key in keys[:-1]:
+            leaf[key] = {}
+            leaf = leaf[key]
+        leaf[keys[-1]] = value
+        tree = _merge(tree, node)
+    return tree
+
+
+def resolve_config(
+    checkpoint_cfg: Config,
+    config_path: Path | None = None,
+    overrides: list[str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Config:
+    """Checkpoint config < --config < --set < flags, for the eval/infer sections only.
+
+    ``flags`` maps dotted keys (``eval.postprocess.threshold``) to values; ``None`` values are skipped.
+    """
+    overrides = list(overrides or [])
+    load_config(config_path, overrides)  # validates keys and types; raises ConfigError naming the key
+    values = config_to_dict(checkpoint_cfg)
+    explicit = _explicit_tree(config_path, overrides)
+    for section in USER_SECTIONS:
+        if isinstance(explicit.get(section), dict):
+            values[section] = _merge(values[section], explicit[section])
+    for dotted, value in (flags or {}).items():
+        if value is None:
+            continue
+        node = values
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return config_from_dict(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    from mri_seg.config import save_resolved_config
+    from mri_seg.reports.evaluation import EvalOptions, evaluate_run
+    from mri_seg.reports.outputs import write_eval_outputs
+    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        raise StageError(f"run directory not found: {run_dir}")
+    checkpoint = args.checkpoint or run_dir / "checkpoints" / "best.pt"
+    if not checkpoint.is_file():
+        raise StageError(f"checkpoint not found: {checkpoint} (train first, or pass --checkpoint)")
+    try:
+        state = load_checkpoint(checkpoint)
+        ckpt_cfg = checkpoint_config(state)
+    except CheckpointError as exc:
+        raise StageError(str(exc)) from exc
+    flags = {
+        "eval.split": args.split,
+        "eval.postprocess.threshold": args.threshold,
+        "eval.postprocess.min_component_pixels": args.min_component,
+        "eval.postprocess.tta_flip": args.tta,
+    }
+    cfg = resolve_config(ckpt_cfg, args.config, args.overrides, flags)
+    ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
+    if ignored:
+        print(f"note: evaluate uses the checkpoint's settings outside eval/infer; ignored: {ignored}", file=sys.stderr)
+    split = cfg.eval.split
+    try:
+        options = EvalOptions.from_config(cfg.eval.postprocess)
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
+
+    from mri_seg.inference.predictor import Predictor
+
+    infer_cfg = config_from_dict(config_to_dict(cfg)).infer
+    infer_cfg.postprocess = cfg.eval.postprocess  # the predictor applies flip TTA from here
+    try:
+        predictor = Predictor.from_checkpoint(checkpoint, device=args.device, infer_cfg=infer_cfg)
+    except ValueError as exc:  # unusable device or inference settings
+        raise StageError(str(exc)) from exc
+    try:
+        result = evaluate_run(run_dir, split, predictor, cfg, options, progress=not args.no_progress)
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
+    del state["model"]
+    result.summary["checkpoint"] = {
+        "path": str(checkpoint.resolve()),
+        "epoch": state.get("epoch"),
+        "best_metric": state.get("best_metric"),
+    }
+    result.summary["device"] = args.device
+    result.summary["provenance"] = provenance()
+    out_dir = run_dir / "eval" / split
+    save_resolved_config(cfg, run_dir, "evaluate")
+    result.summary["seconds"] = round(time.perf_counter() - start, 2)
+    paths = write_eval_outputs(result, out_dir)
+    s = result.summary
+    print(
+        f"{split}: {s['n_patients']} patients, {s['n_slices']} slices; patient Dice mean {s['dice_mean']:.4f} "
+        f"(95% CI {s['dice_ci95'][0]:.4f}-{s['dice_ci95'][1]:.4f}), median {s['dice_median']:.4f}; "
+        f"{s['seconds']:.1f} s -> {paths['report.html']}"
+    )
+    return 0
+
+
+def cli() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

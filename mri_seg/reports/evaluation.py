@@ -1,0 +1,293 @@
+"""Patient-level evaluation: probabilities per slice -> masks -> metric tables and a summary.
+
+The core (:func:`evaluate_cases`) takes arrays, so it is tested without a model;
+:func:`evaluate_run` feeds it from a run directory and any predictor (an object with
+``predict_proba_batch`` or a plain function ``list[image] -> list[prob]``).
+
+Postprocessing options act only through their mechanism: ``threshold`` binarises the
+probability map, ``min_component_pixels`` removes small connected components
+(both via :func:`mri_seg.inference.postprocess.postprocess`), ``tta_flip`` is applied
+by the predictor when it computes the probabilities (it is recorded here).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mri_seg.config import Config, EvalConfig, PostprocessConfig
+from mri_seg.data.kaggle_lgg import read_mask, read_slice
+from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
+from mri_seg.inference.postprocess import postprocess
+from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
+from mri_seg.reports.shape import prefixed_shape_features
+
+ProbFn = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+CLUSTER_COLUMNS = (
+    "RNASeqCluster",
+    "MethylationCluster",
+    "miRNACluster",
+    "CNCluster",
+    "RPPACluster",
+    "OncosignCluster",
+    "COCCluster",
+)
+FLAIR_CHANNEL = 1
+BOOTSTRAP_SEED = 0
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Postprocessing applied before the metrics (recorded in summary.json)."""
+
+    threshold: float = 0.5
+    min_component_pixels: int = 0
+    tta_flip: bool = False
+
+    @classmethod
+    def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
+        return cls(float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip))
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.min_component_pixels < 0:
+            raise ValueError(f"min_component_pixels must be >= 0, got {self.min_component_pixels}")
+
+
+@dataclass
+class PatientCase:
+    """One patient's slices in slice order: probabilities, truth and (optionally) the FLAIR channel."""
+
+    patient_id: str
+    slice_indices: list[int]
+    prob: np.ndarray  # D x H x W float in [0, 1]
+    truth: np.ndarray  # D x H x W bool
+    flair: np.ndarray | None = None  # D x H x W uint8, for the report montage
+    case_id: str | None = None
+
+
+@dataclass
+class MontageSlice:
+    """A slice kept for the report montage (FLAIR with true and predicted masks)."""
+
+    slice_index: int
+    flair: np.ndarray
+    truth: np.ndarray
+    pred: np.ndarray
+    dice: float
+
+
+@dataclass
+class EvalResult:
+    split: str
+    patients: pd.DataFrame  # one row per patient (metrics + shape features [+ clinical columns])
+    slices: pd.DataFrame  # one row per slice
+    summary: dict[str, Any]
+    montage: dict[str, list[MontageSlice]] = field(default_factory=dict)  # patient_id -> kept slices
+
+
+# --------------------------------------------------------------------------- core on arrays
+
+
+def binarise(prob: np.ndarray, options: EvalOptions) -> np.ndarray:
+    """Threshold + small-component removal (the inference stage's postprocess)."""
+    return np.asarray(postprocess(prob, options.threshold, options.min_component_pixels), dtype=bool)
+
+
+def _montage_slices(case: PatientCase, pred: np.ndarray, slice_dice: list[float], limit: int) -> list[MontageSlice]:
+    """The ``limit`` slices with the most true + predicted tumour, in slice order."""
+    if case.flair is None or limit <= 0:
+        return []
+    amount = case.truth.reshape(len(pred), -1).sum(1) + pred.reshape(len(pred), -1).sum(1)
+    order = [int(i) for i in np.argsort(-amount, kind="stable") if amount[i] > 0][:limit]
+    return [
+        MontageSlice(case.slice_indices[i], case.flair[i], case.truth[i], pred[i], slice_dice[i]) for i in sorted(order)
+    ]
+
+
+def evaluate_case(
+    case: PatientCase, options: EvalOptions, montage_slices: int = 0
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[MontageSlice]]:
+    """Metrics of one patient: (patient row, slice rows, montage slices)."""
+    if case.prob.shape != case.truth.shape:
+        raise ValueError(
+            f"patient {case.patient_id}: probabilities {case.prob.shape} do not match masks {case.truth.shape}"
+        )
+    truth = np.asarray(case.truth, dtype=bool)
+    pred = binarise(case.prob, options)
+    row: dict[str, Any] = {"patient_id": case.patient_id}
+    if case.case_id is not None:
+        row["case_id"] = case.case_id
+    row["n_slices"] = len(case.slice_indices)
+    row.update(patient_metrics(pred, truth))
+    row.update(prefixed_shape_features(pred, truth))
+    slice_rows = []
+    for i, index in enumerate(case.slice_indices):
+        metrics = slice_metrics(pred[i], truth[i])
+        slice_rows.append({"patient_id": case.patient_id, "slice_index": int(index), **metrics})
+    montage = _montage_slices(case, pred, [r["dice"] for r in slice_rows], montage_slices)
+    return row, slice_rows, montage
+
+
+def summarise(
+    patients: pd.DataFrame, n_slices: int, options: EvalOptions, bootstrap_samples: int, seed: int = BOOTSTRAP_SEED
+) -> dict[str, Any]:
+    """Aggregate statistics over patients (NaNs excluded and counted) plus the options used."""
+    summary: dict[str, Any] = {"n_patients": int(len(patients)), "n_slices": int(n_slices)}
+    for name in SUMMARY_METRICS:
+        values = patients[name].to_numpy(dtype=float) if name in patients else np.array([])
+        summary.update(describe(values, name, bootstrap_samples, seed))
+    summary["options"] = asdict(options)
+    summary["bootstrap"] = {"samples": int(bootstrap_samples), "seed": int(seed), "level": 0.95}
+    summary["conventions"] = CONVENTIONS
+    return summary
+
+
+def evaluate_cases(
+    cases: Iterable[PatientCase], options: EvalOptions, eval_cfg: EvalConfig, split: str = "test"
+) -> EvalResult:
+    """Evaluate patients one at a time (probabilities are not kept) and summarise them."""
+    start = time.perf_counter()
+    rows, slice_rows, montage = [], [], {}
+    for case in cases:
+        row, srows, kept = evaluate_case(case, options, eval_cfg.montage_slices)
+        rows.append(row)
+        slice_rows.extend(srows)
+        if kept:
+            montage[case.patient_id] = kept
+    if not rows:
+        raise ValueError(f"no patients to evaluate in split '{split}'")
+    patients = pd.DataFrame(rows)
+    slices = pd.DataFrame(slice_rows)
+    summary = {"split": split, **summarise(patients, len(slices), options, eval_cfg.bootstrap_samples)}
+    summary["seconds"] = round(time.perf_counter() - start, 3)
+    return EvalResult(split, patients, slices, summary, montage)
+
+
+# --------------------------------------------------------------------------- run directory
+
+
+def as_prob_fn(predictor_or_prob_fn: Any) -> ProbFn:
+    """Accept a Predictor (``predict_proba_batch``) or a function ``list[image] -> list[prob]``."""
+    if hasattr(predictor_or_prob_fn, "predict_proba_batch"):
+        return predictor_or_prob_fn.predict_proba_batch
+    if callable(predictor_or_prob_fn):
+        return predictor_or_prob_fn
+    raise TypeError("expected a Predictor (with predict_proba_batch) or a callable list[image] -> list[prob]")
+
+
+def predict_volume(prob_fn: ProbFn, images: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """Probabilities of a patient's slices, predicted in batches, stacked ``D x H x W``."""
+    probs: list[np.ndarray] = []
+    for start in range(0, len(images), max(1, batch_size)):
+        probs.extend(prob_fn(images[start : start + batch_size]))
+    return np.stack([np.asarray(p, dtype=np.float32) for p in probs])
+
+
+def iter_run_cases(
+    run_dir: Path, split: str, prob_fn: ProbFn, batch_size: int, progress: bool = True
+) -> Iterator[PatientCase]:
+    """Read each patient of ``split`` (slice order), predict it, yield a :class:`PatientCase`."""
+    manifest = manifest_for_split(run_dir, split)
+    if manifest.empty:
+        raise ValueError(f"split '{split}' of {run_dir} has no slices (check splits.csv)")
+    manifest = manifest.sort_values(["patient_id", "slice_index"], kind="stable")
+    groups = list(manifest.groupby("patient_id", sort=True))
+    for patient_id, frame in tqdm(groups, desc=f"evaluate {split}", unit="patient", disable=not progress):
+        images = [read_slice(Path(p)) for p in frame["image_path"]]
+        masks = [read_mask(Path(p)) for p in frame["mask_path"]]
+        shapes = {m.shape for m in masks}
+        if len(shapes) != 1:
+            raise ValueError(f"patient {patient_id}: slices have different sizes {sorted(shapes)}")
+        prob = predict_volume(prob_fn, images, batch_size)
+        flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
+        yield PatientCase(
+            patient_id=str(patient_id),
+            slice_indices=[int(i) for i in frame["slice_index"]],
+            prob=prob,
+            truth=np.stack(masks).astype(bool),
+            flair=flair,
+            case_id=str(frame["case_id"].iloc[0]),
+        )
+
+
+def attach_clinical(patients: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """Join the patient's clinical/genomic columns from RUN/patients.csv (left join, metrics first)."""
+    path = Path(run_dir) / PATIENTS_FILE
+    if not path.is_file():
+        return patients
+    clinical = pd.read_csv(path)
+    if "patient_id" in clinical.columns:
+        key = "patient_id"
+    elif "case_id" in clinical.columns and "case_id" in patients.columns:
+        key = "case_id"
+    elif "Patient" in clinical.columns and "case_id" in patients.columns:
+        clinical = clinical.rename(columns={"Patient": "case_id"})
+        key = "case_id"
+    else:
+        return patients
+    extra = [c for c in clinical.columns if c == key or c not in patients.columns]
+    clinical = clinical[extra].drop_duplicates(subset=key)
+    return patients.merge(clinical, on=key, how="left")
+
+
+def cluster_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice and mean true tumour volume per value of each genomic cluster column present."""
+    rows = []
+    for column in CLUSTER_COLUMNS:
+        if column not in patients.columns:
+            continue
+        for value, group in patients.dropna(subset=[column]).groupby(column, sort=True):
+            rows.append(
+                {
+                    "cluster": column,
+                    "value": value.item() if hasattr(value, "item") else value,
+                    "n_patients": int(len(group)),
+                    "dice_mean": float(group["dice"].mean()),
+                    "true_volume_mean": float(group["true_volume"].mean()),
+                }
+            )
+    return pd.DataFrame(rows, columns=["cluster", "value", "n_patients", "dice_mean", "true_volume_mean"])
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str,
+    predictor_or_prob_fn: Any,
+    cfg: Config,
+    options: EvalOptions | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Predict every slice of ``split``, compute the tables, join clinical columns."""
+    run_dir = Path(run_dir)
+    options = options or EvalOptions.from_config(cfg.eval.postprocess)
+    prob_fn = as_prob_fn(predictor_or_prob_fn)
+    cases = iter_run_cases(run_dir, split, prob_fn, cfg.eval.batch_size, progress)
+    result = evaluate_cases(cases, options, cfg.eval, split)
+    result.patients = attach_clinical(result.patients, run_dir)
+    result.summary["by_cluster"] = cluster_table(result.patients).to_dict(orient="records")
+    return result
+
+
+def ranked_patients(patients: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, patient_id) for the best, median and worst patient by Dice (duplicates dropped)."""
+    ordered = patients.sort_values(["dice", "patient_id"], ascending=[False, True], kind="stable")
+    ids = list(ordered["patient_id"])
+    if not ids:
+        return []
+    picks = [("best", ids[0]), ("median", ids[len(ids) // 2]), ("worst", ids[-1])]
+    seen: set[str] = set()
+    out = []
+    for label, pid in picks:
+        if pid not in seen:
+            seen.add(pid)
+            out.append((label, pid))
+    return out

@@ -1,0 +1,194 @@
+"""Self-contained HTML evaluation report: images as base64 data URIs, no external files.
+
+Sections: run summary and metric statistics, the plots, best/median/worst patient
+montages, a per-cluster table, and a per-patient table sortable by clicking a header
+(a few lines of inline JavaScript).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from typing import Any, Sequence
+
+import pandas as pd
+
+from mri_seg.metrics import SUMMARY_METRICS
+
+PATIENT_TABLE_COLUMNS = (
+    "patient_id",
+    "dice",
+    "iou",
+    "hd95",
+    "asd",
+    "precision",
+    "sensitivity",
+    "true_volume",
+    "pred_volume",
+    "volume_rel_error",
+    "true_tumour_slices",
+    "pred_tumour_slices",
+    "fp_slices",
+    "fn_slices",
+    "true_solidity",
+    "pred_solidity",
+    "true_irregularity",
+    "pred_irregularity",
+)
+
+_STYLE = """
+body{font-family:system-ui,Arial,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f0f0f0}
+td:first-child,th:first-child{text-align:left}
+table.sortable th{cursor:pointer}
+table.sortable th:hover{background:#dde}
+img{max-width:100%;margin:6px 0}
+.legend span{display:inline-block;width:14px;height:3px;margin:0 4px 3px 12px;vertical-align:middle}
+.note{color:#555;font-size:13px;max-width:900px}
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th, col) {
+  th.addEventListener('click', function () {
+    var body = th.closest('table').tBodies[0];
+    var asc = th.getAttribute('data-dir') !== 'asc';
+    th.parentNode.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-dir'); });
+    th.setAttribute('data-dir', asc ? 'asc' : 'desc');
+    var key = function (row) {
+      var t = row.cells[col].getAttribute('data-v');
+      var n = parseFloat(t);
+      return isNaN(n) ? t : n;
+    };
+    Array.from(body.rows).sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x === '' || y === '') { return x === y ? 0 : (x === '' ? 1 : -1); }  // blanks last
+      var c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
+      return asc ? c : -c;
+    }).forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _sort_value(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def _table(frame: pd.DataFrame, css_class: str = "", row_id_column: str | None = None) -> str:
+    cls = f' class="{css_class}"' if css_class else ""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for record in frame.to_dict(orient="records"):
+        rid = f' id="patient-{html.escape(str(record[row_id_column]))}"' if row_id_column else ""
+        cells = "".join(
+            f'<td data-v="{html.escape(_sort_value(v))}">{html.escape(_fmt(v))}</td>' for v in record.values()
+        )
+        rows.append(f"<tr{rid}>{cells}</tr>")
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _summary_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for name in SUMMARY_METRICS:
+        if f"{name}_mean" not in summary:
+            continue
+        lo, hi = summary.get(f"{name}_ci95", [math.nan, math.nan])
+        rows.append(
+            {
+                "metric": name,
+                "mean": summary[f"{name}_mean"],
+                "median": summary[f"{name}_median"],
+                "std": summary[f"{name}_std"],
+                "min": summary[f"{name}_min"],
+                "max": summary[f"{name}_max"],
+                "95% CI of mean": f"[{_fmt(lo)}, {_fmt(hi)}]",
+                "undefined (excluded)": summary.get(f"{name}_n_undefined", 0),
+            }
+        )
+    return _table(pd.DataFrame(rows))
+
+
+def _run_info(summary: dict[str, Any]) -> str:
+    options = summary.get("options", {})
+    checkpoint = summary.get("checkpoint", {}) or {}
+    items = [
+        ("split", summary.get("split")),
+        ("patients", summary.get("n_patients")),
+        ("slices", summary.get("n_slices")),
+        ("checkpoint", checkpoint.get("path")),
+        ("checkpoint epoch", checkpoint.get("epoch")),
+        ("threshold", options.get("threshold")),
+        ("min component (pixels)", options.get("min_component_pixels")),
+        ("flip TTA", options.get("tta_flip")),
+        ("seconds", summary.get("seconds")),
+    ]
+    body = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items if v is not None
+    )
+    return f"<table>{body}</table>"
+
+
+def render_report(
+    summary: dict[str, Any],
+    patients: pd.DataFrame,
+    plots: dict[str, bytes],
+    montages: Sequence[tuple[str, str, float, bytes]],
+    clusters: pd.DataFrame,
+    title: str = "mri_seg evaluation",
+) -> str:
+    """The whole report as one HTML string.
+
+    ``plots``: file name -> PNG; ``montages``: (label, patient_id, patient Dice, PNG).
+    """
+    columns = [c for c in PATIENT_TABLE_COLUMNS if c in patients.columns]
+    ordered = patients.sort_values("dice", ascending=False, kind="stable")[columns]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)} &mdash; split {html.escape(str(summary.get('split', '')))}</h1>",
+        _run_info(summary),
+        "<h2>Patient-level metrics</h2>",
+        _summary_table(summary),
+        f'<p class="note"><b>Conventions.</b> {html.escape(str(summary.get("conventions", "")))}</p>',
+        "<h2>Plots</h2>",
+    ]
+    for name, png in plots.items():
+        parts.append(f'<figure><img src="{data_uri(png)}" alt="{html.escape(name)}"><figcaption>{html.escape(name)}'
+                     "</figcaption></figure>")
+    parts.append("<h2>Best, median and worst patients</h2>")
+    parts.append(
+        f'<p class="legend">FLAIR with contours:<span style="background:#00e000"></span>truth'
+        f'<span style="background:#ff2a2a"></span>prediction; panels titled with the slice Dice.</p>'
+    )
+    for label, patient_id, dice, png in montages:
+        parts.append(f"<h3>{html.escape(label)}: {html.escape(patient_id)} (Dice {_fmt(float(dice))})</h3>")
+        parts.append(f'<img src="{data_uri(png)}" alt="montage {html.escape(label)} {html.escape(patient_id)}">')
+    parts.append("<h2>By genomic cluster</h2>")
+    if clusters.empty:
+        parts.append('<p class="note">No cluster columns in patients.csv.</p>')
+    else:
+        parts.append(_table(clusters))
+    parts.append("<h2>Patients</h2><p class=\"note\">Click a column header to sort.</p>")
+    parts.append(_table(ordered, "sortable", row_id_column="patient_id"))
+    parts.append(f"<script>{_SORT_JS}</script></body></html>")
+    return "\n".join(parts)

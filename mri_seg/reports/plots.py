@@ -1,0 +1,106 @@
+"""Evaluation figures as PNG bytes (matplotlib, Agg; no pyplot global state).
+
+Each function returns the PNG, so the same bytes go to a file and into the HTML report.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+TRUE_COLOUR = "#00e000"  # green: ground-truth contour
+PRED_COLOUR = "#ff2a2a"  # red: predicted contour
+DPI = 90
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def dice_by_patient_png(patients: pd.DataFrame) -> bytes:
+    """Patient Dice, sorted descending, with mean and median lines."""
+    ordered = patients.sort_values("dice", ascending=False, kind="stable")
+    dice = ordered["dice"].to_numpy(dtype=float)
+    fig = Figure(figsize=(max(6.0, 0.22 * len(dice) + 2), 4))
+    ax = fig.add_subplot()
+    ax.bar(np.arange(len(dice)), dice, color="#4c72b0")
+    ax.axhline(float(np.mean(dice)), color="#dd8452", linestyle="-", label=f"mean {np.mean(dice):.3f}")
+    ax.axhline(float(np.median(dice)), color="#55a868", linestyle="--", label=f"median {np.median(dice):.3f}")
+    ax.set_xticks(np.arange(len(dice)))
+    ax.set_xticklabels(ordered["patient_id"], rotation=90, fontsize=6)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("patient Dice")
+    ax.set_title(f"Dice per patient (n={len(dice)})")
+    ax.legend(loc="upper right")
+    return _png(fig)
+
+
+def volume_scatter_png(patients: pd.DataFrame) -> bytes:
+    """Predicted vs true tumour volume (pixels) with the identity line."""
+    true = patients["true_volume"].to_numpy(dtype=float)
+    pred = patients["pred_volume"].to_numpy(dtype=float)
+    fig = Figure(figsize=(5, 5))
+    ax = fig.add_subplot()
+    ax.scatter(true, pred, s=18, color="#4c72b0", alpha=0.8)
+    top = max(1.0, float(np.max(true, initial=0)), float(np.max(pred, initial=0))) * 1.05
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", label="identity")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("true volume (pixels)")
+    ax.set_ylabel("predicted volume (pixels)")
+    ax.set_title("Tumour volume per patient")
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def dice_vs_size_png(patients: pd.DataFrame) -> bytes:
+    """Patient Dice against true tumour volume (log axis when volumes span decades)."""
+    true = patients["true_volume"].to_numpy(dtype=float)
+    dice = patients["dice"].to_numpy(dtype=float)
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.scatter(true, dice, s=18, color="#4c72b0", alpha=0.8)
+    positive = true[true > 0]
+    if positive.size and positive.max() / positive.min() > 20:
+        ax.set_xscale("symlog", linthresh=max(1.0, float(positive.min())))
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("true tumour volume (pixels)")
+    ax.set_ylabel("patient Dice")
+    ax.set_title("Dice vs tumour size")
+    return _png(fig)
+
+
+def montage_png(slices: list, title: str, columns: int = 4) -> bytes:
+    """FLAIR slices with true (green) and predicted (red) contours, each titled with its Dice.
+
+    ``slices``: objects with ``slice_index``, ``flair``, ``truth``, ``pred``, ``dice``
+    (:class:`mri_seg.reports.evaluation.MontageSlice`).
+    """
+    n = max(1, len(slices))
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(2.4 * cols, 2.5 * rows + 0.6))
+    for k in range(rows * cols):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.axis("off")
+        if k >= len(slices):
+            continue
+        s = slices[k]
+        ax.imshow(s.flair, cmap="gray", interpolation="nearest")
+        for mask, colour, width in ((s.truth, TRUE_COLOUR, 2.0), (s.pred, PRED_COLOUR, 1.0)):
+            if np.any(mask) and not np.all(mask):  # truth drawn wider so both show where they coincide
+                ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=width)
+        ax.set_title(f"slice {s.slice_index} | Dice {s.dice:.2f}", fontsize=8)
+    if not slices:
+        fig.axes[0].text(0.5, 0.5, "no tumour slices", ha="center", va="center")
+    handles = [Line2D([], [], color=TRUE_COLOUR, label="truth"), Line2D([], [], color=PRED_COLOUR, label="prediction")]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)

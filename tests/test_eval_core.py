@@ -1,0 +1,150 @@
+"""Evaluation core on hand-made probability volumes (no model): options act only through their mechanism."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mri_seg.config import EvalConfig
+from mri_seg.reports.evaluation import (
+    EvalOptions,
+    PatientCase,
+    as_prob_fn,
+    cluster_table,
+    evaluate_case,
+    evaluate_cases,
+    predict_volume,
+    ranked_patients,
+)
+
+EVAL = EvalConfig(bootstrap_samples=300, montage_slices=3)
+
+
+def _case(pid: str = "P1", depth: int = 4, size: int = 48) -> PatientCase:
+    """Truth: a 12x12 square on slices 1-2; probability 0.9 on it, 0.05 elsewhere."""
+    truth = np.zeros((depth, size, size), bool)
+    truth[1:3, 10:22, 10:22] = True
+    prob = np.where(truth, 0.9, 0.05).astype(np.float32)
+    flair = np.full((depth, size, size), 80, np.uint8)
+    return PatientCase(pid, list(range(10, 10 + depth)), prob, truth, flair, case_id=pid)
+
+
+def test_perfect_prediction():
+    row, slices, montage = evaluate_case(_case(), EvalOptions(), montage_slices=3)
+    assert row["dice"] == 1.0 and row["iou"] == 1.0 and row["hd95"] == 0.0 and row["asd"] == 0.0
+    assert row["true_volume"] == row["pred_volume"] == 288
+    assert row["true_tumour_slices"] == 2 and row["fp_slices"] == 0 and row["fn_slices"] == 0
+    assert [s["slice_index"] for s in slices] == [10, 11, 12, 13]
+    assert [s["true_pixels"] for s in slices] == [0, 144, 144, 0]
+    assert [m.slice_index for m in montage] == [11, 12]  # only slices with tumour, in slice order
+
+
+def test_small_spurious_blob_removed_by_min_component():
+    case = _case()
+    case.prob[3, 30:33, 30:33] = 0.95  # 9-pixel false positive on a tumour-free slice
+    plain, _, _ = evaluate_case(case, EvalOptions(min_component_pixels=0))
+    cleaned, _, _ = evaluate_case(case, EvalOptions(min_component_pixels=20))
+    assert plain["fp_slices"] == 1 and plain["pred_volume"] == 288 + 9
+    assert plain["dice"] < 1.0 and plain["precision"] < 1.0
+    assert cleaned["fp_slices"] == 0 and cleaned["dice"] == 1.0 and cleaned["pred_volume"] == 288
+    # a threshold alone cannot separate them (same probability level)
+    assert evaluate_case(case, EvalOptions(threshold=0.8))[0]["pred_volume"] == 288 + 9
+
+
+def test_threshold_moves_the_boundary():
+    size = 64
+    rr, cc = np.mgrid[:size, :size]
+    dist = np.hypot(rr - 32, cc - 32)
+    prob2d = np.clip(1.0 - dist / 30.0, 0, 1).astype(np.float32)  # 0.5 at radius 15
+    truth2d = dist <= 15
+    case = PatientCase("P", [0], prob2d[None], truth2d[None])
+    rows = {t: evaluate_case(case, EvalOptions(threshold=t))[0] for t in (0.3, 0.5, 0.7)}
+    volumes = [rows[t]["pred_volume"] for t in (0.3, 0.5, 0.7)]
+    assert volumes[0] > volumes[1] > volumes[2]  # higher threshold -> smaller prediction
+    assert rows[0.5]["pred_volume"] == truth2d.sum() and rows[0.5]["dice"] == 1.0
+    assert rows[0.3]["sensitivity"] == 1.0 and rows[0.3]["precision"] < 1.0  # too big: over-segments
+    assert rows[0.7]["precision"] == 1.0 and rows[0.7]["sensitivity"] < 1.0  # too small: under-segments
+    assert rows[0.7]["volume_rel_error"] < 0 < rows[0.3]["volume_rel_error"]
+
+
+def test_evaluate_cases_tables_and_summary():
+    good = _case("A")
+    missed = _case("B")
+    missed.prob[:] = 0.0  # empty prediction -> hd95/asd undefined
+    shifted = _case("C")
+    shifted.prob = np.roll(shifted.prob, 3, axis=2)
+    result = evaluate_cases([good, missed, shifted], EvalOptions(threshold=0.5, tta_flip=True), EVAL, "val")
+    p = result.patients.set_index("patient_id")
+    assert list(p.index) == ["A", "B", "C"]
+    assert p.loc["B", "dice"] == 0.0 and math.isnan(p.loc["B", "hd95"]) and p.loc["B", "fn_slices"] == 2
+    assert p.loc["C", "hd95"] == pytest.approx(3.0)
+    assert {"true_solidity", "pred_solidity", "true_bbox_rows", "pred_irregularity"} <= set(p.columns)
+    assert len(result.slices) == 12 and set(result.slices.columns) >= {"dice", "iou", "true_pixels", "pred_pixels"}
+    s = result.summary
+    assert s["split"] == "val" and s["n_patients"] == 3 and s["n_slices"] == 12
+    assert s["dice_mean"] == pytest.approx(p["dice"].mean())
+    assert s["dice_median"] == pytest.approx(p["dice"].median())
+    assert s["dice_min"] == 0.0 and s["dice_max"] == 1.0
+    assert s["hd95_n_undefined"] == 1 and s["hd95_mean"] == pytest.approx((0.0 + 3.0) / 2)
+    lo, hi = s["dice_ci95"]
+    assert lo <= s["dice_mean"] <= hi
+    assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True}
+    assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
+    for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
+        assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
+    # deterministic: same inputs, same CI
+    again = evaluate_cases([_case("A"), missed, shifted], EvalOptions(threshold=0.5, tta_flip=True), EVAL, "val")
+    assert again.summary["dice_ci95"] == s["dice_ci95"]
+    assert ranked_patients(result.patients) == [("best", "A"), ("median", "C"), ("worst", "B")]
+
+
+def test_errors_and_empty():
+    bad = _case()
+    bad.prob = bad.prob[:, :-1]
+    with pytest.raises(ValueError, match="patient P1"):
+        evaluate_case(bad, EvalOptions())
+    with pytest.raises(ValueError, match="no patients"):
+        evaluate_cases([], EvalOptions(), EVAL)
+    with pytest.raises(ValueError, match="threshold"):
+        EvalOptions(threshold=1.5)
+    with pytest.raises(TypeError):
+        as_prob_fn(42)
+
+
+def test_predict_volume_batches_and_prob_fn_adapter():
+    calls = []
+
+    def fn(images):
+        calls.append(len(images))
+        return [np.full(img.shape[:2], 0.25, np.float32) for img in images]
+
+    class FakePredictor:
+        def predict_proba_batch(self, images):
+            return fn(images)
+
+    images = [np.zeros((8, 8, 3), np.uint8)] * 5
+    vol = predict_volume(as_prob_fn(FakePredictor()), images, batch_size=2)
+    assert vol.shape == (5, 8, 8) and calls == [2, 2, 1]
+    assert np.allclose(vol, 0.25)
+
+
+def test_cluster_table():
+    patients = pd.DataFrame(
+        {
+            "patient_id": ["a", "b", "c", "d"],
+            "dice": [0.8, 0.6, 0.4, 0.9],
+            "true_volume": [100, 300, 50, 10],
+            "RNASeqCluster": [1.0, 1.0, 2.0, np.nan],
+            "COCCluster": [3, 3, 3, 3],
+        }
+    )
+    table = cluster_table(patients)
+    rna = table[table["cluster"] == "RNASeqCluster"].set_index("value")
+    assert list(rna.index) == [1.0, 2.0]  # blank cluster values skipped
+    assert rna.loc[1.0, "dice_mean"] == pytest.approx(0.7) and rna.loc[1.0, "true_volume_mean"] == 200
+    assert rna.loc[1.0, "n_patients"] == 2
+    coc = table[table["cluster"] == "COCCluster"]
+    assert len(coc) == 1 and coc["n_patients"].iloc[0] == 4

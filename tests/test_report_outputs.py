@@ -1,0 +1,106 @@
+"""Report files from an evaluation result: CSVs, strict JSON, PNG plots, a self-contained HTML."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+
+from mri_seg.config import EvalConfig
+from mri_seg.reports.evaluation import EvalOptions, PatientCase, evaluate_cases
+from mri_seg.reports.outputs import OUTPUT_FILES, write_eval_outputs
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class _Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.rows: list[str] = []
+        self.tables = 0
+        self.scripts = 0
+        self.sortable = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        elif tag == "tr" and a.get("id", "").startswith("patient-"):
+            self.rows.append(a["id"][len("patient-") :])
+        elif tag == "table":
+            self.tables += 1
+            self.sortable += "sortable" in (a.get("class") or "")
+        elif tag == "script":
+            self.scripts += 1
+
+
+def _cases(n: int = 5, seed: int = 0) -> list[PatientCase]:
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        truth = np.zeros((6, 64, 64), bool)
+        r = 5 + 2 * i
+        truth[1:5, 30 - r : 30 + r, 30 - r : 30 + r] = True
+        prob = np.clip(truth * 0.8 + rng.uniform(0, 0.3, truth.shape), 0, 1).astype(np.float32)
+        prob = np.roll(prob, i, axis=2)
+        if i == 4:
+            prob[:] = 0.0  # one patient with no prediction at all
+        flair = rng.integers(0, 255, truth.shape).astype(np.uint8)
+        cases.append(PatientCase(f"TCGA_XX_{i:04d}_20000101", list(range(6)), prob, truth, flair))
+    return cases
+
+
+def test_write_eval_outputs(tmp_path):
+    result = evaluate_cases(_cases(), EvalOptions(threshold=0.6), EvalConfig(bootstrap_samples=200), "test")
+    result.patients["RNASeqCluster"] = [1, 1, 2, 2, np.nan]
+    result.summary["checkpoint"] = {"path": "/x/best.pt", "epoch": 3}
+    paths = write_eval_outputs(result, tmp_path / "eval" / "test")
+    assert sorted(p.name for p in (tmp_path / "eval" / "test").iterdir()) == sorted(OUTPUT_FILES)
+
+    patients = pd.read_csv(paths["patients.csv"])
+    assert len(patients) == 5 and patients["dice"].between(0, 1).all()
+    assert len(pd.read_csv(paths["slices.csv"])) == 30
+
+    def reject(constant):  # strict JSON: no NaN/Infinity
+        raise ValueError(constant)
+
+    summary = json.loads(paths["summary.json"].read_text(), parse_constant=reject)
+    assert summary["n_patients"] == 5 and summary["hd95_n_undefined"] == 1 and summary["checkpoint"]["epoch"] == 3
+
+    html_text = paths["report.html"].read_text()
+    parser = _Collector()
+    parser.feed(html_text)
+    parser.close()
+    for name in ("dice_by_patient.png", "volume_scatter.png", "dice_vs_size.png"):
+        png = paths[name].read_bytes()
+        assert png.startswith(PNG_MAGIC)
+        assert "data:image/png;base64," + base64.b64encode(png).decode() in parser.images
+    montages = [src for src in parser.images if src.startswith("data:image/png;base64,")]
+    assert len(montages) == 3 + 3  # three plots + best/median/worst montages
+    for src in montages:
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+    assert sorted(parser.rows) == sorted(result.patients["patient_id"])
+    assert parser.sortable == 1 and parser.scripts == 1
+    assert "RNASeqCluster" in html_text  # cluster table
+    assert "http://" not in html_text and "https://" not in html_text  # self-contained
+    assert "truth" in html_text and "prediction" in html_text  # montage legend
+
+    # re-running overwrites in place, leaves no temp files, and does not touch other files
+    other = tmp_path / "eval" / "test" / "mine.txt"
+    other.write_text("keep")
+    write_eval_outputs(result, tmp_path / "eval" / "test")
+    assert other.read_text() == "keep"
+    assert not [p for p in (tmp_path / "eval" / "test").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_single_patient_report(tmp_path):
+    result = evaluate_cases(_cases(1), EvalOptions(), EvalConfig(bootstrap_samples=50), "test")
+    paths = write_eval_outputs(result, tmp_path)
+    parser = _Collector()
+    parser.feed(paths["report.html"].read_text())
+    assert len(parser.images) == 3 + 1  # best = median = worst: one montage
+    assert parser.rows == ["TCGA_XX_0000_20000101"]
