@@ -81,6 +81,7 @@ class IntensityConfig:
 class AugmentConfig:
     enabled: bool = True
     hflip_p: float = 0.5
+    missing_sequence_p: float = 0.15  # copy FLAIR over pre/post-contrast, as the dataset does for missing ones
     affine: AffineConfig = field(default_factory=AffineConfig)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)

@@ -118,8 +118,8 @@ def stage_io(name: str, ctx: StageContext) -> tuple[list[str], list[Path], list[
     if name == "split":
         return ["--run-dir", str(run)], [run / "manifest.csv", run / "patients.csv"], [run / "splits.csv"]
     if name == "train":
-        return (
-            ["--run-dir", str(run)],
+        return (  # --resume: a re-run after a failure continues from last.pt (a no-op on a fresh run)
+            ["--run-dir", str(run), "--resume"],
             [run / "manifest.csv", run / "splits.csv"],
             [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
         )

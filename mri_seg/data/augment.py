@@ -1,0 +1,146 @@
+"""Training augmentation: albumentations 2.x joint image+mask transforms built from AugmentConfig.
+
+Works on uint8 ``H x W x C`` images (intensity transforms expect uint8) and uint8
+0/1 masks; normalisation happens afterwards (see :mod:`mri_seg.data.dataset`).
+
+Two stages:
+
+* geometric (flip, affine, elastic) move image and mask together; masks use
+  nearest-neighbour interpolation so they stay binary, borders are filled with 0.
+* missing-sequence simulation (:class:`ReplaceWithFlair`): the dataset fills a
+  patient's missing pre- or post-contrast sequence with a copy of FLAIR, and a
+  1-channel input at inference is replicated the same way. A model that never saw
+  such slices fails on those patients (on lgg-dev it missed whole tumours of
+  FLAIR-only test patients), so training copies FLAIR over the other channels
+  with probability ``augment.missing_sequence_p``.
+* intensity (brightness/contrast, gamma, Gaussian noise) change the image only,
+  and are then re-masked: pixels that were 0 (background outside the head) are set
+  back to 0. The ``zscore_nonzero`` normalisation computes its statistics over the
+  non-zero pixels, so noise or a brightness shift in the background would change
+  what "foreground" means between training and inference.
+
+Every transform is built with ``strict=True``: albumentations 2.x only *warns* about
+an unknown argument by default, strict mode turns that into an error.
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from mri_seg.config import AugmentConfig
+
+FLAIR_CHANNEL = 1  # Kaggle order pre-contrast, FLAIR, post-contrast: FLAIR is the middle channel either way
+
+
+class ReplaceWithFlair(A.ImageOnlyTransform):
+    """Copy the FLAIR channel over one or both other sequences, as the dataset does for missing ones."""
+
+    def __init__(self, flair_channel: int = FLAIR_CHANNEL, p: float = 0.5):
+        super().__init__(p=p)
+        self.flair_channel = flair_channel
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        shape = params["shape"]
+        if len(shape) == 2 or shape[-1] < 2:
+            return {"replace": []}
+        others = [c for c in range(shape[-1]) if c != self.flair_channel]
+        choice = self.py_random.randrange(len(others) + 1)  # one sequence missing, or all of them
+        return {"replace": others if choice == len(others) else [others[choice]]}
+
+    def apply(self, img: np.ndarray, replace: list[int], **params) -> np.ndarray:
+        if not replace:
+            return img
+        out = img.copy()
+        for c in replace:
+            out[..., c] = img[..., self.flair_channel]
+        return out
+
+
+def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
+    nearest = cv2.INTER_NEAREST
+    out: list[A.BasicTransform] = []
+    if cfg.hflip_p > 0:
+        out.append(A.HorizontalFlip(p=cfg.hflip_p, strict=True))
+    aff = cfg.affine
+    if aff.p > 0:
+        out.append(
+            A.Affine(
+                scale=(float(aff.scale[0]), float(aff.scale[1])),
+                rotate=(-aff.rotate, aff.rotate),
+                translate_percent=(-aff.translate, aff.translate),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=nearest,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=aff.p,
+                strict=True,
+            )
+        )
+    el = cfg.elastic
+    if el.p > 0:
+        out.append(
+            A.ElasticTransform(
+                alpha=el.alpha,
+                sigma=el.sigma,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=nearest,
+                border_mode=cv2.BORDER_CONSTANT,
+                fill=0,
+                fill_mask=0,
+                p=el.p,
+                strict=True,
+            )
+        )
+    return out
+
+
+def _intensity(cfg: AugmentConfig) -> list[A.BasicTransform]:
+    it = cfg.intensity
+    out: list[A.BasicTransform] = []
+    if cfg.missing_sequence_p > 0:
+        out.append(ReplaceWithFlair(p=cfg.missing_sequence_p))
+    if it.p > 0:
+        out.append(
+            A.RandomBrightnessContrast(
+                brightness_limit=(-it.brightness, it.brightness),
+                contrast_limit=(-it.contrast, it.contrast),
+                p=it.p,
+                strict=True,
+            )
+        )
+        out.append(A.RandomGamma(gamma_limit=(float(it.gamma[0]), float(it.gamma[1])), p=it.p, strict=True))
+    if it.noise_p > 0 and it.noise_std[1] > 0:
+        out.append(
+            A.GaussNoise(std_range=(float(it.noise_std[0]), float(it.noise_std[1])), p=it.noise_p, strict=True)
+        )
+    return out
+
+
+class Augmenter:
+    """Callable ``(image uint8 HxWxC, mask uint8 HxW) -> (image, mask)``; see module docstring."""
+
+    def __init__(self, cfg: AugmentConfig, seed: int | None = None):
+        self.geometric = A.Compose(_geometric(cfg), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True)
+        self.intensity = A.Compose(_intensity(cfg), seed=seed, strict=True)
+
+    def set_seed(self, seed: int) -> None:
+        """Reseed both pipelines (albumentations 2.x has its own generators, not np.random)."""
+        self.geometric.set_random_seed(seed)
+        self.intensity.set_random_seed(seed + 1)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if image.dtype != np.uint8:
+            raise TypeError(f"augmentation expects a uint8 image, got {image.dtype}")
+        out = self.geometric(image=image, mask=mask)
+        image, mask = out["image"], out["mask"]
+        background = image == 0
+        image = self.intensity(image=image)["image"]
+        return np.where(background, np.uint8(0), image).astype(np.uint8, copy=False), mask
+
+
+def build_augmentation(cfg: AugmentConfig, seed: int | None = None) -> Augmenter | None:
+    """The training pipeline, or ``None`` when ``augment.enabled`` is false (val/test never augment)."""
+    return Augmenter(cfg, seed=seed) if cfg.enabled else None

@@ -1,0 +1,156 @@
+"""Torch dataset of manifest slices: read (cv2) -> resize by data.scale -> augment (uint8) -> normalise.
+
+Order and why:
+
+1. read the uint8 slice and mask (``kaggle_lgg.read_slice`` / ``read_mask``, cv2);
+2. resize by ``data.scale`` (``INTER_AREA`` for images, ``INTER_NEAREST`` for masks);
+   with ``data.cache_in_memory`` the *resized* uint8 arrays are cached once, up front
+   (workers forked later share them copy-on-write);
+3. augment the uint8 image jointly with the mask (albumentations' intensity transforms
+   are defined on uint8);
+4. normalise with :func:`mri_seg.data.normalize.normalise_image` -- last, so the model
+   always sees exactly what inference computes from an un-augmented image.
+
+Items: ``{"image": float32 CxHxW, "mask": float32 1xHxW (0/1), "patient_id": str,
+"slice_index": int, "index": int}``. ``native_mask(i)`` returns the mask at its native
+size, used by validation to score predictions resized back to native resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from mri_seg.config import Config
+from mri_seg.data.augment import Augmenter, build_augmentation
+from mri_seg.data.kaggle_lgg import read_mask, read_slice
+from mri_seg.data.manifest import manifest_for_split
+from mri_seg.data.normalize import normalise_image
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(h, w)`` after resizing by ``scale`` (rounded to the nearest pixel)."""
+    if scale <= 0:
+        raise ValueError(f"data.scale must be > 0, got {scale}")
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a uint8 image (area) and its mask (nearest) by ``scale``; identity at 1.0."""
+    if scale == 1.0:
+        return image, mask
+    h, w = scaled_size(image.shape[0], image.shape[1], scale)
+    img = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    msk = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+    return img, msk
+
+
+class SliceDataset(Dataset):
+    """2D slices of one split; see module docstring."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        scale: float = 1.0,
+        normalisation: str = "zscore_nonzero",
+        augment: Augmenter | None = None,
+        cache_in_memory: bool = True,
+        keep_native_masks: bool = False,
+        progress: bool = False,
+    ):
+        self.frame = frame.sort_values(["patient_id", "slice_index"]).reset_index(drop=True)
+        self.scale = float(scale)
+        self.normalisation = normalisation
+        self.augment = augment
+        self.patient_ids = self.frame["patient_id"].astype(str).tolist()
+        self.slice_indices = self.frame["slice_index"].astype(int).tolist()
+        self.has_tumour = self.frame["has_tumour"].astype(bool).to_numpy()
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._native: list[np.ndarray] | None = None
+        normalise_image(np.zeros((2, 2, 1), np.uint8), normalisation)  # fail early on an unknown method
+        if cache_in_memory or keep_native_masks:
+            self._fill_cache(cache_in_memory, keep_native_masks, progress)
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self.frame.iloc[i]
+        try:
+            image = read_slice(row["image_path"])
+            mask = read_mask(row["mask_path"])
+        except Exception as exc:  # name the slice; the reader's message says what is wrong
+            raise ValueError(f"cannot read slice {row['image_path']} / its mask: {exc}") from exc
+        if image.shape[:2] != mask.shape[:2]:
+            raise ValueError(f"{row['mask_path']}: mask {mask.shape[:2]} does not match image {image.shape[:2]}")
+        if image.ndim == 2:
+            image = image[:, :, None]
+        return image, mask.astype(np.uint8)
+
+    def _fill_cache(self, images: bool, native: bool, progress: bool) -> None:
+        cache, natives = [], []
+        for i in tqdm(range(len(self.frame)), desc="caching slices", disable=not progress, leave=False):
+            image, mask = self._read(i)
+            if native:
+                natives.append(mask.astype(bool))
+            if images:
+                cache.append(resize_pair(image, mask, self.scale))
+        self._cache = cache if images else None
+        self._native = natives if native else None
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def set_seed(self, seed: int) -> None:
+        """Reseed the augmentation (called per epoch and in each DataLoader worker)."""
+        if self.augment is not None:
+            self.augment.set_seed(seed)
+
+    def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Resized uint8 image (HxWxC) and 0/1 uint8 mask, before augmentation."""
+        if self._cache is not None:
+            return self._cache[i]
+        return resize_pair(*self._read(i), self.scale)
+
+    def native_mask(self, i: int) -> np.ndarray:
+        """Boolean mask at the slice's native size."""
+        if self._native is not None:
+            return self._native[i]
+        return self._read(i)[1].astype(bool)
+
+    def __getitem__(self, i: int) -> dict:
+        image, mask = self.raw(i)
+        if self.augment is not None:
+            image, mask = self.augment(image, mask)
+        image = normalise_image(image, self.normalisation)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "mask": torch.from_numpy((mask > 0).astype(np.float32)[None]),
+            "patient_id": self.patient_ids[i],
+            "slice_index": self.slice_indices[i],
+            "index": i,
+        }
+
+
+def build_dataset(
+    run_dir: str | Path, split: str, cfg: Config, train: bool, progress: bool = False
+) -> SliceDataset:
+    """Dataset of ``split`` in a prepared+split run dir; ``train`` switches augmentation on
+    (validation/test: no augmentation, native masks kept for native-resolution scoring)."""
+    frame = manifest_for_split(run_dir, split)
+    if frame.empty:
+        raise ValueError(f"{Path(run_dir) / 'splits.csv'}: split '{split}' has no slices")
+    return SliceDataset(
+        frame,
+        scale=cfg.data.scale,
+        normalisation=cfg.data.normalisation,
+        augment=build_augmentation(cfg.augment) if train else None,
+        cache_in_memory=cfg.data.cache_in_memory,
+        keep_native_masks=not train,
+        progress=progress,
+    )

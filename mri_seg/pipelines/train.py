@@ -1,0 +1,88 @@
+"""Train a UNet on a prepared and split run directory.
+
+    python -m mri_seg.pipelines.train --run-dir RUN [--config FILE] [--set k=v]
+        [--device auto|cpu|cuda] [--resume] [--epochs N]
+    torchrun --nproc_per_node=N -m mri_seg.pipelines.train --run-dir RUN ...   # DDP
+
+Writes RUN/train_log.csv, RUN/checkpoints/{last,best}.pt and RUN/config_train.yaml.
+With ``--resume`` and no ``--config``, the config stored in RUN/checkpoints/last.pt is
+the base that ``--set``/``--epochs``/``--device`` change. ``--resume`` without a last.pt
+starts from epoch 1; a different dataset (data_hash) or model/data.scale is refused.
+Changing ``train.epochs`` on resume re-shapes the rest of the cosine decay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from mri_seg.config import Config, load_config
+from mri_seg.pipelines._cli import StageError, add_config_args, run_main
+from mri_seg.training.checkpoint import CheckpointError, load_checkpoint
+from mri_seg.training.distributed import env_context
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, required=True, help="run directory (manifest.csv, splits.csv)")
+    add_config_args(parser)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    parser.add_argument("--epochs", type=int, default=None, help="total epochs (train.epochs)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """--config (or, resuming without one, the checkpoint's config) + --set + flag overrides."""
+    from mri_seg.training.engine import checkpoint_paths
+
+    extra = []
+    if args.epochs is not None:
+        extra.append(f"train.epochs={args.epochs}")
+    if args.device is not None:
+        extra.append(f"train.device={args.device}")
+    overrides = list(args.overrides) + extra
+    last, _ = checkpoint_paths(args.run_dir)
+    if args.resume and args.config is None and last.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp) / "checkpoint_config.yaml"
+            base.write_text(yaml.safe_dump(load_checkpoint(last)["config"]))
+            return load_config(base, overrides)
+    return load_config(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.run_dir.is_dir():
+        raise StageError(f"run directory not found: {args.run_dir}")
+    from mri_seg.training.engine import TrainingError, train
+
+    try:
+        cfg = _config(args)
+        summary = train(args.run_dir, cfg, resume=args.resume, device=cfg.train.device)
+    except (TrainingError, CheckpointError) as exc:
+        raise StageError(str(exc)) from exc
+    if env_context().is_main:
+        print(_summary_line(summary))
+    return 0
+
+
+def _summary_line(s: dict) -> str:
+    mean, median = s["best_val_patient_dice_mean"], s["best_val_patient_dice_median"]
+    scores = f"{mean:.4f}/{median:.4f}" if mean is not None else "n/a"
+    return (
+        f"train done: {s['epochs_completed']} epochs ({s['stopped']}), best epoch {s['best_epoch']}, "
+        f"val patient Dice mean/median {scores}, {s['wall_seconds'] / 60:.1f} min, "
+        f"{s['images_per_s'] or 0:.1f} img/s; checkpoints: best {s['best_checkpoint']}, last {s['last_checkpoint']}"
+    )
+
+
+def cli() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

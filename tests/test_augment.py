@@ -1,0 +1,134 @@
+"""Augmentation: valid albumentations arguments, binary masks, image/mask alignment."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from mri_seg.config import AugmentConfig, load_config
+from mri_seg.data.augment import Augmenter, build_augmentation
+
+REPO_CONFIGS = ["configs/lgg_unet.yaml", "configs/lgg_cpu.yaml"]
+
+
+def _strong() -> AugmentConfig:
+    """Every transform always on, large parameters: the hardest case for alignment."""
+    cfg = AugmentConfig()
+    cfg.hflip_p = 0.5
+    cfg.affine.p, cfg.affine.rotate, cfg.affine.translate, cfg.affine.scale = 1.0, 30.0, 0.1, [0.8, 1.2]
+    cfg.elastic.p, cfg.elastic.alpha, cfg.elastic.sigma = 1.0, 40.0, 5.0
+    cfg.intensity.p, cfg.intensity.noise_p = 1.0, 1.0
+    return cfg
+
+
+def _head_and_mask(size: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    head = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.42 * size) ** 2
+    mask = (((yy - 0.4 * size) ** 2 / 0.15**2 + (xx - 0.55 * size) ** 2 / 0.1**2) < size**2).astype(np.uint8)
+    image = np.zeros((size, size, 3), np.uint8)
+    image[head] = rng.integers(40, 200, size=(int(head.sum()), 3), dtype=np.uint8)
+    image[:, :, 1] = np.where(mask > 0, 255, image[:, :, 1] * head)  # channel 1 carries the mask
+    return image, mask
+
+
+@pytest.mark.parametrize("path", REPO_CONFIGS)
+def test_pipeline_builds_without_any_warning(path, request):
+    cfg = load_config(request.config.rootpath / path).augment
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # albumentations 2.x only warns about unknown arguments
+        aug = build_augmentation(cfg, seed=0)
+        image, mask = _head_and_mask()
+        aug(image, mask)
+    assert aug is not None
+
+
+def test_disabled_returns_none():
+    cfg = AugmentConfig()
+    cfg.enabled = False
+    assert build_augmentation(cfg) is None
+
+
+def test_unknown_argument_is_an_error_not_a_warning():
+    import albumentations as A
+
+    with pytest.raises(Exception):
+        A.Affine(rotat=10, strict=True)
+
+
+def test_masks_stay_binary_and_aligned_with_image():
+    aug = Augmenter(_strong(), seed=1)
+    changed = 0
+    for i in range(25):
+        image, mask = _head_and_mask(seed=i)
+        out_img, out_mask = aug(image, mask)
+        assert out_img.dtype == np.uint8 and out_img.shape == image.shape
+        assert out_mask.dtype == mask.dtype and out_mask.shape == mask.shape
+        assert set(np.unique(out_mask)) <= {0, 1}
+        changed += not np.array_equal(out_mask, mask)
+        # channel 1 was 255 exactly on the mask: after the same geometric transform the
+        # bright region must still coincide with the mask (intensity changes it by little)
+        bright = out_img[:, :, 1] > 200
+        agree = (bright == (out_mask > 0)).mean()
+        assert agree > 0.97, f"sample {i}: image/mask agreement {agree:.3f}"
+        if out_mask.sum():
+            assert out_img[:, :, 1][out_mask > 0].mean() > 200
+    assert changed >= 20  # geometric transforms really ran
+
+
+def test_background_stays_zero_under_intensity_transforms():
+    cfg = AugmentConfig()
+    cfg.hflip_p, cfg.affine.p, cfg.elastic.p = 0.0, 0.0, 0.0
+    cfg.intensity.p, cfg.intensity.noise_p, cfg.intensity.brightness = 1.0, 1.0, 0.3
+    aug = Augmenter(cfg, seed=0)
+    image, mask = _head_and_mask()
+    out, out_mask = aug(image, mask)
+    assert np.array_equal(out_mask, mask)
+    assert (out[image == 0] == 0).all()
+    assert not np.array_equal(out[image > 0], image[image > 0])
+
+
+def test_seeding_makes_augmentation_repeatable():
+    image, mask = _head_and_mask()
+    aug = Augmenter(_strong())
+    aug.set_seed(7)
+    a = aug(image, mask)
+    aug.set_seed(7)
+    b = aug(image, mask)
+    aug.set_seed(8)
+    c = aug(image, mask)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_rejects_non_uint8_images():
+    image, mask = _head_and_mask()
+    with pytest.raises(TypeError, match="uint8"):
+        Augmenter(AugmentConfig())(image.astype(np.float32), mask)
+
+
+def test_replace_with_flair_copies_flair_over_other_sequences() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import FLAIR_CHANNEL, ReplaceWithFlair
+
+    image = np.stack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30)], axis=-1)
+    pipeline = A.Compose([ReplaceWithFlair(p=1.0)], seed=0, strict=True)
+    seen = {tuple(int(v) for v in pipeline(image=image)["image"][0, 0]) for _ in range(40)}
+    assert seen == {(20, 20, 30), (10, 20, 20), (20, 20, 20)}  # one or both non-FLAIR channels replaced
+    assert all(t[FLAIR_CHANNEL] == 20 for t in seen)  # FLAIR itself never changes
+
+    never = A.Compose([ReplaceWithFlair(p=0.0)], seed=0, strict=True)
+    np.testing.assert_array_equal(never(image=image)["image"], image)
+
+
+def test_missing_sequence_augmentation_is_built_from_config() -> None:
+    from mri_seg.config import AugmentConfig
+    from mri_seg.data.augment import ReplaceWithFlair, build_augmentation
+
+    with_it = build_augmentation(AugmentConfig(missing_sequence_p=0.3))
+    without = build_augmentation(AugmentConfig(missing_sequence_p=0.0))
+    assert any(isinstance(t, ReplaceWithFlair) and t.p == 0.3 for t in with_it.intensity.transforms)
+    assert not any(isinstance(t, ReplaceWithFlair) for t in without.intensity.transforms)

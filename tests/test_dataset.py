@@ -1,0 +1,163 @@
+"""SliceDataset (shapes, dtypes, resize, normalisation, cache) and the epoch samplers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mri_seg.config import load_config
+from mri_seg.data.dataset import SliceDataset, build_dataset, resize_pair, scaled_size
+from mri_seg.data.manifest import MANIFEST_COLUMNS, read_splits
+from mri_seg.data.normalize import normalise_image
+from mri_seg.training.samplers import DistributedWeightedSampler, build_train_sampler, oversample_weights
+
+
+def _write_slice(folder: Path, pid: str, idx: int, image: np.ndarray, mask: np.ndarray) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    img_path, mask_path = folder / f"{pid}_{idx}.tif", folder / f"{pid}_{idx}_mask.tif"
+    cv2.imwrite(str(img_path), image)
+    cv2.imwrite(str(mask_path), mask)
+    return {
+        "patient_id": pid, "case_id": pid[:12], "institution": "XX", "slice_index": idx,
+        "image_path": str(img_path), "mask_path": str(mask_path), "height": image.shape[0],
+        "width": image.shape[1], "channels": 3, "tumour_pixels": int((mask > 0).sum()),
+        "has_tumour": bool(mask.any()),
+    }  # fmt: skip
+
+
+@pytest.fixture()
+def tiny_frame(tmp_path: Path) -> pd.DataFrame:
+    """Two patients x 3 slices of 32x32, written out of order; slice 2 of each has a tumour."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for pid in ("TCGA_XX_0002_20000101", "TCGA_XX_0001_20000101"):
+        for idx in (3, 1, 2):
+            image = np.zeros((32, 32, 3), np.uint8)
+            image[4:28, 4:28] = rng.integers(10, 250, size=(24, 24, 3), dtype=np.uint8)
+            mask = np.zeros((32, 32), np.uint8)
+            if idx == 2:
+                mask[10:18, 12:20] = 255
+            rows.append(_write_slice(tmp_path / pid, pid, idx, image, mask))
+    frame = pd.DataFrame(rows)
+    assert list(frame.columns) == MANIFEST_COLUMNS
+    return frame
+
+
+def test_items_have_agreed_shapes_dtypes_and_order(tiny_frame):
+    ds = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=False)
+    assert len(ds) == 6
+    assert ds.patient_ids[:3] == ["TCGA_XX_0001_20000101"] * 3 and ds.slice_indices[:3] == [1, 2, 3]
+    item = ds[1]
+    assert item["image"].dtype == torch.float32 and tuple(item["image"].shape) == (3, 16, 16)
+    assert item["mask"].dtype == torch.float32 and tuple(item["mask"].shape) == (1, 16, 16)
+    assert set(item["mask"].unique().tolist()) == {0.0, 1.0}
+    assert item["mask"].sum().item() == 16  # 8x8 square at half size, nearest neighbour
+    assert item["patient_id"] == "TCGA_XX_0001_20000101" and item["slice_index"] == 2 and item["index"] == 1
+    assert ds.has_tumour.tolist() == [False, True, False] * 2
+
+
+def test_normalisation_is_the_shared_function_on_resized_uint8(tiny_frame):
+    ds = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=True)
+    raw, _ = ds.raw(0)
+    assert raw.dtype == np.uint8 and raw.shape == (16, 16, 3)
+    expected = normalise_image(raw, "zscore_nonzero").transpose(2, 0, 1)
+    np.testing.assert_array_equal(ds[0]["image"].numpy(), expected)
+    fg = ds[0]["image"][0] != 0
+    assert abs(ds[0]["image"][0][fg].mean().item()) < 1e-4
+    assert ds[0]["image"][0][fg].std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cache_and_disk_reads_agree(tiny_frame):
+    cached = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=True)
+    direct = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=False)
+    for i in range(len(cached)):
+        assert torch.equal(cached[i]["image"], direct[i]["image"])
+        assert torch.equal(cached[i]["mask"], direct[i]["mask"])
+
+
+def test_native_masks_keep_native_size(tiny_frame):
+    ds = SliceDataset(tiny_frame, scale=0.5, keep_native_masks=True, cache_in_memory=False)
+    native = ds.native_mask(1)
+    assert native.dtype == bool and native.shape == (32, 32) and native.sum() == 64
+
+
+def test_resize_pair_uses_area_for_images_and_nearest_for_masks():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[:, ::2] = 200  # stripes: area averaging gives 100, nearest would give 0 or 200
+    mask = np.zeros((8, 8), np.uint8)
+    mask[:, ::2] = 1
+    img, msk = resize_pair(image, mask, 0.5)
+    assert img.shape == (4, 4, 3) and (img == 100).all()
+    assert set(np.unique(msk)) <= {0, 1}
+    assert scaled_size(256, 256, 0.5) == (128, 128)
+    with pytest.raises(ValueError, match="scale"):
+        scaled_size(256, 256, 0.0)
+
+
+def test_unknown_normalisation_fails_early(tiny_frame):
+    with pytest.raises(ValueError, match="normalisation"):
+        SliceDataset(tiny_frame, normalisation="minmax", cache_in_memory=False)
+
+
+def test_unreadable_slice_names_the_file(tiny_frame, tmp_path):
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff")
+    frame = tiny_frame.copy()
+    frame.loc[0, "image_path"] = str(broken)
+    ds = SliceDataset(frame, cache_in_memory=False)
+    with pytest.raises(Exception, match="broken.tif"):
+        ds[[i for i, p in enumerate(ds.frame["image_path"]) if p == str(broken)][0]]
+
+
+def test_build_dataset_uses_the_split(synthetic_run):
+    cfg = load_config(None, ["data.scale=0.5", "data.cache_in_memory=false"])
+    splits = read_splits(synthetic_run)
+    train = build_dataset(synthetic_run, "train", cfg, train=True)
+    val = build_dataset(synthetic_run, "val", cfg, train=False)
+    assert set(train.patient_ids) == set(splits.loc[splits["split"] == "train", "patient_id"])
+    assert set(val.patient_ids) == set(splits.loc[splits["split"] == "val", "patient_id"])
+    assert train.augment is not None and val.augment is None
+    item = val[0]
+    h, w = val.native_mask(0).shape
+    assert tuple(item["image"].shape[1:]) == scaled_size(h, w, 0.5)
+    # augmentation changes training items but keeps masks binary
+    train.set_seed(0)
+    assert set(torch.cat([train[i]["mask"].unique() for i in range(5)]).tolist()) <= {0.0, 1.0}
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def test_oversample_weights_give_requested_tumour_fraction():
+    has_tumour = np.array([True] * 10 + [False] * 90)
+    w = oversample_weights(has_tumour, 0.5)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[has_tumour].sum() == pytest.approx(0.5)
+    sampler = DistributedWeightedSampler(w, seed=3)
+    draws = np.array([i for e in range(20) for i in (sampler.set_epoch(e), list(sampler))[1]])
+    assert abs(has_tumour[draws].mean() - 0.5) < 0.05
+    assert np.allclose(oversample_weights(np.ones(4, bool), 0.7), 0.25)  # one class only: uniform
+    with pytest.raises(ValueError, match="tumour_oversample"):
+        oversample_weights(has_tumour, 1.0)
+
+
+def test_samplers_shard_across_ranks_and_depend_only_on_epoch():
+    has_tumour = np.array([i % 4 == 0 for i in range(50)])
+    for frac in (0.0, 0.5):
+        shards = [build_train_sampler(has_tumour, frac, 2, r, seed=1) for r in range(2)]
+        for s in shards:
+            s.set_epoch(4)
+        a, b = list(shards[0]), list(shards[1])
+        assert len(a) == len(b) == 25
+        if frac == 0.0:
+            assert sorted(a + b) == list(range(50))  # a permutation, split in two
+        again = build_train_sampler(has_tumour, frac, 2, 0, seed=1)
+        again.set_epoch(4)
+        assert list(again) == a
+        again.set_epoch(5)
+        assert list(again) != a

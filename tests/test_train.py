@@ -1,0 +1,208 @@
+"""Training engine: outputs, checkpoints (weights_only), stopping rules, resume checks, CLI."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mri_seg.config import config_to_dict, load_config
+from mri_seg.metrics import dice_score
+from mri_seg.models.unet import build_model
+from mri_seg.pipelines._cli import StageError
+from mri_seg.pipelines.train import main as train_main
+from mri_seg.training.checkpoint import checkpoint_config
+from mri_seg.training.engine import TrainingError, data_hash, train
+from mri_seg.training.optim import MIN_LR_RATIO, warmup_cosine
+from mri_seg.training.runlog import LOG_COLUMNS
+from mri_seg.training.runtime import make_precision, rng_state, set_rng_state
+from mri_seg.training.validate import dice_from_counts, patient_dice
+
+
+def fresh_run(src: Path, dst: Path) -> Path:
+    """A writable copy of a prepared+split run dir (manifest paths are absolute)."""
+    dst.mkdir(parents=True)
+    for name in ("manifest.csv", "splits.csv", "patients.csv"):
+        if (src / name).is_file():
+            shutil.copy(src / name, dst / name)
+    return dst
+
+
+def tiny(run_dir: Path, epochs: int = 1, *extra: str) -> list[str]:
+    """Overrides for a seconds-long run: 32x32 slices, a 3-level UNet with 4..16 channels."""
+    height = int(pd.read_csv(run_dir / "manifest.csv")["height"].max())
+    return [
+        f"data.scale={32 / height}", "model.channels=[4,8,16]", "model.strides=[2,2]", "model.num_res_units=0",
+        "data.num_workers=0", "train.batch_size=8", f"train.epochs={epochs}", "train.warmup_epochs=0",
+        "augment.elastic.p=0.0", *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_run, tmp_path_factory) -> tuple[Path, dict]:
+    """One epoch trained in a copy of the synthetic run (shared by the read-only checks)."""
+    run = fresh_run(synthetic_run, tmp_path_factory.mktemp("trained") / "run")
+    summary = train(run, load_config(None, tiny(run, 1)), device="cpu")
+    return run, summary
+
+
+def test_one_epoch_writes_log_config_and_both_checkpoints(trained):
+    run, summary = trained
+    log = pd.read_csv(run / "train_log.csv")
+    assert list(log.columns) == LOG_COLUMNS and log["epoch"].tolist() == [1]
+    row = log.iloc[0]
+    assert all(math.isfinite(row[c]) for c in LOG_COLUMNS)
+    assert 0.0 <= row["val_patient_dice_mean"] <= 1.0 and 0.0 <= row["val_slice_dice"] <= 1.0
+    assert row["train_loss"] == pytest.approx(row["train_bce"] + row["train_dice_loss"], rel=1e-6)
+    assert row["images_per_s"] > 0 and row["seconds"] > 0
+    assert (run / "config_train.yaml").is_file()
+    assert summary["epochs_completed"] == 1 and summary["best_epoch"] == 1 and summary["stopped"] == "completed"
+    assert summary["best_val_patient_dice_mean"] == pytest.approx(row["val_patient_dice_mean"])
+    assert Path(summary["best_checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
+
+
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_checkpoint_loads_with_weights_only_and_rebuilds_the_model(trained, name):
+    run, _ = trained
+    state = torch.load(run / "checkpoints" / name, map_location="cpu", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "scaler", "epoch", "config", "normalisation",
+                "metrics", "best_metric", "data_hash", "extra"):  # fmt: skip
+        assert key in state, key
+    cfg = checkpoint_config(state)
+    assert config_to_dict(cfg) == config_to_dict(load_config(None, tiny(run, 1)))
+    assert state["epoch"] == 1 and state["data_hash"] == data_hash(run)
+    assert state["normalisation"] == {"method": "zscore_nonzero"}
+    assert state["best_metric"] == pytest.approx(state["metrics"]["val_patient_dice_mean"])
+    assert set(state["metrics"]["patient_dice"]) == set(
+        pd.read_csv(run / "splits.csv").query("split == 'val'")["patient_id"]
+    )
+    assert isinstance(state["extra"]["rng"]["torch"], torch.Tensor)
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_refuses_to_overwrite_and_to_resume_on_other_data_or_model(trained, tmp_path):
+    src, _ = trained
+    with pytest.raises(TrainingError, match="already exists"):
+        train(src, load_config(None, tiny(src, 1)), device="cpu")
+
+    run = tmp_path / "copy"
+    shutil.copytree(src, run)
+    with pytest.raises(TrainingError, match="config keys.*model.channels"):
+        train(run, load_config(None, tiny(run, 2, "model.channels=[4,8,32]")), resume=True, device="cpu")
+    splits = pd.read_csv(run / "splits.csv")
+    splits.loc[splits.index[0], "split"] = "test" if splits.loc[splits.index[0], "split"] != "test" else "train"
+    splits.to_csv(run / "splits.csv", index=False)
+    with pytest.raises(TrainingError, match="different data"):
+        train(run, load_config(None, tiny(run, 2)), resume=True, device="cpu")
+
+
+def test_resume_of_a_finished_run_trains_nothing(trained, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(trained[0], run)
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    summary = train(run, load_config(None, tiny(run, 1)), resume=True, device="cpu")
+    assert summary["epochs_completed"] == 1 and summary["best_epoch"] == 1
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+    assert pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1]
+
+
+def test_early_stopping_on_a_frozen_model(synthetic_run, tmp_path):
+    # lr 0 and instance norm (no running stats): val Dice never changes, so it never improves
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, tiny(run, 6, "train.lr=0.0", "model.norm=instance", "train.early_stop_patience=2"))
+    summary = train(run, cfg, device="cpu")
+    assert summary["stopped"] == "early_stop" and summary["epochs_completed"] == 3 and summary["best_epoch"] == 1
+    log = pd.read_csv(run / "train_log.csv")
+    assert log["epoch"].tolist() == [1, 2, 3]
+    assert log["val_patient_dice_mean"].nunique() == 1
+
+
+def test_time_budget_and_val_every_with_plateau(synthetic_run, tmp_path):
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, tiny(run, 3, "train.max_time_minutes=0.0001", "train.scheduler=plateau"))
+    summary = train(run, cfg, device="cpu")
+    assert summary["stopped"] == "time_budget" and summary["epochs_completed"] == 1
+
+    run2 = fresh_run(synthetic_run, tmp_path / "run2")
+    train(run2, load_config(None, tiny(run2, 2, "train.val_every=2")), device="cpu")
+    log = pd.read_csv(run2 / "train_log.csv")
+    assert math.isnan(log.loc[0, "val_patient_dice_mean"]) and not math.isnan(log.loc[1, "val_patient_dice_mean"])
+
+
+def test_cli_prints_summary_and_rejects_missing_cuda(synthetic_run, tmp_path, capsys):
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    args = ["--run-dir", str(run), "--device", "cpu", "--epochs", "1"]
+    for item in tiny(run, 1):
+        args += ["--set", item]
+    assert train_main(args) == 0
+    out = capsys.readouterr().out
+    assert "train done: 1 epochs" in out and "best.pt" in out and "val patient Dice mean/median" in out
+    # --resume without --config: the checkpoint's config is the base (a default config would not fit)
+    assert train_main(["--run-dir", str(run), "--resume", "--epochs", "1"]) == 0
+    if not torch.cuda.is_available():
+        with pytest.raises(StageError, match="CUDA is not available"):
+            train_main(["--run-dir", str(tmp_path / "run"), "--device", "cuda", "--resume"])
+    with pytest.raises(StageError, match="not found"):
+        train_main(["--run-dir", str(tmp_path / "missing")])
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_patient_dice_from_counts_equals_dice_score_on_stacked_volumes():
+    rng = np.random.default_rng(0)
+    preds, truths, ids = [], [], []
+    for pid, n in (("a", 4), ("b", 3), ("empty", 2)):
+        for _ in range(n):
+            truth = rng.random((6, 6)) > (0.7 if pid != "empty" else 1.1)
+            pred = rng.random((6, 6)) > (0.6 if pid != "empty" else 1.1)
+            preds.append(pred), truths.append(truth), ids.append(pid)
+    counts = np.array([[(p & t).sum(), p.sum(), t.sum()] for p, t in zip(preds, truths)], dtype=float)
+    got = patient_dice(counts, ids)
+    for pid in ("a", "b", "empty"):
+        sel = [i for i, x in enumerate(ids) if x == pid]
+        expected = dice_score(np.stack([preds[i] for i in sel]), np.stack([truths[i] for i in sel]))
+        assert got[pid] == pytest.approx(expected)
+    assert got["empty"] == 1.0
+    assert dice_from_counts([0, 0], [0, 3], [0, 0]).tolist() == [1.0, 0.0]
+
+
+def test_warmup_cosine_schedule_shape():
+    assert warmup_cosine(0, 10, 110) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 110) == pytest.approx(1.0)
+    assert warmup_cosine(10, 10, 110) == pytest.approx(1.0)
+    assert warmup_cosine(60, 10, 110) == pytest.approx(MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5)
+    assert warmup_cosine(110, 10, 110) == pytest.approx(MIN_LR_RATIO)
+    assert warmup_cosine(0, 0, 10) == pytest.approx(1.0)
+    # a used-up time budget pulls the decay forward; it never pushes it back
+    assert warmup_cosine(10, 10, 110, time_fraction=1.0) == pytest.approx(MIN_LR_RATIO)
+    assert warmup_cosine(60, 10, 110, time_fraction=0.5) == pytest.approx(warmup_cosine(60, 10, 110))
+    assert warmup_cosine(60, 10, 110, time_fraction=0.1) == pytest.approx(warmup_cosine(60, 10, 110))
+    assert warmup_cosine(5, 10, 110, time_fraction=1.0) == pytest.approx(0.6)  # warm-up first
+
+
+def test_rng_state_survives_weights_only_round_trip(tmp_path):
+    torch.manual_seed(1)
+    np.random.seed(1)
+    state = rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    loaded = torch.load(tmp_path / "rng.pt", weights_only=True)
+    expected = (torch.rand(3), np.random.rand(3), __import__("random").random())
+    set_rng_state(loaded)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert __import__("random").random() == expected[2]
+
+
+def test_cpu_precision_is_a_no_op():
+    precision = make_precision(torch.device("cpu"), amp=True)
+    assert precision.name == "fp32" and not precision.scaler.is_enabled()
+    with precision.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
