@@ -1,0 +1,275 @@
+"""Batch inference over a folder (or one file): scans -> masks, overlays, ``predictions.csv``.
+
+Per scan: read (any registered file type), adapt channels, predict slice by slice in
+bounded chunks, post-process, write the mask (input format and geometry), optional
+probabilities, and the overlay PNG (written last, so a scan whose outputs all exist is
+complete). A scan that fails becomes an ``error`` row and the batch goes on.
+
+Safety: inputs are never written. OUT may not be the input folder; an OUT inside the
+input folder is left out of the search; every planned output path is checked against
+the files found under the input before anything is written.
+
+Re-runs: a scan whose outputs all exist is not recomputed (its previous row is kept,
+or a ``skipped`` row when there is none) unless ``infer.overwrite``.
+
+Sharding: under torchrun each rank takes its share (:mod:`mri_seg.inference.sharding`),
+writes its rows to ``OUT/.predictions.part-<rank>.csv`` (every 10 s and at the end; a
+re-run after a crash reads them as previous rows), and rank 0
+merges the parts into ``predictions.csv`` (sorted by path) after a barrier.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from mri_seg.config import InferConfig
+from mri_seg.inference.overlay import write_overlay
+from mri_seg.inference.postprocess import postprocess
+from mri_seg.inference.sharding import Shard, barrier
+from mri_seg.io.registry import (
+    Discovery,
+    OutputPaths,
+    Source,
+    discover,
+    output_paths,
+    read_source,
+    read_truth,
+    write_outputs,
+)
+from mri_seg.io.kaggle import parse_kaggle_name
+from mri_seg.io.scan import ChannelWarning, ScanError, to_model_channels
+from mri_seg.metrics import dice_score
+from mri_seg.utils.atomic import atomic_write_csv
+
+PREDICTIONS = "predictions.csv"
+COLUMNS = [
+    "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
+    "seconds", "status", "message",
+]  # fmt: skip
+DICE_COLUMN = "dice"
+RESERVED = (PREDICTIONS, "config_infer.yaml")
+PART_WRITE_SECONDS = 10.0  # how often a rank saves its rows while it works
+
+
+class InferError(ValueError):
+    """The batch cannot start (bad input/output folders); nothing has been written."""
+
+
+@dataclass
+class Plan:
+    input_path: Path
+    out_dir: Path
+    discovery: Discovery
+    scans: list[tuple[Source, OutputPaths]]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def plan_batch(input_path: str | Path, out_dir: str | Path) -> Plan:
+    """Find the scans and their output paths; refuse anything that would write over an input."""
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise FileNotFoundError(f"input not found: {input_path}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InferError(f"output {out_dir} exists and is not a folder")
+    inp, out = input_path.resolve(), out_dir.resolve()
+    if input_path.is_dir() and out == inp:
+        raise InferError(
+            f"output folder {out_dir} is the input folder; choose another --output (inputs are never written)"
+        )
+    exclude = [out] if input_path.is_dir() and _inside(out, inp) else []
+    found = discover(input_path, exclude=exclude)
+    if not found.sources:
+        raise InferError(f"no scans found in {input_path} (supported: .tif .tiff .png .jpg .jpeg .nii .nii.gz)")
+    scans = [(s, output_paths(s, out_dir)) for s in found.sources]
+    owners: dict[Path, str] = {(out / name).resolve(): "the batch table/config" for name in RESERVED}
+    if set(owners) & found.input_files:
+        raise InferError(f"{out_dir} holds input files named like the batch outputs {RESERVED}; choose another --output")
+    for source, paths in scans:
+        for p in paths.all(with_probs=True):
+            rp = p.resolve()
+            if rp in found.input_files:
+                raise InferError(
+                    f"output {p} for {source.rel} would overwrite the input file {rp}; choose another --output"
+                )
+            if rp in owners:
+                raise InferError(f"output {p} of {source.rel} collides with the output of {owners[rp]}")
+            owners[rp] = str(source.rel)
+    return Plan(input_path, out_dir, found, scans)
+
+
+# ----------------------------------------------------------------------------- one scan
+
+
+def _row(source: Source, with_truth: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {c: "" for c in COLUMNS}
+    row.update(path=str(source.rel), format=source.format, status="error")
+    if with_truth:
+        row[DICE_COLUMN] = ""
+    return row
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (ScanError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
+def slice_names(scan) -> list[str] | None:
+    """Montage labels: a Kaggle slice's number from its file name; else the index along the slice axis."""
+    if scan.format != "kaggle":
+        return None
+    return [str(parse_kaggle_name(p.name)[1]) for p in scan.geometry["slice_paths"]]
+
+
+def segment_scan(
+    predictor, source: Source, paths: OutputPaths, cfg: InferConfig, with_truth: bool = False
+) -> dict[str, Any]:
+    """Segment one scan and write its outputs; returns its ``predictions.csv`` row (never raises)."""
+    start = time.perf_counter()
+    row = _row(source, with_truth)
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ChannelWarning)
+            scan = read_source(source, cfg.nifti_axis)
+            row["shape"] = scan.shape_text()
+            slices = scan.slices  # channels are adapted slice by slice in the predictor (no 3x copy)
+            to_model_channels(slices[:1], predictor.in_channels, source.path)  # checked (and warned) once
+        for w in caught:
+            if issubclass(w.category, ChannelWarning):
+                notes.append(str(w.message))
+                tqdm.write(f"warning: {w.message}", file=sys.stderr)
+        pp = cfg.postprocess
+        mask = np.zeros(slices.shape[:3], dtype=bool)
+        prob = np.zeros(slices.shape[:3], dtype=np.float32) if cfg.save_probabilities else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ChannelWarning)
+            for i, p in enumerate(predictor.iter_proba(slices)):
+                mask[i] = postprocess(p, pp.threshold, pp.min_component_pixels)
+                if prob is not None:
+                    prob[i] = p
+        write_outputs(source, scan, paths, mask, prob)
+        write_overlay(paths.overlay, slices, mask, slice_names(scan))
+        tumour = int(mask.sum())
+        row.update(
+            tumour_pixels=tumour,
+            slices_with_tumour=int(mask.reshape(mask.shape[0], -1).any(axis=1).sum()),
+            tumour_volume_mm3="" if scan.voxel_mm3 is None else round(tumour * scan.voxel_mm3, 3),
+            status="ok",
+        )
+        if with_truth:
+            try:
+                truth = read_truth(source, scan)
+                if truth is None:
+                    notes.append("dice: no reference mask found")
+                else:
+                    row[DICE_COLUMN] = round(dice_score(mask, truth), 6)
+            except Exception as exc:  # a bad reference mask does not fail the segmentation
+                notes.append(f"dice: {_one_line(exc)}")
+    except Exception as exc:  # one bad scan must not stop the batch
+        row["status"] = "error"
+        notes.append(_one_line(exc))
+    row["message"] = "; ".join(notes)
+    row["seconds"] = round(time.perf_counter() - start, 3)
+    return row
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _part_path(out_dir: Path, rank: int) -> Path:
+    return out_dir / f".predictions.part-{rank}.csv"
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    except Exception:  # unreadable previous table: recompute instead
+        return []
+
+
+def previous_rows(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier run (``predictions.csv``, then leftover part files of an interrupted one)."""
+    rows: dict[str, dict[str, Any]] = {}
+    paths = [out_dir / PREDICTIONS, *sorted(out_dir.glob(".predictions.part-*.csv"))]
+    for path in paths:
+        if path.is_file():
+            rows.update({r["path"]: r for r in _read_rows(path) if "path" in r})
+    return rows
+
+
+def write_table(path: Path, rows: list[dict[str, Any]], with_truth: bool) -> None:
+    columns = COLUMNS + ([DICE_COLUMN] if with_truth else [])
+    frame = pd.DataFrame(rows, columns=columns).fillna("")
+    atomic_write_csv(path, frame.sort_values("path", kind="stable").reset_index(drop=True))
+
+
+def _can_skip(previous: dict[str, Any] | None, paths: OutputPaths, cfg: InferConfig, with_truth: bool) -> bool:
+    if cfg.overwrite or not all(p.is_file() for p in paths.all(cfg.save_probabilities)):
+        return False
+    return not with_truth or (previous is not None and previous.get(DICE_COLUMN, "") != "")
+
+
+# ----------------------------------------------------------------------------- batch
+
+
+def run_batch(
+    predictor,
+    plan: Plan,
+    cfg: InferConfig,
+    with_truth: bool = False,
+    shard: Shard = Shard(),
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Segment this rank's share of ``plan``; returns the merged rows (rank 0) or this rank's rows."""
+    out_dir = plan.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = previous_rows(out_dir)
+    barrier(shard)  # every rank has read the previous rows before any part file changes
+    mine = shard.take(plan.scans)
+    rows: list[dict[str, Any]] = []
+    part = _part_path(out_dir, shard.rank)
+    last_write = time.monotonic()
+    bar = tqdm(mine, desc=f"infer[{shard.rank}]" if shard.distributed else "infer", unit="scan",
+               disable=not progress or not shard.is_main, file=sys.stderr)
+    for source, paths in bar:
+        prev = previous.get(str(source.rel))
+        if _can_skip(prev, paths, cfg, with_truth):
+            row = dict(prev) if prev is not None else {**_row(source, with_truth), "status": "skipped"}
+        else:
+            row = segment_scan(predictor, source, paths, cfg, with_truth)
+            if row["status"] == "error":
+                message = row["message"]
+                where = "" if str(source.path) in message else f"{source.path}: "
+                tqdm.write(f"error: {where}{message}", file=sys.stderr)
+        rows.append(row)
+        if time.monotonic() - last_write > PART_WRITE_SECONDS:  # progress survives a crash
+            write_table(part, rows, with_truth)
+            last_write = time.monotonic()
+    write_table(part, rows, with_truth)
+    barrier(shard)
+    if not shard.is_main:
+        return rows
+    merged = []
+    for rank in range(shard.world_size):
+        merged += _read_rows(_part_path(out_dir, rank)) if rank != shard.rank else rows
+    write_table(out_dir / PREDICTIONS, merged, with_truth)
+    for leftover in out_dir.glob(".predictions.part-*.csv"):  # also those of an interrupted run
+        leftover.unlink(missing_ok=True)
+    return merged
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, int]:
+    statuses = [str(r.get("status", "")) for r in rows]
+    return {s: statuses.count(s) for s in ("ok", "skipped", "error")}

@@ -1,0 +1,218 @@
+"""Slice -> tumour probability map, for any slice size, with bounded memory.
+
+A :class:`Predictor` repeats the training preprocessing exactly (as in
+:mod:`mri_seg.data.dataset`): resize by the checkpoint's ``data.scale`` (``INTER_AREA``,
+in the input's dtype, size rounded to the nearest pixel), then the checkpoint's
+normalisation. Every batch then goes through MONAI's ``sliding_window_inference``
+(tile = the training slice size unless ``infer.tile_size`` says otherwise, gaussian
+blending, ``infer.tile_batch`` tiles per forward pass): a slice no larger than the
+tile is one zero-padded window (0 is the normalised background) cropped back, a
+larger one is tiled and stitched on the CPU, so a 4096x4096 slice never holds more
+than ``tile_batch`` tiles of activations on the device. Probabilities are resized back
+to the input size (``INTER_LINEAR``). Optional flip TTA averages the horizontally
+flipped pass. On CUDA the same code runs under autocast with channels_last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from mri_seg.config import Config, InferConfig
+from mri_seg.data.normalize import normalise_image
+from mri_seg.io.scan import to_model_channels
+from mri_seg.models.unet import build_model, size_divisor
+from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
+
+_CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device '{name}' (use auto, cpu or cuda)")
+    return device
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Slice size the model sees: rounded to the nearest pixel, as in training."""
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def round_up(value: int, divisor: int) -> int:
+    return max(divisor, int(math.ceil(value / divisor)) * divisor)
+
+
+def windows_per_slice(height: int, width: int, tile: int, overlap: float) -> int:
+    """How many tiles ``sliding_window_inference`` cuts one slice into (MONAI's grid)."""
+    step = max(1, int(tile * (1.0 - overlap)))
+    per_dim = [1 if s <= tile else math.ceil((s - tile) / step) + 1 for s in (height, width)]
+    return per_dim[0] * per_dim[1]
+
+
+def _strip_prefixes(state: dict) -> dict:
+    """Weights saved from a DDP-wrapped or compiled model carry ``module.`` / ``_orig_mod.`` prefixes."""
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    return out
+
+
+class Predictor:
+    """Probability maps from a trained model; see the module docstring for the steps.
+
+    ``config``: the config the model was trained with (model, data.scale,
+    data.image_size). ``infer_cfg``: tiling, TTA (``postprocess.tta_flip``); defaults
+    to :class:`InferConfig` defaults.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: Config,
+        infer_cfg: InferConfig | None = None,
+        normalisation: str = "zscore_nonzero",
+        device: str | torch.device = "auto",
+    ) -> None:
+        self.config = config
+        self.infer_cfg = infer_cfg if infer_cfg is not None else InferConfig()
+        self.normalisation = normalisation
+        self.device = resolve_device(device)
+        self.cuda = self.device.type == "cuda"
+        self.in_channels = int(config.model.in_channels)
+        self.scale = float(config.data.scale)
+        if self.scale <= 0:
+            raise ValueError(f"data.scale must be > 0, got {self.scale}")
+        divisor = size_divisor(config.model)
+        requested = self.infer_cfg.tile_size or int(round(config.data.image_size * self.scale))
+        self.tile_size = round_up(requested, divisor)
+        if not 0.0 <= self.infer_cfg.overlap < 1.0:
+            raise ValueError(f"infer.overlap must be in [0, 1), got {self.infer_cfg.overlap}")
+        if self.infer_cfg.tile_batch < 1:
+            raise ValueError(f"infer.tile_batch must be >= 1, got {self.infer_cfg.tile_batch}")
+        if self.infer_cfg.blend not in ("gaussian", "constant"):
+            raise ValueError(f"infer.blend must be gaussian or constant, got '{self.infer_cfg.blend}'")
+        normalise_image(np.zeros((2, 2, 1), np.uint8), normalisation)  # unknown method: fail now
+        self.model = model.to(self.device).eval()
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, device: str | torch.device = "auto", infer_cfg: InferConfig | None = None
+    ) -> "Predictor":
+        """Model, training config and normalisation all come from the checkpoint file."""
+        state = load_checkpoint(path, map_location="cpu")
+        config = checkpoint_config(state)
+        model = build_model(config.model)
+        model.load_state_dict(_strip_prefixes(state["model"]))
+        method = (state.get("normalisation") or {}).get("method", config.data.normalisation)
+        predictor = cls(model, config, infer_cfg, method, device)
+        predictor.checkpoint_path = Path(path)
+        return predictor
+
+    # ------------------------------------------------------------------ public API
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """``H x W x C`` (or ``H x W``) image of any dtype and size -> ``H x W`` float32 in [0, 1]."""
+        return self.predict_proba_batch([image])[0]
+
+    def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Same-size slices, batched through the model; one ``H x W`` float32 map per slice."""
+        return list(self.iter_proba(images))
+
+    def iter_proba(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+        """Like :meth:`predict_proba_batch`, yielding maps chunk by chunk (bounded memory on volumes)."""
+        if len(images) == 0:
+            return
+        height, width = images[0].shape[:2]
+        for img in images:
+            if img.shape[:2] != (height, width):
+                raise ValueError(
+                    f"predict_proba_batch needs same-size slices, got {img.shape[:2]} and {(height, width)}"
+                )
+        h, w = scaled_size(height, width, self.scale)
+        chunk = max(1, self.infer_cfg.tile_batch // windows_per_slice(h, w, self.tile_size, self.infer_cfg.overlap))
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            batch = np.empty((len(part), self.in_channels, h, w), dtype=np.float32)
+            for k, img in enumerate(part):
+                batch[k] = self._prepare(img)  # filled in place: no stacked copy of a big slice
+            batch = torch.from_numpy(batch)
+            probs = self._infer(batch)
+            if self.infer_cfg.postprocess.tta_flip:
+                probs = 0.5 * (probs + self._infer(batch.flip(-1)).flip(-1))
+            for prob in probs[:, 0].numpy():
+                yield self._restore(prob, height, width)
+
+    # ------------------------------------------------------------------ steps
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """Channels checked, resized by ``data.scale``, normalised -> ``C x h x w`` float32 (a view)."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3:
+            raise ValueError(f"expected an H x W x C image, got shape {image.shape}")
+        image = to_model_channels(image, self.in_channels, "image")
+        if self.scale != 1.0:
+            if image.dtype not in _CV2_RESIZE_DTYPES:
+                image = image.astype(np.float32)
+            h, w = scaled_size(image.shape[0], image.shape[1], self.scale)
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            image = image[:, :, None] if image.ndim == 2 else image
+        return normalise_image(image, self.normalisation).transpose(2, 0, 1)
+
+    def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Model-resolution map back to the input size, clipped to [0, 1]."""
+        prob = np.asarray(prob, dtype=np.float32)
+        if prob.shape != (height, width):
+            prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            prob = prob.copy()  # never hand out a view of the batch buffer
+        return np.clip(prob, 0.0, 1.0, out=prob)
+
+    def _forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        if self.cuda:
+            tiles = tiles.contiguous(memory_format=torch.channels_last)
+        return torch.sigmoid(self.model(tiles).float())
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.cuda:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities (tiled, blended)."""
+        with torch.inference_mode(), self._autocast():
+            out = sliding_window_inference(
+                batch,
+                roi_size=(self.tile_size, self.tile_size),
+                sw_batch_size=self.infer_cfg.tile_batch,
+                predictor=self._forward,
+                overlap=self.infer_cfg.overlap,
+                mode=self.infer_cfg.blend,
+                padding_mode="constant",
+                cval=0.0,
+                sw_device=self.device,
+                device=torch.device("cpu"),
+            )
+        return torch.as_tensor(out).float()

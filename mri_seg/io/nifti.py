@@ -1,0 +1,164 @@
+"""NIfTI volumes (``.nii``, ``.nii.gz``) read and written with nibabel, voxel for voxel.
+
+Why index space: the output mask must overlay the input exactly in any viewer, so the
+data array is never reoriented. Slices are taken along ``axis`` of the stored array
+(``np.moveaxis(data, axis, 0)``) and the mask is moved back with the exact inverse;
+the input's affine, qform/sform codes and header are kept (data type set to uint8,
+intensity scaling and display range reset).
+
+Accepted shapes: 3D ``X x Y x Z`` (one sequence, replicated to 3 channels with a
+warning) and 4D ``X x Y x Z x 3`` (the 3 sequences in the last axis, in the model's
+channel order, i.e. the order :func:`mri_seg.data.kaggle_lgg.read_slice` returns for
+a Kaggle TIFF). ``X x Y x Z x 1`` is treated as 3D. Intensities are read with the
+file's scaling applied (``get_fdata``; unscaled 8/16-bit integers keep their dtype).
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from mri_seg.io.scan import Scan, ScanError
+from mri_seg.utils.atomic import atomic_write_bytes
+
+_MM_PER_UNIT = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
+
+
+def is_nifti(path: str | Path) -> bool:
+    name = Path(path).name.lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
+
+
+def nifti_stem(path: str | Path) -> str:
+    """File name without ``.nii`` / ``.nii.gz``."""
+    name = Path(path).name
+    return name[: -len(nifti_suffix(path))]
+
+
+def nifti_suffix(path: str | Path) -> str:
+    return ".nii.gz" if Path(path).name.lower().endswith(".nii.gz") else ".nii"
+
+
+def _load(path: Path) -> nib.Nifti1Image:
+    try:
+        image = nib.load(str(path))
+    except Exception as exc:
+        raise ScanError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise ScanError(f"{path}: not a NIfTI-1/2 image ({type(image).__name__})")
+    return image
+
+
+def _voxel_mm(header) -> tuple[float, float, float] | None:
+    """Spatial voxel size in mm, or None when the file gives no usable spatial information.
+
+    Units mm / meter / micron are converted. Unknown units are taken as mm (what ITK,
+    FSL and ANTs assume) when the file has a spatial transform (sform or qform code > 0);
+    with no transform and no units the pixdims are placeholders, so the size is unknown.
+    """
+    unit = header.get_xyzt_units()[0]
+    if unit == "unknown" and int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        return None
+    factor = _MM_PER_UNIT.get(unit, 1.0 if unit == "unknown" else None)
+    zooms = header.get_zooms()[:3]
+    if factor is None or any(z <= 0 for z in zooms):
+        return None
+    return tuple(float(z) * factor for z in zooms)
+
+
+def _intensities(image) -> np.ndarray:
+    """Voxel values with the file's scaling applied.
+
+    Unscaled 8/16-bit integer data stays in its own dtype (``dataobj``), like the uint8
+    TIFF slices the model was trained on, so resizing rounds the same way and a volume
+    stacked from Kaggle slices segments exactly like the slices; anything else is
+    ``get_fdata`` as float32.
+    """
+    slope, inter = image.header.get_slope_inter()
+    dtype = image.get_data_dtype()
+    unscaled = slope in (None, 1.0) and inter in (None, 0.0)
+    if unscaled and dtype.kind in "ui" and dtype.itemsize <= 2:
+        return np.asanyarray(image.dataobj)
+    return np.asarray(image.get_fdata(dtype=np.float32))
+
+
+def read_nifti(path: str | Path, axis: int = 2) -> Scan:
+    """A NIfTI volume as a :class:`Scan` with a ``D x H x W x C`` array (slices along ``axis``)."""
+    path = Path(path)
+    if axis not in (0, 1, 2):
+        raise ScanError(f"{path}: slice axis must be 0, 1 or 2, got {axis}")
+    image = _load(path)
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) == 4 and shape[3] == 1:
+        shape = shape[:3]
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 3):
+        raise ScanError(f"{path}: NIfTI shape {image.shape}; expected X x Y x Z or X x Y x Z x 3")
+    try:
+        data = _intensities(image).reshape(shape)
+    except Exception as exc:  # truncated/corrupt data block
+        raise ScanError(f"{path}: cannot read NIfTI data ({exc})") from exc
+    if data.ndim == 3:
+        data = data[..., None]
+    slices = np.moveaxis(data, axis, 0)
+    geometry = {
+        "affine": image.affine.copy(),
+        "header": image.header.copy(),
+        "image_class": type(image),
+        "axis": axis,
+        "spatial_shape": shape[:3],
+        "voxel_mm": _voxel_mm(image.header),
+    }
+    return Scan(path=path, format="nifti", array=slices, geometry=geometry)
+
+
+def to_spatial(slices: np.ndarray, scan: Scan) -> np.ndarray:
+    """Inverse of the slicing in :func:`read_nifti`: ``D x H x W`` back to the stored ``X x Y x Z``."""
+    spatial = np.moveaxis(slices, 0, scan.geometry["axis"])
+    if spatial.shape != tuple(scan.geometry["spatial_shape"]):
+        raise ScanError(f"{scan.path}: mask shape {spatial.shape} != image shape {scan.geometry['spatial_shape']}")
+    return spatial
+
+
+def _encode(data: np.ndarray, scan: Scan, path: Path) -> bytes:
+    header = scan.geometry["header"].copy()
+    header.set_data_dtype(data.dtype)
+    image = scan.geometry["image_class"](data, scan.geometry["affine"], header)
+    src = scan.geometry["header"]
+    image.set_sform(src.get_sform(), code=int(src["sform_code"]))
+    image.set_qform(src.get_qform(), code=int(src["qform_code"]))
+    image.header.set_slope_inter(1.0, 0.0)
+    image.header["cal_min"], image.header["cal_max"] = 0.0, 0.0
+    raw = image.to_bytes()
+    return gzip.compress(raw, compresslevel=1, mtime=0) if nifti_suffix(path) == ".nii.gz" else raw
+
+
+def write_nifti(path: str | Path, slices: np.ndarray, scan: Scan) -> None:
+    """Write ``D x H x W`` slices (uint8 mask or float32 probabilities) in the input's geometry."""
+    path = Path(path)
+    atomic_write_bytes(path, _encode(to_spatial(np.ascontiguousarray(slices), scan), scan, path))
+
+
+def write_mask_nifti(path: str | Path, mask: np.ndarray, scan: Scan) -> None:
+    write_nifti(path, np.asarray(mask, dtype=bool).astype(np.uint8), scan)
+
+
+def write_prob_nifti(path: str | Path, prob: np.ndarray, scan: Scan) -> None:
+    """float32 probabilities (float16 is not a NIfTI data type nibabel writes)."""
+    write_nifti(path, np.asarray(prob, dtype=np.float32), scan)
+
+
+def read_nifti_mask(path: str | Path, scan: Scan) -> np.ndarray:
+    """A reference mask volume, as ``D x H x W`` bool in ``scan``'s slice order."""
+    path = Path(path)
+    image = _load(path)
+    try:
+        data = np.asarray(image.get_fdata(dtype=np.float32))
+    except Exception as exc:
+        raise ScanError(f"{path}: cannot read NIfTI data ({exc})") from exc
+    data = data.reshape(data.shape[:3]) if data.ndim == 4 and data.shape[3] == 1 else data
+    if data.shape != tuple(scan.geometry["spatial_shape"]):
+        raise ScanError(f"{path}: mask shape {data.shape} != image shape {tuple(scan.geometry['spatial_shape'])}")
+    return np.moveaxis(data > 0, scan.geometry["axis"], 0)

@@ -1,0 +1,83 @@
+"""The in-memory form of one input scan, whatever file type it came from.
+
+Every reader returns a :class:`Scan`: the pixel array plus what a writer needs to put
+the mask back in the input's format and geometry. Arrays always carry a channel
+axis: ``H x W x C`` for a 2D image, ``D x H x W x C`` for a volume (slices along
+axis 0, in the order they are segmented).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ScanError(ValueError):
+    """A scan cannot be read or used (corrupt file, unsupported shape or channels)."""
+
+
+class ChannelWarning(UserWarning):
+    """A scan's channels were adapted to the model (1 channel replicated, opaque alpha dropped)."""
+
+
+@dataclass
+class Scan:
+    """One input scan.
+
+    ``format``: tiff | png | jpeg | nifti | kaggle (a patient folder of Kaggle TIFF slices).
+    ``geometry``: format-specific data the writers need, e.g. for NIfTI the image's
+    ``affine``, ``header``, ``axis`` and ``voxel_mm``; for Kaggle the ``slice_paths``.
+    """
+
+    path: Path
+    format: str
+    array: np.ndarray
+    geometry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.array.ndim == 4
+
+    @property
+    def slices(self) -> np.ndarray:
+        """The scan as ``D x H x W x C`` (a 2D image is a volume of one slice)."""
+        return self.array if self.is_volume else self.array[None]
+
+    @property
+    def voxel_mm3(self) -> float | None:
+        """Volume of one voxel in mm^3 when the file states it, else None."""
+        voxel = self.geometry.get("voxel_mm")
+        return float(np.prod(voxel)) if voxel is not None else None
+
+    def shape_text(self) -> str:
+        """The loaded shape as ``D x H x W x C`` / ``H x W x C`` text for tables."""
+        return "x".join(str(s) for s in self.array.shape)
+
+
+def to_model_channels(array: np.ndarray, channels: int, name: str | Path) -> np.ndarray:
+    """Adapt the channel axis (last) of ``array`` to the model's ``channels``.
+
+    Why these rules: the model was trained on 3 MRI sequences, so 3 channels pass
+    unchanged; a single channel (grayscale PNG, 3D NIfTI) is replicated with a
+    warning because the model still runs but sees no sequence contrast; an RGBA image
+    whose alpha is fully opaque is a 3-channel image with a padding channel, so alpha
+    is dropped with a warning; everything else is ambiguous and an error.
+    """
+    have = array.shape[-1]
+    if have == channels:
+        return array
+    if have == 1:
+        warnings.warn(f"{name}: 1 channel replicated to {channels} (the model expects {channels} sequences)",
+                      ChannelWarning, stacklevel=2)
+        return np.repeat(array, channels, axis=-1)
+    if have == channels + 1 == 4:
+        alpha = array[..., 3]
+        if alpha.size and alpha.min() == alpha.max():
+            warnings.warn(f"{name}: constant alpha channel dropped", ChannelWarning, stacklevel=2)
+            return array[..., :3]
+        raise ScanError(f"{name}: 4 channels with a non-constant alpha channel; expected {channels} channels or 1")
+    raise ScanError(f"{name}: {have} channels; expected {channels} (the model's input sequences) or 1")

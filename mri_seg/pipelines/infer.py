@@ -1,0 +1,127 @@
+"""Segment new scans with a trained checkpoint: masks, overlays and ``predictions.csv``.
+
+    python -m mri_seg.pipelines.infer --checkpoint CKPT --input SCANS --output OUT
+        [--config FILE] [--set infer.k=v] [--device auto|cpu|cuda] [--tile-size N] [--overlap F]
+        [--tile-batch N] [--tta | --no-tta] [--threshold F] [--min-component N]
+        [--save-probabilities] [--with-truth] [--overwrite] [--no-progress]
+
+    torchrun --nproc_per_node=N -m mri_seg.pipelines.infer ...   # scans sharded over N processes
+
+SCANS: a folder (searched recursively) or one file: Kaggle patient folders of TIFF
+slices, 2D TIFF/PNG/JPEG images, 3D/4D NIfTI volumes. Only the ``infer`` section of
+the config is used (defaults from mri_seg.config, then --config, --set, flags); the
+model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets the
+masks and overlays (mirroring the input tree), ``predictions.csv`` and
+``config_infer.yaml`` (the checkpoint's config with this run's ``infer`` section).
+
+Exit code: 0 when every scan is ok (or skipped), 1 when some failed, 2 when the batch
+could not start (bad checkpoint, no scans, OUT would overwrite inputs). Under torchrun
+rank 0 returns the merged table's status and the other ranks 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
+from mri_seg.inference.batch import InferError, plan_batch, run_batch, summarise
+from mri_seg.inference.sharding import process_group, shard_from_env
+from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.infer", description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", type=Path, required=True, help="trained checkpoint (e.g. RUN/checkpoints/best.pt)")
+    p.add_argument("--input", type=Path, required=True, help="folder of scans (recursive) or one scan file")
+    p.add_argument("--output", type=Path, required=True, help="output folder (never the input folder)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--tile-size", type=int, default=None, help="sliding-window tile (infer.tile_size; 0 = training size)"
+    )
+    p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (infer.overlap)")
+    p.add_argument("--tile-batch", type=int, default=None, help="tiles/slices per forward pass (infer.tile_batch)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="horizontal-flip TTA")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (infer.postprocess)")
+    p.add_argument("--min-component", type=int, default=None, help="drop components smaller than N pixels per slice")
+    p.add_argument("--save-probabilities", action="store_true", default=None, help="also write probability maps")
+    p.add_argument("--with-truth", action="store_true", help="score against *_mask files found beside the scans (dice)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="recompute scans whose outputs exist")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_config_args(p)
+    return p
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Command-line flags as ``key.path=value`` overrides (applied after --set)."""
+    flags = {
+        "infer.tile_size": args.tile_size,
+        "infer.overlap": args.overlap,
+        "infer.tile_batch": args.tile_batch,
+        "infer.postprocess.tta_flip": args.tta,
+        "infer.postprocess.threshold": args.threshold,
+        "infer.postprocess.min_component_pixels": args.min_component,
+        "infer.save_probabilities": args.save_probabilities,
+        "infer.overwrite": args.overwrite,
+    }
+    return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags.items() if v is not None]
+
+
+def resolved_config(checkpoint_cfg: Config, cli_cfg: Config) -> Config:
+    """What this run used: the checkpoint's data/model settings with this run's infer section."""
+    resolved = config_from_dict(config_to_dict(checkpoint_cfg))
+    resolved.infer = cli_cfg.infer
+    return resolved
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args, flag_overrides(args))
+    shard = shard_from_env()
+    try:
+        plan = plan_batch(args.input, args.output)
+    except InferError as exc:
+        raise StageError(str(exc)) from exc
+
+    from mri_seg.inference.predictor import Predictor  # torch/monai import after the cheap checks
+    from mri_seg.training.checkpoint import CheckpointError
+
+    device = args.device
+    if shard.distributed and device in ("cuda", "auto"):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.set_device(shard.local_rank)
+            device = f"cuda:{shard.local_rank}"
+    try:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=device, infer_cfg=cfg.infer)
+    except (CheckpointError, ValueError, RuntimeError) as exc:
+        raise StageError(f"cannot use checkpoint {args.checkpoint}: {exc}") from exc
+
+    with process_group(shard):
+        if shard.is_main:
+            args.output.mkdir(parents=True, exist_ok=True)
+            save_resolved_config(resolved_config(predictor.config, cfg), args.output, "infer")
+        rows = run_batch(
+            predictor, plan, cfg.infer, with_truth=args.with_truth, shard=shard, progress=not args.no_progress
+        )
+    counts = summarise(rows)
+    if shard.distributed:
+        print(f"infer[rank {shard.rank}/{shard.world_size}]: {len(shard.take(plan.scans))} scans", file=sys.stderr)
+    if not shard.is_main:
+        return 0  # rank 0 reports the merged table's status
+    print(
+        f"infer: {len(rows)} scans: {counts['ok']} ok, {counts['skipped']} skipped, {counts['error']} failed "
+        f"-> {args.output / 'predictions.csv'}",
+        file=sys.stderr,
+    )
+    return 1 if counts["error"] else 0
+
+
+def cli() -> None:
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

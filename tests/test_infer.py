@@ -1,0 +1,336 @@
+"""The infer stage end to end: every input kind, outputs in the input's geometry, predictions.csv,
+errors that do not stop the batch, re-runs, and the rules that keep inputs untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+from mri_seg.config import InferConfig
+from mri_seg.inference.postprocess import postprocess
+from mri_seg.inference.predictor import Predictor
+from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
+from mri_seg.metrics import dice_score
+from mri_seg.pipelines._cli import StageError, run_main
+from mri_seg.pipelines.infer import main
+
+PATIENT = "TCGA_AB_1234_20000101"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _affine() -> np.ndarray:
+    t = np.deg2rad(-15)
+    a = np.eye(4)
+    a[:3, :3] = np.array([[np.cos(t), 0, np.sin(t)], [0, 1, 0], [-np.sin(t), 0, np.cos(t)]]) @ np.diag([0.9, 1.1, 3.0])
+    a[:3, 3] = [10.0, -20.0, 5.5]
+    return a
+
+
+def _blob(h: int, w: int, c: int, seed: int) -> np.ndarray:
+    """A bright disc on a textured head-like background (so normalisation has work to do)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(20, 80, (h, w, c)).astype(np.uint8)
+    yy, xx = np.mgrid[:h, :w]
+    img[(yy - h // 2) ** 2 + (xx - w // 3) ** 2 < (min(h, w) // 6) ** 2] = 220
+    return img
+
+
+def make_inputs(root: Path, corrupt: bool = True) -> Path:
+    """One of each input kind under ``root`` (small, except the 1000x700 slice)."""
+    patient = root / "patients" / PATIENT
+    patient.mkdir(parents=True)
+    for i in (1, 2, 10):
+        cv2.imwrite(str(patient / f"{PATIENT}_{i}.tif"), _blob(64, 64, 3, i))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[20:40, 10:30] = 255 if i != 1 else 0
+        cv2.imwrite(str(patient / f"{PATIENT}_{i}_mask.tif"), mask)
+    (root / "png").mkdir()
+    cv2.imwrite(str(root / "png" / "gray.png"), _blob(300, 257, 1, 4)[:, :, 0])
+    cv2.imwrite(str(root / "png" / "gray_mask.png"), (_blob(300, 257, 1, 4)[:, :, 0] > 200).astype(np.uint8) * 255)
+    cv2.imwrite(str(root / "png" / "big.png"), _blob(1000, 700, 3, 5))
+    cv2.imwrite(str(root / "x.tif"), _blob(50, 60, 3, 6))
+    cv2.imwrite(str(root / "photo.jpg"), _blob(40, 48, 3, 7))
+    (root / "vol").mkdir()
+    brain = nib.Nifti1Image(_blob(20, 17, 6, 8).astype(np.float32) * 3.5, _affine())
+    brain.header.set_xyzt_units("mm")
+    nib.save(brain, str(root / "vol" / "brain.nii.gz"))
+    nib.save(nib.Nifti1Image(_blob(16, 16, 12, 9).reshape(16, 16, 4, 3), np.eye(4)), str(root / "vol" / "seq.nii"))
+    (root / "notes.txt").write_text("not a scan\n")
+    if corrupt:
+        (root / "bad").mkdir()
+        (root / "bad" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        tifffile.imwrite(root / "bad" / "two_channels.tif", np.zeros((8, 8, 2), np.uint8),
+                         photometric="minisblack", planarconfig="contig")
+    return root
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return write_untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", tiny_config(scale=0.5))
+
+
+def _run(ckpt: Path, inp: Path, out: Path, *extra: str) -> int:
+    return main(["--checkpoint", str(ckpt), "--input", str(inp), "--output", str(out), "--device", "cpu",
+                 "--no-progress", *extra])
+
+
+def _table(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False).set_index("path")
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
+    inp, out = make_inputs(tmp_path / "in"), tmp_path / "out"
+    before = tree_hash(inp)
+    assert _run(ckpt, inp, out, "--threshold", "0.5") == 1  # the corrupt files fail, the rest go on
+    assert tree_hash(inp) == before  # inputs untouched
+
+    raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
+    assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
+                                 "slices_with_tumour", "seconds", "status", "message"]
+    assert list(raw["path"]) == sorted(raw["path"])
+    t = raw.set_index("path")
+    assert set(t.index) == {f"patients/{PATIENT}", "png/gray.png", "png/big.png", "x.tif", "photo.jpg",
+                            "vol/brain.nii.gz", "vol/seq.nii", "bad/corrupt.png", "bad/two_channels.tif"}
+    assert t.loc["bad/corrupt.png", "status"] == "error" and "not a readable image" in t.loc["bad/corrupt.png", "message"]
+    assert t.loc["bad/two_channels.tif", "status"] == "error" and "2 channels" in t.loc["bad/two_channels.tif", "message"]
+    ok = t[t.status == "ok"]
+    assert len(ok) == 7
+    assert dict(ok["format"]) == {f"patients/{PATIENT}": "kaggle", "png/gray.png": "png", "png/big.png": "png",
+                                  "x.tif": "tiff", "photo.jpg": "jpeg", "vol/brain.nii.gz": "nifti",
+                                  "vol/seq.nii": "nifti"}
+    assert t.loc[f"patients/{PATIENT}", "shape"] == "3x64x64x3"
+    assert t.loc["vol/brain.nii.gz", "shape"] == "6x20x17x1"  # slices along axis 2, 1 sequence
+    assert "1 channel replicated" in t.loc["png/gray.png", "message"]
+    err = capsys.readouterr().err
+    assert "corrupt.png" in err and "1 channel replicated" in err
+
+    # masks: same format, size and geometry as the inputs
+    big = cv2.imread(str(out / "png" / "big_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert big.shape == (1000, 700) and set(np.unique(big)) <= {0, 255}
+    assert cv2.imread(str(out / "png" / "gray_mask.png"), cv2.IMREAD_UNCHANGED).shape == (300, 257)
+    assert cv2.imread(str(out / "x_mask.tif"), cv2.IMREAD_UNCHANGED).shape == (50, 60)
+    assert cv2.imread(str(out / "photo_mask.png"), cv2.IMREAD_UNCHANGED).shape == (40, 48)
+    for i in (1, 2, 10):
+        assert cv2.imread(str(out / "patients" / PATIENT / f"{PATIENT}_{i}_mask.tif"), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+    brain_in, brain_out = nib.load(str(inp / "vol" / "brain.nii.gz")), nib.load(str(out / "vol" / "brain_mask.nii.gz"))
+    assert brain_out.shape == brain_in.shape and brain_out.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(brain_out.affine, brain_in.affine)
+    seq_out = nib.load(str(out / "vol" / "seq_mask.nii"))
+    assert seq_out.shape == (16, 16, 4)
+
+    # overlays for every ok scan (volumes: one montage)
+    for overlay in ["png/big_overlay.png", "png/gray_overlay.png", "x_overlay.png", "photo_overlay.png",
+                    "vol/brain_overlay.png", "vol/seq_overlay.png", f"patients/{PATIENT}/{PATIENT}_overlay.png"]:
+        picture = cv2.imread(str(out / overlay))
+        assert picture is not None and picture.ndim == 3, overlay
+
+    # table values agree with the files
+    brain_mask = np.asarray(brain_out.dataobj) > 0
+    assert int(t.loc["vol/brain.nii.gz", "tumour_pixels"]) == int(brain_mask.sum())
+    assert float(t.loc["vol/brain.nii.gz", "tumour_volume_mm3"]) == pytest.approx(brain_mask.sum() * 0.9 * 1.1 * 3.0, rel=1e-4)
+    assert int(t.loc["vol/brain.nii.gz", "slices_with_tumour"]) == int(brain_mask.any(axis=(0, 1)).sum())
+    assert t.loc["png/big.png", "tumour_volume_mm3"] == ""
+    assert int(t.loc["png/big.png", "tumour_pixels"]) == int((big > 0).sum())
+
+    # the written mask is the predictor's probability map, post-processed
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu", infer_cfg=InferConfig())
+    expected = postprocess(predictor.predict_proba(cv2.imread(str(inp / "x.tif"), cv2.IMREAD_UNCHANGED)), 0.5, 0)
+    assert np.array_equal(cv2.imread(str(out / "x_mask.tif"), cv2.IMREAD_UNCHANGED) > 0, expected)
+
+    resolved = yaml.safe_load((out / "config_infer.yaml").read_text())
+    assert resolved["data"]["scale"] == 0.5 and resolved["infer"]["postprocess"]["threshold"] == 0.5
+    assert not list(out.glob(".predictions.part-*"))
+
+
+def test_rerun_skips_finished_scans_and_overwrite_recomputes(tmp_path, ckpt):
+    inp, out = make_inputs(tmp_path / "in", corrupt=False), tmp_path / "out"
+    assert _run(ckpt, inp, out) == 0
+    first = _table(out)
+    masks = sorted(out.rglob("*_mask.*"))
+    inodes = {p: p.stat().st_ino for p in masks}
+
+    assert _run(ckpt, inp, out) == 0  # nothing to do: previous rows kept, files untouched
+    pd.testing.assert_frame_equal(_table(out), first)
+    assert {p: p.stat().st_ino for p in masks} == inodes
+
+    (out / "x_overlay.png").unlink()  # an unfinished scan is redone, only that one
+    assert _run(ckpt, inp, out) == 0
+    changed = {p for p in masks if p.stat().st_ino != inodes[p]}
+    assert changed == {out / "x_mask.tif"}
+    assert (out / "x_overlay.png").is_file()
+
+    (out / "predictions.csv").unlink()  # outputs exist but no previous row: reported as skipped
+    assert _run(ckpt, inp, out) == 0
+    assert set(_table(out)["status"]) == {"skipped"}
+
+    assert _run(ckpt, inp, out, "--overwrite") == 0
+    assert set(_table(out)["status"]) == {"ok"}
+    assert all(p.stat().st_ino != inodes[p] for p in masks if p != out / "x_mask.tif")
+
+
+def test_with_truth_adds_dice_and_probabilities_are_saved(tmp_path, ckpt):
+    inp, out = make_inputs(tmp_path / "in", corrupt=False), tmp_path / "out"
+    assert _run(ckpt, inp, out, "--with-truth", "--save-probabilities", "--min-component", "5") == 0
+    t = _table(out)
+    assert "dice" in t.columns
+    pred = np.stack([cv2.imread(str(out / "patients" / PATIENT / f"{PATIENT}_{i}_mask.tif"), 0) > 0 for i in (1, 2, 10)])
+    truth = np.stack([cv2.imread(str(inp / "patients" / PATIENT / f"{PATIENT}_{i}_mask.tif"), 0) > 0 for i in (1, 2, 10)])
+    assert float(t.loc[f"patients/{PATIENT}", "dice"]) == pytest.approx(dice_score(pred, truth), abs=1e-6)
+    gray_pred = cv2.imread(str(out / "png" / "gray_mask.png"), 0) > 0
+    gray_truth = cv2.imread(str(inp / "png" / "gray_mask.png"), 0) > 0
+    assert float(t.loc["png/gray.png", "dice"]) == pytest.approx(dice_score(gray_pred, gray_truth), abs=1e-6)
+    assert t.loc["x.tif", "dice"] == "" and "no reference mask" in t.loc["x.tif", "message"]
+    assert "png/gray_mask.png" not in t.index  # reference masks are not scans
+    prob = cv2.imread(str(out / "png" / "big_prob.png"), cv2.IMREAD_UNCHANGED)
+    assert prob.dtype == np.uint16 and prob.shape == (1000, 700)
+    assert cv2.imread(str(out / "photo_prob.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    assert (out / "patients" / PATIENT / f"{PATIENT}_10_prob.tif").is_file()
+    brain_prob = nib.load(str(out / "vol" / "brain_prob.nii.gz"))
+    assert brain_prob.get_data_dtype() == np.float32 and brain_prob.shape == (20, 17, 6)
+    assert 0.0 <= brain_prob.get_fdata().min() and brain_prob.get_fdata().max() <= 1.0
+
+
+# ----------------------------------------------------------------------------- inputs are never written
+
+
+def test_output_equal_to_input_is_refused(tmp_path, ckpt):
+    inp = make_inputs(tmp_path / "in", corrupt=False)
+    before = tree_hash(inp)
+    with pytest.raises(StageError, match="is the input folder"):
+        _run(ckpt, inp, inp)
+    assert tree_hash(inp) == before
+
+
+def test_output_that_would_overwrite_an_input_file_is_refused(tmp_path, ckpt):
+    # input = a Kaggle patient folder inside OUT: its masks would land on the reference masks
+    root = make_inputs(tmp_path / "data", corrupt=False)
+    before = tree_hash(root)
+    with pytest.raises(StageError, match="would overwrite the input file"):
+        _run(ckpt, root / "patients" / PATIENT, root / "patients")
+    assert tree_hash(root) == before
+
+
+def test_output_inside_input_is_allowed_and_never_read_as_input(tmp_path, ckpt):
+    inp = make_inputs(tmp_path / "in", corrupt=False)
+    before = tree_hash(inp)
+    out = inp / "predictions"
+    assert _run(ckpt, inp, out) == 0
+    assert _run(ckpt, inp, out) == 0
+    assert len(_table(out)) == 7  # the second run did not pick up the first run's PNG masks/overlays
+    after = {k: v for k, v in tree_hash(inp).items() if not k.startswith("predictions")}
+    assert after == before
+
+
+def test_single_file_input(tmp_path, ckpt):
+    inp = make_inputs(tmp_path / "in", corrupt=False)
+    assert _run(ckpt, inp / "vol" / "brain.nii.gz", tmp_path / "out", "--set", "infer.nifti_axis=0") == 0
+    t = _table(tmp_path / "out")
+    assert list(t.index) == ["brain.nii.gz"] and t.loc["brain.nii.gz", "shape"] == "20x17x6x1"
+    assert nib.load(str(tmp_path / "out" / "brain_mask.nii.gz")).shape == (20, 17, 6)
+
+
+def test_bad_checkpoint_and_empty_input_exit_2(tmp_path, ckpt, capsys):
+    make_inputs(tmp_path / "in", corrupt=False)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    (tmp_path / "empty").mkdir()
+    for argv, text in [
+        (["--checkpoint", str(tmp_path / "junk.pt"), "--input", str(tmp_path / "in")], "cannot use checkpoint"),
+        (["--checkpoint", str(ckpt), "--input", str(tmp_path / "empty")], "no scans found"),
+        (["--checkpoint", str(ckpt), "--input", str(tmp_path / "nope")], "input not found"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(main, [*argv, "--output", str(tmp_path / "o"), "--no-progress"])
+        assert exit_info.value.code == 2
+        assert text in capsys.readouterr().err
+
+
+def test_command_line_exit_code_and_error_line(tmp_path, ckpt):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    cv2.imwrite(str(inp / "ok.png"), _blob(32, 40, 3, 1))
+    (inp / "broken.tif").write_bytes(b"II*\x00 broken")
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mri_seg.pipelines.infer", "--checkpoint", str(ckpt), "--input", str(inp),
+         "--output", str(tmp_path / "out"), "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.tif" in errors[0]
+    assert "1 ok, 0 skipped, 1 failed" in proc.stderr
+    assert _table(tmp_path / "out").loc["ok.png", "status"] == "ok"
+
+
+def test_single_file_input_never_overwrites_its_neighbours(tmp_path, ckpt):
+    root = make_inputs(tmp_path / "data", corrupt=False)
+    before = tree_hash(root)
+    one_slice = root / "patients" / PATIENT / f"{PATIENT}_2.tif"
+    with pytest.raises(StageError, match="would overwrite the input file"):
+        _run(ckpt, one_slice, root / "patients")  # its mask would land on the reference mask
+    assert tree_hash(root) == before
+    assert _run(ckpt, root / "png" / "gray.png", tmp_path / "out", "--with-truth") == 0
+    assert _table(tmp_path / "out").loc["gray.png", "dice"] != ""  # the neighbouring gray_mask.png
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def test_overlay_draws_the_contour_and_montage_picks_tumour_slices():
+    from mri_seg.inference.overlay import CONTOUR_BGR, make_overlay, montage_indices
+
+    mask = np.zeros((12, 40, 40), bool)
+    for k, area in {2: 4, 5: 30, 9: 12}.items():
+        mask[k, 10 : 10 + area // 2, 10:12] = True
+    assert montage_indices(mask, 2) == [5, 9]  # most tumour, shown in slice order
+    assert montage_indices(mask) == [2, 5, 9]  # only slices with tumour
+    assert montage_indices(np.zeros((12, 4, 4), bool), 4) == [0, 4, 7, 11]  # none: evenly spaced
+
+    image = np.zeros((1, 300, 200, 3), np.uint8)
+    image[0, :, :, 1] = 120
+    single = np.zeros((1, 300, 200), bool)
+    single[0, 100:150, 50:90] = True
+    picture = make_overlay(image, single)
+    red = np.all(picture == CONTOUR_BGR, axis=2)
+    assert picture.shape == (300, 200, 3) and red.any()
+    assert red[100, 50:90].any() and not red[0:90].any()  # on the mask's edge, nowhere far from it
+
+    big = make_overlay(np.zeros((1, 3000, 1500, 3), np.uint8), np.zeros((1, 3000, 1500), bool))
+    assert max(big.shape[:2]) == 1024  # overlays are for looking at; the mask keeps full size
+    montage = make_overlay(np.zeros((12, 40, 40, 1), np.uint8), mask)
+    assert montage.shape == (40, 3 * 40, 3)
+
+
+def test_nifti_stacked_from_kaggle_slices_segments_like_the_slices(tmp_path, ckpt):
+    inp = make_inputs(tmp_path / "in", corrupt=False)
+    slices = [cv2.imread(str(inp / "patients" / PATIENT / f"{PATIENT}_{i}.tif"), cv2.IMREAD_UNCHANGED) for i in (1, 2, 10)]
+    nib.save(nib.Nifti1Image(np.stack(slices, axis=2), np.diag([0.5, 0.5, 2.0, 1.0])), str(inp / "stacked.nii.gz"))
+    assert _run(ckpt, inp, tmp_path / "out") == 0
+    from_tiffs = np.stack(
+        [cv2.imread(str(tmp_path / "out" / "patients" / PATIENT / f"{PATIENT}_{i}_mask.tif"), 0) > 0 for i in (1, 2, 10)],
+        axis=2,
+    )
+    from_nifti = np.asarray(nib.load(str(tmp_path / "out" / "stacked_mask.nii.gz")).dataobj) > 0
+    assert from_tiffs.any() and np.array_equal(from_nifti, from_tiffs)
+    t = _table(tmp_path / "out")
+    assert float(t.loc["stacked.nii.gz", "tumour_volume_mm3"]) == pytest.approx(from_nifti.sum() * 0.5, rel=1e-6)
