@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?= -q
 export NO_ALBUMENTATIONS_UPDATE := 1
 
 .PHONY: venv demo test clean
@@ -24,7 +25,7 @@ demo: venv
 	$(BIN)/python -m mri_seg.pipelines.demo --out demo-run
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-run
