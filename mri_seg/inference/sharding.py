@@ -9,7 +9,6 @@ may finish their shares far apart.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,23 +16,19 @@ from typing import TypeVar
 
 import torch.distributed as dist
 
+from mri_seg.utils.dist_env import DistContext, env_context
+
 T = TypeVar("T")
 BARRIER_TIMEOUT = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
-class Shard:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+class Shard(DistContext):
+    """This process's place under torchrun, and its share of a list of scans."""
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+        return self.enabled
 
     def take(self, items: Sequence[T]) -> list[T]:
         """This rank's share: items ``rank, rank + world_size, ...``."""
@@ -42,14 +37,8 @@ class Shard:
 
 def shard_from_env() -> Shard:
     """Rank and world size as set by ``torchrun`` (a single process otherwise)."""
-    shard = Shard(
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-    )
-    if not 0 <= shard.rank < shard.world_size:
-        raise ValueError(f"bad torchrun environment: RANK={shard.rank}, WORLD_SIZE={shard.world_size}")
-    return shard
+    ctx = env_context()
+    return Shard(rank=ctx.rank, world_size=ctx.world_size, local_rank=ctx.local_rank)
 
 
 @contextlib.contextmanager

@@ -6,35 +6,10 @@ initialise a process group (NCCL on CUDA, Gloo on CPU). Only rank 0 writes files
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def env_context() -> DistContext:
-    """Rank/world size from the torchrun environment (defaults: single process)."""
-    return DistContext(
-        rank=int(os.environ.get("RANK", 0)),
-        world_size=int(os.environ.get("WORLD_SIZE", 1)),
-        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-    )
+from mri_seg.utils.dist_env import DistContext, env_context  # noqa: F401 (re-exported)
 
 
 def init_distributed(device_type: str) -> DistContext:
