@@ -59,7 +59,15 @@ class ReplaceWithFlair(A.ImageOnlyTransform):
 
 
 def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
-    nearest = cv2.INTER_NEAREST
+    # shared by every warp: linear for the image, nearest for the mask (stays binary), zero borders
+    warp = dict(
+        interpolation=cv2.INTER_LINEAR,
+        mask_interpolation=cv2.INTER_NEAREST,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=0,
+        fill_mask=0,
+        strict=True,
+    )
     out: list[A.BasicTransform] = []
     if cfg.hflip_p > 0:
         out.append(A.HorizontalFlip(p=cfg.hflip_p, strict=True))
@@ -70,13 +78,8 @@ def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
                 scale=(float(aff.scale[0]), float(aff.scale[1])),
                 rotate=(-aff.rotate, aff.rotate),
                 translate_percent=(-aff.translate, aff.translate),
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=nearest,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
                 p=aff.p,
-                strict=True,
+                **warp,
             )
         )
     el = cfg.elastic
@@ -85,13 +88,8 @@ def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
             A.ElasticTransform(
                 alpha=el.alpha,
                 sigma=el.sigma,
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=nearest,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
                 p=el.p,
-                strict=True,
+                **warp,
             )
         )
     return out
