@@ -32,13 +32,7 @@ from mri_seg.data.augment import Augmenter, build_augmentation
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import manifest_for_split
 from mri_seg.data.normalize import normalise_image
-
-
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """``(h, w)`` after resizing by ``scale`` (rounded to the nearest pixel)."""
-    if scale <= 0:
-        raise ValueError(f"data.scale must be > 0, got {scale}")
-    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+from mri_seg.data.scale import scaled_size
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:

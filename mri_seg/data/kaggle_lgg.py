@@ -30,7 +30,6 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -41,6 +40,7 @@ from mri_seg.config import Config
 from mri_seg.data.manifest import MANIFEST_COLUMNS, MANIFEST_FILE, PATIENTS_FILE, REPORT_FILE
 from mri_seg.data.synthetic import DATA_CSV_COLUMNS  # noqa: F401 - re-exported: the Kaggle data.csv columns
 from mri_seg.utils.atomic import atomic_write_csv, atomic_write_json
+from mri_seg.utils.opencv import quiet_opencv
 
 PATIENT_RE = re.compile(r"^TCGA_([A-Z0-9]{2})_([A-Z0-9]+)_(\d{8})$")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -101,17 +101,6 @@ class PrepareResult:
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-@contextlib.contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own log lines; callers report one clear error instead."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
 
 
 def _imread(path: str | Path) -> np.ndarray | None:

@@ -27,6 +27,7 @@ from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
 from mri_seg.data.normalize import normalise_image
+from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
 from mri_seg.models.unet import build_model, size_divisor
 from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
@@ -46,11 +47,6 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device '{name}' (use auto, cpu or cuda)")
     return device
-
-
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """Slice size the model sees: rounded to the nearest pixel, as in training."""
-    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
 def round_up(value: int, divisor: int) -> int:

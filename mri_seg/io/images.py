@@ -18,6 +18,7 @@ import numpy as np
 
 from mri_seg.io.scan import Scan, ScanError
 from mri_seg.utils.atomic import atomic_write_bytes
+from mri_seg.utils.opencv import quiet_opencv
 
 MASK_ON = 255  # 2D masks are written 0/255 like the Kaggle masks
 PROB_MAX = 65535  # probabilities as 16-bit images: p * 65535
@@ -49,14 +50,11 @@ def _cv2_decode(data: np.ndarray) -> np.ndarray | None:
     """``cv2.imdecode`` with OpenCV's own log lines silenced (the caller reports one clear error)."""
     if not data.size:
         return None
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    finally:
-        cv2.utils.logging.setLogLevel(level)
+    with quiet_opencv():
+        try:
+            return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        except cv2.error:
+            return None
 
 
 def _tiff_samples_per_pixel(data: np.ndarray) -> int | None:

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import importlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

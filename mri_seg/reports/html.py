@@ -177,8 +177,8 @@ def render_report(
                      "</figcaption></figure>")
     parts.append("<h2>Best, median and worst patients</h2>")
     parts.append(
-        f'<p class="legend">FLAIR with contours:<span style="background:#00e000"></span>truth'
-        f'<span style="background:#ff2a2a"></span>prediction; panels titled with the slice Dice.</p>'
+        '<p class="legend">FLAIR with contours:<span style="background:#00e000"></span>truth'
+        '<span style="background:#ff2a2a"></span>prediction; panels titled with the slice Dice.</p>'
     )
     for label, patient_id, dice, png in montages:
         parts.append(f"<h3>{html.escape(label)}: {html.escape(patient_id)} (Dice {_fmt(float(dice))})</h3>")

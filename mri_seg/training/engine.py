@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
-from mri_seg.data.dataset import SliceDataset, build_dataset, scaled_size
+from mri_seg.data.dataset import SliceDataset, build_dataset
+from mri_seg.data.scale import scaled_size
 from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE
 from mri_seg.data.normalize import normalisation_spec
 from mri_seg.losses import build_loss
