@@ -118,6 +118,9 @@ class TrainConfig:
     bce_weight: float = 1.0
     dice_weight: float = 1.0
     max_time_minutes: float = 0.0  # stop after this wall time; 0 disables
+    # the deliverable: which file of RUN/checkpoints (or of each fold<K>/) `--checkpoint RUN/checkpoints`
+    # means: best (the validation-selected epoch) | last (the end of the schedule)
+    ship_checkpoint: str = "best"
 
 
 @dataclass

@@ -139,6 +139,11 @@ def build_dataset(
     frame = manifest_for_split(run_dir, split)
     if frame.empty:
         raise ValueError(f"{Path(run_dir) / 'splits.csv'}: split '{split}' has no slices")
+    return dataset_from_frame(frame, cfg, train, progress)
+
+
+def dataset_from_frame(frame: pd.DataFrame, cfg: Config, train: bool, progress: bool = False) -> SliceDataset:
+    """Dataset of the manifest rows ``frame`` (e.g. one cross-validation fold's patients)."""
     return SliceDataset(
         frame,
         scale=cfg.data.scale,

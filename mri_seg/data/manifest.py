@@ -63,3 +63,40 @@ def manifest_for_split(run_dir: str | Path, split: str) -> pd.DataFrame:
     splits = read_splits(run_dir)
     patients = set(splits.loc[splits["split"] == split, "patient_id"])
     return manifest[manifest["patient_id"].isin(patients)].reset_index(drop=True)
+
+
+class FoldError(ValueError):
+    """splits.csv has no cross-validation folds, or the fold asked for is not one of them."""
+
+
+def fold_ids(splits: pd.DataFrame, path: str | Path = SPLITS_FILE) -> list[int]:
+    """The cross-validation folds of the train+val patients (``fold`` column of splits.csv)."""
+    if "fold" not in splits.columns:
+        raise FoldError(
+            f"{path} has no folds: run the split stage with --set split.n_folds=5 (or any k >= 2)"
+        )
+    trainval = splits[splits["split"].isin(("train", "val"))]
+    folds = sorted(int(f) for f in trainval["fold"].unique())
+    if not folds or folds[0] < 0:
+        raise FoldError(f"{path}: some train/val patients have no fold (fold -1); run the split stage again")
+    return folds
+
+
+def fold_patients(run_dir: str | Path, fold: int) -> tuple[list[str], list[str]]:
+    """(training patients, held-out patients) of ``fold``: train+val patients whose fold is not /
+    is ``fold``. Test patients are in neither."""
+    path = Path(run_dir) / SPLITS_FILE
+    splits = read_splits(run_dir)
+    folds = fold_ids(splits, path)
+    if fold not in folds:
+        raise FoldError(f"fold {fold} is out of range: {path} has folds {folds[0]}..{folds[-1]}")
+    trainval = splits[splits["split"].isin(("train", "val"))]
+    held_out = sorted(trainval.loc[trainval["fold"] == fold, "patient_id"].astype(str))
+    training = sorted(trainval.loc[trainval["fold"] != fold, "patient_id"].astype(str))
+    return training, held_out
+
+
+def manifest_for_patients(run_dir: str | Path, patients: list[str]) -> pd.DataFrame:
+    """Manifest rows of ``patients``, in patient/slice order."""
+    manifest = read_manifest(run_dir)
+    return manifest[manifest["patient_id"].astype(str).isin(set(patients))].reset_index(drop=True)

@@ -1,11 +1,15 @@
 """Train a UNet on a prepared and split run directory.
 
     python -m mri_seg.pipelines.train --run-dir RUN [--config FILE] [--set k=v]
-        [--device auto|cpu|cuda] [--resume] [--epochs N]
+        [--device auto|cpu|cuda] [--resume] [--epochs N] [--fold K | --all-folds]
     torchrun --nproc_per_node=N -m mri_seg.pipelines.train --run-dir RUN ...   # DDP
 
 Writes RUN/train_log.csv, RUN/checkpoints/{last,best}.pt and RUN/config_train.yaml.
-With ``--resume`` and no ``--config``, the config stored in RUN/checkpoints/last.pt is
+``--fold K`` (splits.csv made with split.n_folds > 1) trains on the other folds' train+val
+patients, validates on fold K and writes RUN/checkpoints/fold<K>/{last,best}.pt,
+train_log.csv and config_train.yaml; ``--all-folds`` trains every fold in turn (each
+resumable on its own with ``--resume``). Test patients are never used.
+With ``--resume`` and no ``--config``, the config stored in last.pt is
 the base that ``--set``/``--epochs``/``--device`` change. ``--resume`` without a last.pt
 starts from epoch 1; a different dataset (data_hash) or model/data.scale is refused.
 Changing ``train.epochs`` on resume re-shapes the rest of the cosine decay.
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from mri_seg.config import Config, load_config
+from mri_seg.config import Config, load_config, save_resolved_config
+from mri_seg.data.manifest import SPLITS_FILE, FoldError, fold_ids, read_splits
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main
 from mri_seg.training.checkpoint import CheckpointError, load_checkpoint
 from mri_seg.training.distributed import env_context
@@ -32,10 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
     parser.add_argument("--epochs", type=int, default=None, help="total epochs (train.epochs)")
+    folds = parser.add_mutually_exclusive_group()
+    folds.add_argument("--fold", type=int, default=None, metavar="K",
+                       help="train cross-validation fold K (held out for validation) into RUN/checkpoints/fold<K>/")
+    folds.add_argument("--all-folds", action="store_true", help="train every cross-validation fold in turn")
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
     """--config (or, resuming without one, the checkpoint's config) + --set + flag overrides."""
     from mri_seg.training.engine import checkpoint_paths
 
@@ -45,7 +54,7 @@ def _config(args: argparse.Namespace) -> Config:
     if args.device is not None:
         extra.append(f"train.device={args.device}")
     overrides = list(args.overrides) + extra
-    last, _ = checkpoint_paths(args.run_dir)
+    last, _ = checkpoint_paths(args.run_dir, fold)
     if args.resume and args.config is None and last.is_file():
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp) / "checkpoint_config.yaml"
@@ -61,20 +70,37 @@ def main(argv: list[str] | None = None) -> int:
     from mri_seg.training.engine import TrainingError, train
 
     try:
-        cfg = _config(args)
-        summary = train(args.run_dir, cfg, resume=args.resume, device=cfg.train.device)
-    except (TrainingError, CheckpointError) as exc:
+        folds = _folds(args)
+        for fold in folds:
+            cfg = _config(args, fold)
+            summary = train(args.run_dir, cfg, resume=args.resume, device=cfg.train.device, fold=fold)
+            if env_context().is_main:
+                print(_summary_line(summary))
+        if args.all_folds and env_context().is_main:
+            save_resolved_config(cfg, args.run_dir, "train")
+            print(f"train done: {len(folds)} folds -> {args.run_dir / 'checkpoints'}/fold{{{','.join(map(str, folds))}}}")
+    except (TrainingError, CheckpointError, FoldError) as exc:
         raise StageError(str(exc)) from exc
-    if env_context().is_main:
-        print(_summary_line(summary))
     return 0
+
+
+def _folds(args: argparse.Namespace) -> list[int | None]:
+    """[None] (no folds), [K], or every fold of splits.csv (checked before any training)."""
+    if args.fold is None and not args.all_folds:
+        return [None]
+    path = args.run_dir / SPLITS_FILE
+    folds = fold_ids(read_splits(args.run_dir), path)
+    if args.fold is not None and args.fold not in folds:
+        raise FoldError(f"fold {args.fold} is out of range: {path} has folds {folds[0]}..{folds[-1]}")
+    return [args.fold] if args.fold is not None else folds
 
 
 def _summary_line(s: dict) -> str:
     mean, median = s["best_val_patient_dice_mean"], s["best_val_patient_dice_median"]
     scores = f"{mean:.4f}/{median:.4f}" if mean is not None else "n/a"
+    what = "train done" if s.get("fold") is None else f"train fold {s['fold']} done"
     return (
-        f"train done: {s['epochs_completed']} epochs ({s['stopped']}), best epoch {s['best_epoch']}, "
+        f"{what}: {s['epochs_completed']} epochs ({s['stopped']}), best epoch {s['best_epoch']}, "
         f"val patient Dice mean/median {scores}, {s['wall_seconds'] / 60:.1f} min, "
         f"{s['images_per_s'] or 0:.1f} img/s; checkpoints: best {s['best_checkpoint']}, last {s['last_checkpoint']}"
     )

@@ -14,6 +14,13 @@ the share of the time budget used, which depends on wall time: see
 splits.csv) and refuses a different dataset or a different model/data-scale config.
 ``resume=True`` without a ``last.pt`` starts from epoch 1 (so a pipeline can always pass
 it); ``resume=False`` with an existing ``last.pt`` is refused rather than overwriting it.
+
+Cross-validation folds (``fold=K``, splits.csv made with ``split.n_folds > 1``): train on
+the train+val patients whose fold is not K, validate on fold K, never touch test
+patients; everything (checkpoints, ``train_log.csv``, ``config_train.yaml``,
+``tensorboard/``) goes to ``RUN/checkpoints/fold<K>/`` and resumes there. Checkpoints
+record ``fold`` and ``train_patients`` (the patients whose slices were trained on), so
+out-of-fold prediction can prove it never scores a patient with a model that saw it.
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
-from mri_seg.data.dataset import SliceDataset, build_dataset
+from mri_seg.data.dataset import SliceDataset, build_dataset, dataset_from_frame
 from mri_seg.data.scale import scaled_size
-from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE
+from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE, FoldError, fold_patients, manifest_for_patients
 from mri_seg.data.normalize import normalisation_spec
 from mri_seg.losses import build_loss
 from mri_seg.models.unet import build_model, size_divisor
@@ -46,7 +53,7 @@ from mri_seg.training.optim import (
     step_after_validation,
     step_per_batch,
 )
-from mri_seg.training.runlog import TrainLog
+from mri_seg.training.runlog import LOG_FILE, TrainLog
 from mri_seg.training.runtime import (
     Precision,
     configure_backend,
@@ -81,9 +88,40 @@ def data_hash(run_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_paths(run_dir: str | Path) -> tuple[Path, Path]:
-    folder = Path(run_dir) / CHECKPOINT_DIR
+def fold_dir(run_dir: str | Path, fold: int) -> Path:
+    """``RUN/checkpoints/fold<K>``: one cross-validation fold's checkpoints and log."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"fold{fold}"
+
+
+def output_dir(run_dir: str | Path, fold: int | None = None) -> Path:
+    """Where a training run writes its log and config: the run dir, or its fold's folder."""
+    return Path(run_dir) if fold is None else fold_dir(run_dir, fold)
+
+
+def checkpoint_paths(run_dir: str | Path, fold: int | None = None) -> tuple[Path, Path]:
+    """(last.pt, best.pt) of the run, or of one cross-validation fold."""
+    folder = Path(run_dir) / CHECKPOINT_DIR if fold is None else fold_dir(run_dir, fold)
     return folder / "last.pt", folder / "best.pt"
+
+
+def _datasets(run_dir: Path, cfg: Config, fold: int | None, progress: bool) -> tuple[SliceDataset, SliceDataset, list[str]]:
+    """Train and val datasets (the run's train/val splits, or fold K's complement / fold K) and
+    the ids of the patients trained on."""
+    if fold is None:
+        train_ds = build_dataset(run_dir, "train", cfg, train=True, progress=progress)
+        val_ds = build_dataset(run_dir, "val", cfg, train=False, progress=progress)
+    else:
+        try:
+            training, held_out = fold_patients(run_dir, fold)
+        except FoldError as exc:
+            raise TrainingError(str(exc)) from exc
+        frames = [manifest_for_patients(run_dir, p) for p in (training, held_out)]
+        for frame, what in zip(frames, ("training", "held-out")):
+            if frame.empty:
+                raise TrainingError(f"fold {fold}: no {what} slices in {run_dir / MANIFEST_FILE}")
+        train_ds = dataset_from_frame(frames[0], cfg, train=True, progress=progress)
+        val_ds = dataset_from_frame(frames[1], cfg, train=False, progress=progress)
+    return train_ds, val_ds, sorted(set(train_ds.patient_ids))
 
 
 # --------------------------------------------------------------------------- setup
@@ -210,7 +248,7 @@ def _train_epoch(
 # --------------------------------------------------------------------------- train
 
 
-def _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra) -> dict:
+def _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra, fold, patients) -> dict:
     return {
         "model": D.unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -223,13 +261,17 @@ def _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, ha
         "best_metric": best,
         "data_hash": hash_,
         "extra": extra,
+        "fold": fold,  # None: trained on the train split; K: cross-validation fold K held out
+        "train_patients": patients,
     }
 
 
-def train(run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto") -> dict:
+def train(run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None) -> dict:
     """Train on the run dir's train split, validate on its val split; returns a summary dict.
 
-    Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank; only rank 0 writes.
+    With ``fold=K``: train on the other folds' train+val patients, validate on fold K (see
+    the module docstring). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank;
+    only rank 0 writes.
     """
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -240,23 +282,33 @@ def train(run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto"
         raise TrainingError(str(exc)) from exc
     ctx = D.init_distributed(dev.type)
     try:
-        return _train(run_dir, cfg, resume, dev, ctx, wall_start)
+        return _train(run_dir, cfg, resume, dev, ctx, wall_start, fold)
     finally:
         D.cleanup_distributed()
 
 
-def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.DistContext, wall_start: float):
-    last_path, best_path = checkpoint_paths(run_dir)
+def _train(
+    run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.DistContext, wall_start: float,
+    fold: int | None,
+):
+    last_path, best_path = checkpoint_paths(run_dir, fold)
+    out_dir = output_dir(run_dir, fold)
     main = ctx.is_main
+    tag = "[train]" if fold is None else f"[train fold {fold}]"
+    if fold is not None:  # a bad fold is reported before anything else is read or written
+        try:
+            fold_patients(run_dir, fold)
+        except FoldError as exc:
+            raise TrainingError(str(exc)) from exc
     state = None
     if resume and not last_path.is_file():
         if main:
-            print(f"[train] --resume: no {last_path} yet, starting from epoch 1", flush=True)
+            print(f"{tag} --resume: no {last_path} yet, starting from epoch 1", flush=True)
     elif resume:
         state = load_checkpoint(last_path)
         changed = _check_resume(state, cfg, run_dir, last_path)
         if changed and main:
-            print(f"[train] resuming with changed config keys: {', '.join(changed)}", flush=True)
+            print(f"{tag} resuming with changed config keys: {', '.join(changed)}", flush=True)
     elif last_path.is_file():
         raise TrainingError(
             f"{last_path} already exists: pass --resume to continue that run, or use a new run dir"
@@ -264,8 +316,7 @@ def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.D
     hash_ = data_hash(run_dir)
     configure_backend(dev)
     seed_everything(cfg.train.seed + ctx.rank)
-    train_ds = build_dataset(run_dir, "train", cfg, train=True, progress=main)
-    val_ds = build_dataset(run_dir, "val", cfg, train=False, progress=main)
+    train_ds, val_ds, train_patients = _datasets(run_dir, cfg, fold, main)
     _check_sizes([train_ds, val_ds], cfg)
     train_loader, val_loader, sampler = _loaders(train_ds, val_ds, cfg, ctx, dev)
 
@@ -294,12 +345,12 @@ def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.D
             model, device_ids=[dev.index] if dev.type == "cuda" else None
         )
 
-    log = TrainLog(run_dir, tensorboard=main)
+    log = TrainLog(out_dir, tensorboard=main)
     if main:
-        save_resolved_config(cfg, run_dir, "train")
+        save_resolved_config(cfg, out_dir, "train")
         log.load_existing(start_epoch - 1)
         print(
-            f"[train] {len(train_ds)} train / {len(val_ds)} val slices, device {dev} ({precision.name}), "
+            f"{tag} {len(train_ds)} train / {len(val_ds)} val slices, device {dev} ({precision.name}), "
             f"world size {ctx.world_size}, epochs {start_epoch}..{cfg.train.epochs}",
             flush=True,
         )
@@ -318,7 +369,7 @@ def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.D
         train_ds.set_seed(seed)
         sampler.set_epoch(epoch)
         if main:
-            print(f"[train] epoch {epoch}/{cfg.train.epochs} started", flush=True)
+            print(f"{tag} epoch {epoch}/{cfg.train.epochs} started", flush=True)
         row = _train_epoch(
             model, train_loader, loss_fn, optimizer, scheduler, precision, dev, cfg, ctx,
             desc=f"epoch {epoch}/{cfg.train.epochs}",
@@ -357,12 +408,14 @@ def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.D
             extra["rng"] = rng_state()
             metrics = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             metrics["patient_dice"] = val.get("patient_dice", {})
-            ckpt = _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra)
+            ckpt = _state(
+                model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra, fold, train_patients
+            )
             log.append(row)
             if improved:
                 save_checkpoint(best_path, ckpt)
             save_checkpoint(last_path, ckpt)
-            tqdm.write(_epoch_line(row, best, extra["best_epoch"], cfg.train.epochs))
+            tqdm.write(_epoch_line(row, best, extra["best_epoch"], cfg.train.epochs, tag))
         D.barrier(ctx)
         if stop is not None:
             stopped = stop
@@ -383,16 +436,18 @@ def _train(run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.D
         "device": str(dev),
         "precision": precision.name,
         "world_size": ctx.world_size,
+        "fold": fold,
+        "train_log": str(out_dir / LOG_FILE),
     }
 
 
-def _epoch_line(row: dict, best: float | None, best_epoch: int, epochs: int) -> str:
+def _epoch_line(row: dict, best: float | None, best_epoch: int, epochs: int, tag: str = "[train]") -> str:
     val = ""
     if not math.isnan(row["val_patient_dice_mean"]):
         val = (f" | val loss {row['val_loss']:.4f} patient Dice mean {row['val_patient_dice_mean']:.4f} "
                f"median {row['val_patient_dice_median']:.4f} slice {row['val_slice_dice']:.4f}")
     best_text = f" | best {best:.4f} @ {best_epoch}" if best is not None else ""
-    return (f"[train] epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} lr {row['lr']:.2e}{val}"
+    return (f"{tag} epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} lr {row['lr']:.2e}{val}"
             f"{best_text} | {row['images_per_s']:.1f} img/s {row['seconds']:.1f}s")
 
 
