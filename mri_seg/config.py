@@ -115,8 +115,13 @@ class TrainConfig:
     val_every: int = 1
     early_stop_patience: int = 0  # epochs without val improvement; 0 disables
     tumour_oversample: float = 0.0  # target fraction of tumour slices per epoch; 0 = natural
-    bce_weight: float = 1.0
-    dice_weight: float = 1.0
+    loss: str = "dice_bce"  # dice_bce | tversky_bce | dice_focal (see mri_seg/losses.py)
+    bce_weight: float = 1.0  # weight of the pixel term: BCE (dice_bce, tversky_bce) or focal loss (dice_focal)
+    dice_weight: float = 1.0  # weight of the overlap term: soft Dice, or Tversky for tversky_bce
+    dice_batch: bool = True  # overlap term over the whole batch (true) or the mean over images (false)
+    tversky_alpha: float = 0.5  # tversky_bce: weight of false positives
+    tversky_beta: float = 0.5  # tversky_bce: weight of false negatives (> alpha fights under-segmentation)
+    focal_gamma: float = 2.0  # dice_focal: focusing exponent of the focal loss (0 = BCE)
     max_time_minutes: float = 0.0  # stop after this wall time; 0 disables
     # the deliverable: which file of RUN/checkpoints (or of each fold<K>/) `--checkpoint RUN/checkpoints`
     # means: best (the validation-selected epoch) | last (the end of the schedule)

@@ -85,3 +85,130 @@ def test_bad_inputs_raise():
         SegmentationLoss()(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
     with pytest.raises(ValueError, match="weights"):
         SegmentationLoss(bce_weight=0.0, dice_weight=0.0)
+
+
+# --------------------------------------------------------------------------- loss variants (train.loss)
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def test_tversky_known_value_and_equals_dice_at_half_half():
+    mask = _square_mask(n=1)
+    logits = torch.zeros_like(mask)  # p = 0.5 everywhere
+    t, n = mask.sum().item(), mask.numel()
+    tp, fp, fn = 0.5 * t, 0.5 * (n - t), 0.5 * t
+    alpha, beta = 0.3, 0.7
+    _, parts = SegmentationLoss(loss="tversky_bce", tversky_alpha=alpha, tversky_beta=beta)(logits, mask)
+    assert parts["dice"].item() == pytest.approx(1 - (tp + 1) / (tp + alpha * fp + beta * fn + 1), abs=1e-6)
+    assert parts["bce"].item() == pytest.approx(math.log(2), abs=1e-6)
+    # alpha = beta = 0.5 is Dice (up to where the smoothing constant sits)
+    _, half = SegmentationLoss(loss="tversky_bce")(logits, mask)
+    assert half["dice"].item() == pytest.approx(1 - (tp + 1) / (tp + 0.5 * fp + 0.5 * fn + 1), abs=1e-6)
+
+
+def test_tversky_beta_penalises_missed_tumour_more():
+    mask = _square_mask(n=1)
+    under = torch.full_like(mask, -3.0)  # misses everything
+    over = torch.full_like(mask, 3.0)  # predicts everything
+    fn_heavy = SegmentationLoss(loss="tversky_bce", tversky_alpha=0.3, tversky_beta=0.7)
+    _, miss = fn_heavy(under, mask)
+    _, extra = fn_heavy(over, mask)
+    _, miss_sym = SegmentationLoss(loss="tversky_bce")(under, mask)
+    assert miss["dice"].item() > miss_sym["dice"].item()  # beta > 0.5 makes false negatives cost more
+    _, extra_sym = SegmentationLoss(loss="tversky_bce")(over, mask)
+    assert extra["dice"].item() < extra_sym["dice"].item()  # and false positives less
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_focal_known_value_single_pixel(gamma):
+    logits = torch.tensor([2.0]).view(1, 1, 1, 1)
+    target = torch.tensor([0.0]).view(1, 1, 1, 1)
+    _, parts = SegmentationLoss(loss="dice_focal", focal_gamma=gamma)(logits, target)
+    bce = math.log1p(math.exp(2.0))
+    assert parts["bce"].item() == pytest.approx(bce * _sig(2.0) ** gamma, rel=1e-5)  # gamma 0 is BCE
+
+
+def test_focal_down_weights_easy_pixels():
+    mask = _square_mask()
+    easy = (mask * 2 - 1) * 4.0  # right and confident
+    _, bce = SegmentationLoss(loss="dice_bce")(easy, mask)
+    _, focal = SegmentationLoss(loss="dice_focal", focal_gamma=2.0)(easy, mask)
+    assert focal["bce"].item() < 0.01 * bce["bce"].item()
+    assert focal["dice"].item() == pytest.approx(bce["dice"].item(), abs=1e-7)  # same Dice term
+
+
+def test_dice_batch_false_is_the_mean_of_per_image_dice():
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[1, :, 4:10, 5:12] = 1.0  # image 0 empty, image 1 has a tumour
+    logits = torch.zeros_like(mask)
+    per_image = []
+    for i in range(2):
+        t, p = mask[i].sum().item(), 0.5 * mask[i].numel()
+        per_image.append(1 - (2 * 0.5 * t + 1) / (t + p + 1))
+    _, parts = SegmentationLoss(dice_batch=False)(logits, mask)
+    assert parts["dice"].item() == pytest.approx(sum(per_image) / 2, abs=1e-6)
+    t, p = mask.sum().item(), 0.5 * mask.numel()
+    _, batch = SegmentationLoss(dice_batch=True)(logits, mask)
+    assert batch["dice"].item() == pytest.approx(1 - (t + 1) / (t + p + 1), abs=1e-6)
+    assert batch["dice"].item() != pytest.approx(parts["dice"].item(), abs=1e-3)
+
+
+def test_deep_supervision_weights_heads_half_per_level():
+    from mri_seg.losses import deep_supervision_weights
+
+    assert deep_supervision_weights(1) == [1.0]
+    assert deep_supervision_weights(3) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    mask = _square_mask()
+    main, aux = (mask * 2 - 1) * 3.0, torch.zeros_like(mask)
+    loss = SegmentationLoss(loss="tversky_bce", tversky_beta=0.7, tversky_alpha=0.3)
+    stacked = torch.stack([main, aux], dim=1)  # B x heads x 1 x H x W, as DynUNet returns in training
+    total, parts = loss(stacked, mask)
+    (t_main, p_main), (t_aux, p_aux) = loss(main, mask), loss(aux, mask)
+    assert total.item() == pytest.approx(2 / 3 * t_main.item() + 1 / 3 * t_aux.item(), rel=1e-6)
+    assert parts["bce"].item() == pytest.approx(2 / 3 * p_main["bce"].item() + 1 / 3 * p_aux["bce"].item(), rel=1e-6)
+    same, _ = loss(torch.stack([main, main, main], dim=1), mask)
+    assert same.item() == pytest.approx(t_main.item(), rel=1e-6)
+
+
+VARIANTS = [
+    dict(loss="dice_bce"),
+    dict(loss="dice_bce", dice_batch=False),
+    dict(loss="tversky_bce", tversky_alpha=0.3, tversky_beta=0.7),
+    dict(loss="dice_focal", focal_gamma=2.0, dice_batch=False),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
+def test_every_variant_has_finite_gradients_and_trains_one_step(variant):
+    from mri_seg.models.unet import build_model
+    from mri_seg.inference.testing import tiny_config
+
+    loss = build_loss(TrainConfig(**variant))
+    mask = _square_mask(n=2)
+    for logits in ((1 - mask * 2) * 1e4, torch.zeros_like(mask)):  # confidently wrong and unsure
+        logits = logits.clone().requires_grad_(True)
+        total, _ = loss(logits, mask)
+        total.backward()
+        assert torch.isfinite(total) and torch.isfinite(logits.grad).all()
+    torch.manual_seed(0)
+    model = build_model(tiny_config().model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    images = torch.randn(2, 3, 16, 16)
+    before = [p.detach().clone() for p in model.parameters()]
+    total, parts = loss(model(images), mask)
+    total.backward()
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert set(parts) == {"bce", "dice"}
+
+
+def test_bad_variant_settings_raise():
+    with pytest.raises(ValueError, match="unknown train.loss 'dice'.*dice_bce, tversky_bce, dice_focal"):
+        SegmentationLoss(loss="dice")
+    with pytest.raises(ValueError, match="tversky_alpha"):
+        SegmentationLoss(loss="tversky_bce", tversky_alpha=0.0, tversky_beta=0.0)
+    with pytest.raises(ValueError, match="focal_gamma"):
+        SegmentationLoss(loss="dice_focal", focal_gamma=-1.0)

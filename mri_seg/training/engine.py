@@ -1,4 +1,4 @@
-"""The training loop: data -> UNet -> BCE+Dice -> AdamW, patient-level validation, checkpoints.
+"""The training loop: data -> model -> loss (train.loss) -> AdamW, patient-level validation, checkpoints.
 
 Outputs in the run dir (rank 0 only): ``train_log.csv``, ``config_train.yaml``,
 ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best mean val
@@ -314,6 +314,7 @@ def _train(
             f"{last_path} already exists: pass --resume to continue that run, or use a new run dir"
         )
     hash_ = data_hash(run_dir)
+    loss_fn = build_loss(cfg.train)  # a bad loss setting fails before the slices are cached
     configure_backend(dev)
     seed_everything(cfg.train.seed + ctx.rank)
     train_ds, val_ds, train_patients = _datasets(run_dir, cfg, fold, main)
@@ -327,7 +328,6 @@ def _train(
     time_progress = TimeProgress()
     scheduler = build_scheduler(optimizer, cfg.train, len(train_loader), time_progress)
     precision = make_precision(dev, cfg.train.amp)
-    loss_fn = build_loss(cfg.train)
 
     start_epoch, best, extra = 1, None, {"best_epoch": 0, "best_metrics": {}, "elapsed_seconds": 0.0}
     if state is not None:
