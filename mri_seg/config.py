@@ -136,12 +136,22 @@ class PostprocessConfig:
 
 
 @dataclass
+class ReviewConfig:
+    # Review flag (mri_seg/uncertainty.py): a scan/patient whose uncertainty score (0..1, mean of
+    # the passes' entropy over the predicted region and their relative volume spread) exceeds
+    # this is flagged for a person to check. Default chosen on lgg-dev: docs/review_flags.md.
+    threshold: float = 0.3
+
+
+@dataclass
 class EvalConfig:
     split: str = "test"
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     bootstrap_samples: int = 2000
     montage_slices: int = 8
     batch_size: int = 16
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    patient_pages: bool = True  # write RUN/eval/<split>/patients/<patient>.html (slice viewer per patient)
 
 
 @dataclass
@@ -154,6 +164,8 @@ class InferConfig:
     save_probabilities: bool = False
     overwrite: bool = False
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    report: bool = True  # write OUT/report.html (sortable scan table, a slice-viewer page per scan)
 
 
 @dataclass

@@ -178,3 +178,24 @@ def test_preprocessing_matches_the_training_dataset():
         got = _predictor(LocalNet(), scale)._prepare(image)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_predict_volume_returns_the_flip_passes_and_their_mean():
+    volume = np.stack([_image(32, 40, seed=s) for s in range(3)])
+    plain = _predictor(LocalNet(), tile_size=64)
+    assert plain.n_passes == 1
+    mean1, passes1 = plain.predict_volume(volume, return_passes=True)
+    assert passes1.shape == (1, 3, 32, 40) and mean1.shape == (3, 32, 40) and mean1.dtype == np.float32
+    np.testing.assert_array_equal(mean1, passes1[0])
+    cfg = InferConfig(tile_size=64)
+    cfg.postprocess.tta_flip = True
+    tta = Predictor(LocalNet(), tiny_config(), cfg, device="cpu")
+    mean, passes = tta.predict_volume(volume, return_passes=True)
+    assert passes.shape == (2, 3, 32, 40)
+    np.testing.assert_allclose(passes[0], mean1, atol=1e-6)  # pass 0 is the plain pass
+    flipped = plain.predict_volume(volume[:, :, ::-1].copy())[:, :, ::-1]
+    np.testing.assert_allclose(passes[1], flipped, atol=1e-5)  # pass 1 is the flipped pass, flipped back
+    np.testing.assert_allclose(mean, passes.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(tta.predict_volume(volume), mean, atol=1e-6)
+    with pytest.raises(ValueError, match="D x H x W x C"):
+        tta.predict_volume(volume[0])

@@ -10,7 +10,8 @@ tile is one zero-padded window (0 is the normalised background) cropped back, a
 larger one is tiled and stitched on the CPU, so a 4096x4096 slice never holds more
 than ``tile_batch`` tiles of activations on the device. Probabilities are resized back
 to the input size (``INTER_LINEAR``). Optional flip TTA averages the horizontally
-flipped pass. On CUDA the same code runs under autocast with channels_last.
+flipped pass; :meth:`Predictor.iter_passes` / ``predict_volume(..., return_passes=True)``
+give the passes separately (for the review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
 """
 
 from __future__ import annotations
@@ -136,6 +137,32 @@ class Predictor:
 
     def iter_proba(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
         """Like :meth:`predict_proba_batch`, yielding maps chunk by chunk (bounded memory on volumes)."""
+        for passes in self.iter_passes(images):
+            yield passes[0] if len(passes) == 1 else passes.mean(axis=0)
+
+    def predict_volume(
+        self, volume: np.ndarray, return_passes: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """``D x H x W x C`` volume -> ``D x H x W`` float32 mean probability.
+
+        With ``return_passes`` also the per-pass maps ``P x D x H x W`` (one per flip-TTA
+        pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
+        """
+        volume = np.asarray(volume)
+        if volume.ndim != 4:
+            raise ValueError(f"predict_volume needs a D x H x W x C volume, got shape {volume.shape}")
+        per_slice = list(self.iter_passes(volume))
+        passes = np.stack(per_slice, axis=1) if per_slice else np.zeros((self.n_passes, *volume.shape[:3]), np.float32)
+        mean = passes[0].copy() if len(passes) == 1 else passes.mean(axis=0)
+        return (mean, passes) if return_passes else mean
+
+    @property
+    def n_passes(self) -> int:
+        """Probability maps averaged per slice: 2 with flip TTA, else 1."""
+        return 2 if self.infer_cfg.postprocess.tta_flip else 1
+
+    def iter_passes(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+        """Per slice, the ``P x H x W`` float32 maps of every pass (plain, then flipped when TTA is on)."""
         if len(images) == 0:
             return
         height, width = images[0].shape[:2]
@@ -152,11 +179,11 @@ class Predictor:
             for k, img in enumerate(part):
                 batch[k] = self._prepare(img)  # filled in place: no stacked copy of a big slice
             batch = torch.from_numpy(batch)
-            probs = self._infer(batch)
+            passes = [self._infer(batch)[:, 0].numpy()]
             if self.infer_cfg.postprocess.tta_flip:
-                probs = 0.5 * (probs + self._infer(batch.flip(-1)).flip(-1))
-            for prob in probs[:, 0].numpy():
-                yield self._restore(prob, height, width)
+                passes.append(self._infer(batch.flip(-1)).flip(-1)[:, 0].numpy())
+            for k in range(len(part)):
+                yield np.stack([self._restore(p[k], height, width) for p in passes])
 
     # ------------------------------------------------------------------ steps
 

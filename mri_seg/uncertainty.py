@@ -1,0 +1,119 @@
+"""Review flags: how much a prediction's own passes disagree, as one score per scan or patient.
+
+Inference already computes several probability maps per slice and averages them: the
+flip-TTA passes and, with an ensemble, every member x flip. Where they agree and are
+confident the mean map is near 0 or 1; where the model is unsure it is near 0.5 or the
+passes segment different amounts of tumour. Two measures over a volume's passes
+``P x D x H x W``:
+
+- ``entropy``: mean binary entropy (bits, 0..1) of the mean map over the *region*, the
+  pixels that any pass, or the mean, calls tumour (``>= threshold``). Confident, agreeing
+  passes give sharp edges and a low value; soft or disagreeing maps a high one. A scan
+  where no pass predicts tumour has an empty region and entropy 0.
+- ``volume_spread``: (largest - smallest) / mean of the passes' tumour volumes (pixels
+  ``>= threshold``), 0 with one pass or when no pass predicts tumour, capped at 1.
+
+``score`` = mean of the two (0..1); a scan is flagged for review when ``score`` exceeds
+the configured threshold (``eval.review.threshold`` / ``infer.review.threshold``).
+
+Scores are accumulated slice by slice (:class:`UncertaintyAccumulator`), so a large
+volume never needs all its passes in memory at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+_EPS = 1e-7
+COLUMNS = ("uncertainty", "uncertainty_entropy", "uncertainty_volume_spread", "review_flag")
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Uncertainty of one scan or patient (see the module docstring)."""
+
+    score: float
+    entropy: float
+    volume_spread: float
+    region_pixels: int
+    n_passes: int
+
+    def columns(self, flag_threshold: float) -> dict[str, float | bool]:
+        """The table columns: ``uncertainty``, its two parts, ``review_flag``."""
+        return {
+            "uncertainty": round(self.score, 6),
+            "uncertainty_entropy": round(self.entropy, 6),
+            "uncertainty_volume_spread": round(self.volume_spread, 6),
+            "review_flag": review_flag(self.score, flag_threshold),
+        }
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def binary_entropy(prob: np.ndarray) -> np.ndarray:
+    """Entropy in bits of a Bernoulli(p) per pixel: 0 at p in {0, 1}, 1 at p = 0.5."""
+    p = np.clip(np.asarray(prob, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return -(p * np.log2(p) + (1.0 - p) * np.log2(1.0 - p))
+
+
+def volume_spread(volumes: np.ndarray) -> float:
+    """(max - min) / mean of the passes' volumes, in [0, 1] (capped); 0 when all are empty."""
+    volumes = np.asarray(volumes, dtype=np.float64)
+    if volumes.size < 2 or volumes.mean() <= 0:
+        return 0.0
+    return float(min(1.0, (volumes.max() - volumes.min()) / volumes.mean()))
+
+
+def combine(entropy: float, spread: float) -> float:
+    """The review score: the mean of the two measures (each in [0, 1])."""
+    return 0.5 * (float(entropy) + float(spread))
+
+
+def review_flag(score: float, threshold: float) -> bool:
+    """Flag for review when the score is strictly above the threshold."""
+    return bool(score > threshold)
+
+
+class UncertaintyAccumulator:
+    """Adds up a volume's passes one slice (``P x H x W``) or one block (``P x D x H x W``) at a time."""
+
+    def __init__(self, threshold: float = 0.5):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+        self.entropy_sum = 0.0
+        self.region_pixels = 0
+        self.volumes: np.ndarray | None = None
+
+    def add(self, passes: np.ndarray) -> None:
+        passes = np.asarray(passes, dtype=np.float32)
+        if passes.ndim < 3:
+            raise ValueError(f"passes must be P x H x W or P x D x H x W, got shape {passes.shape}")
+        n = passes.shape[0]
+        if self.volumes is None:
+            self.volumes = np.zeros(n, dtype=np.float64)
+        elif len(self.volumes) != n:
+            raise ValueError(f"got {n} passes after {len(self.volumes)}")
+        above = passes >= self.threshold
+        mean = passes.mean(axis=0)
+        region = above.any(axis=0) | (mean >= self.threshold)
+        self.volumes += above.reshape(n, -1).sum(axis=1)
+        self.region_pixels += int(region.sum())
+        if region.any():
+            self.entropy_sum += float(binary_entropy(mean[region]).sum())
+
+    def result(self) -> Uncertainty:
+        volumes = self.volumes if self.volumes is not None else np.zeros(1)
+        entropy = self.entropy_sum / self.region_pixels if self.region_pixels else 0.0
+        spread = volume_spread(volumes)
+        return Uncertainty(combine(entropy, spread), float(entropy), spread, self.region_pixels, len(volumes))
+
+
+def scan_uncertainty(passes: np.ndarray, threshold: float = 0.5) -> Uncertainty:
+    """Uncertainty of one volume's passes ``P x D x H x W`` (or one slice's ``P x H x W``)."""
+    acc = UncertaintyAccumulator(threshold)
+    acc.add(passes)
+    return acc.result()

@@ -1,0 +1,105 @@
+"""Review-flag uncertainty on hand-made pass stacks: entropy over the region, volume spread, score, flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mri_seg.uncertainty import (
+    UncertaintyAccumulator,
+    binary_entropy,
+    review_flag,
+    scan_uncertainty,
+    volume_spread,
+)
+
+
+def _square(size: int, lo: int, hi: int, value: float) -> np.ndarray:
+    p = np.zeros((size, size), np.float32)
+    p[lo:hi, lo:hi] = value
+    return p
+
+
+def test_binary_entropy_values():
+    np.testing.assert_allclose(binary_entropy(np.array([0.0, 0.5, 1.0])), [0.0, 1.0, 0.0], atol=1e-5)
+    np.testing.assert_allclose(binary_entropy(np.array([0.25])), [0.811278], atol=1e-5)
+
+
+def test_volume_spread():
+    assert volume_spread(np.array([100, 100])) == 0.0
+    assert volume_spread(np.array([50, 150])) == pytest.approx(1.0)  # (150-50)/100
+    assert volume_spread(np.array([90, 110, 100])) == pytest.approx(0.2)
+    assert volume_spread(np.array([0, 0])) == 0.0  # nothing predicted by any pass
+    assert volume_spread(np.array([0, 10])) == 1.0  # capped at 1
+    assert volume_spread(np.array([42])) == 0.0  # a single pass cannot disagree
+
+
+def test_confident_agreeing_passes_score_zero():
+    p = _square(16, 4, 12, 1.0)
+    u = scan_uncertainty(np.stack([p, p])[:, None])  # P x D x H x W
+    assert u.entropy == pytest.approx(0.0, abs=1e-4)
+    assert u.volume_spread == 0.0 and u.score == pytest.approx(0.0, abs=1e-4)
+    assert u.region_pixels == 64 and u.n_passes == 2
+
+
+def test_soft_map_has_entropy_one_at_half():
+    p = _square(16, 4, 12, 0.5)
+    u = scan_uncertainty(np.stack([p, p]))  # one slice, P x H x W
+    assert u.entropy == pytest.approx(1.0, abs=1e-4)
+    assert u.volume_spread == 0.0
+    assert u.score == pytest.approx(0.5, abs=1e-4)
+
+
+def test_disagreeing_passes_raise_both_parts():
+    a = _square(16, 4, 12, 0.9)  # 64 px
+    b = _square(16, 5, 11, 0.9)  # 36 px, inside a
+    u = scan_uncertainty(np.stack([a, b]))
+    # region = union (64 px): 36 px have mean 0.9, 28 px have mean 0.45
+    expected_entropy = (36 * binary_entropy(np.array([0.9]))[0] + 28 * binary_entropy(np.array([0.45]))[0]) / 64
+    assert u.entropy == pytest.approx(expected_entropy, abs=1e-5)
+    assert u.volume_spread == pytest.approx((64 - 36) / 50)
+    assert u.score == pytest.approx(0.5 * (expected_entropy + (64 - 36) / 50), abs=1e-5)
+    assert u.score > scan_uncertainty(np.stack([a, a])).score
+
+
+def test_empty_prediction_scores_zero():
+    p = np.full((2, 3, 8, 8), 0.1, np.float32)
+    u = scan_uncertainty(p)
+    assert u.region_pixels == 0 and u.entropy == 0.0 and u.score == 0.0
+
+
+def test_accumulating_slices_equals_the_whole_volume():
+    rng = np.random.default_rng(0)
+    passes = rng.uniform(0, 1, (2, 5, 12, 12)).astype(np.float32)
+    acc = UncertaintyAccumulator(0.5)
+    for d in range(passes.shape[1]):
+        acc.add(passes[:, d])
+    whole = scan_uncertainty(passes, 0.5)
+    assert acc.result().score == pytest.approx(whole.score, abs=1e-9)
+    assert acc.result().region_pixels == whole.region_pixels
+
+
+def test_threshold_defines_the_region():
+    p = _square(8, 2, 6, 0.4)[None]
+    assert scan_uncertainty(p, 0.5).region_pixels == 0
+    assert scan_uncertainty(p, 0.3).region_pixels == 16
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="threshold must be in"):
+        UncertaintyAccumulator(1.5)
+    acc = UncertaintyAccumulator()
+    acc.add(np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="got 3 passes after 2"):
+        acc.add(np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match="P x H x W"):
+        acc.add(np.zeros((4, 4)))
+
+
+def test_review_flag_is_strictly_above_threshold():
+    assert review_flag(0.31, 0.3) is True
+    assert review_flag(0.3, 0.3) is False
+    u = scan_uncertainty(np.stack([_square(8, 2, 6, 0.5)] * 2))
+    cols = u.columns(0.3)
+    assert cols["review_flag"] is True and cols["uncertainty"] == pytest.approx(0.5, abs=1e-5)
+    assert set(cols) == {"uncertainty", "uncertainty_entropy", "uncertainty_volume_spread", "review_flag"}
