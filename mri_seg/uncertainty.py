@@ -117,3 +117,34 @@ def scan_uncertainty(passes: np.ndarray, threshold: float = 0.5) -> Uncertainty:
     acc = UncertaintyAccumulator(threshold)
     acc.add(passes)
     return acc.result()
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN with < 3 pairs or a constant input."""
+    import pandas as pd
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < 3:
+        return float("nan")
+    rx, ry = pd.Series(x[keep]).rank().to_numpy(), pd.Series(y[keep]).rank().to_numpy()
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def review_summary(uncertainty: np.ndarray, dice: np.ndarray, threshold: float, worst_n: int = 5) -> dict:
+    """How the flag relates to Dice over patients: how many are flagged, the Spearman
+    correlation of uncertainty with Dice (negative is good), and how many of the
+    ``worst_n`` lowest-Dice patients are flagged."""
+    uncertainty, dice = np.asarray(uncertainty, dtype=float), np.asarray(dice, dtype=float)
+    flags = uncertainty > threshold
+    worst = np.argsort(dice, kind="stable")[: min(worst_n, len(dice))]
+    return {
+        "threshold": float(threshold),
+        "n": int(len(uncertainty)),
+        "n_flagged": int(flags.sum()),
+        "spearman_uncertainty_dice": spearman(uncertainty, dice),
+        "worst_n": int(len(worst)),
+        "worst_flagged": int(flags[worst].sum()),
+    }

@@ -56,7 +56,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 class _Parser(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.images, self.rows = [], []
+        self.images, self.rows, self.links = [], [], []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -64,6 +64,8 @@ class _Parser(HTMLParser):
             self.images.append(a["src"])
         if tag == "tr" and a.get("id", "").startswith("patient-"):
             self.rows.append(a["id"][8:])
+        if tag == "a":
+            self.links.append(a["href"])
 
 
 def _checkpoint(run_dir: Path) -> Path:
@@ -81,7 +83,7 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     # a mostly-empty prediction from an untrained net is fine: this test is about the files
     assert evaluate.main(["--run-dir", str(run_dir), "--split", "test", "--threshold", "0.5", "--no-progress"]) == 0
     out = run_dir / "eval" / "test"
-    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUT_FILES, "patients"))  # + patient pages
     assert (run_dir / "config_evaluate.yaml").is_file()
 
     splits = pd.read_csv(run_dir / "splits.csv")
@@ -107,6 +109,18 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     parser.feed((out / "report.html").read_text())
     assert len(parser.images) >= 3 + 1 and all(s.startswith("data:image/png;base64,") for s in parser.images)
     assert sorted(parser.rows) == test_ids
+    assert sorted(parser.links) == sorted(f"patients/{pid}.html" for pid in test_ids)
+    for pid in test_ids:  # every page, and every picture it shows, exists
+        page = out / "patients" / f"{pid}.html"
+        refs = _Parser()
+        refs.feed(page.read_text())
+        n_slices = int((manifest["patient_id"] == pid).sum())
+        assert len(list((out / "patients" / pid).glob("slice_*.jpg"))) == n_slices
+        assert all((page.parent / src).is_file() for src in refs.images)
+        assert "../report.html#patient-" + pid in refs.links
+    assert {"uncertainty", "review_flag"} <= set(patients.columns)
+    assert patients["uncertainty"].between(0, 1).all()
+    assert summary["review"]["n"] == len(test_ids) and summary["review"]["threshold"] == 0.3
 
     # explicit flags change only their option; TTA reaches the predictor
     seen = {}

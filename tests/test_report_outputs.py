@@ -75,12 +75,12 @@ def test_write_eval_outputs(tmp_path):
     parser = _Collector()
     parser.feed(html_text)
     parser.close()
-    for name in ("dice_by_patient.png", "volume_scatter.png", "dice_vs_size.png"):
+    for name in ("dice_by_patient.png", "volume_scatter.png", "dice_vs_size.png", "uncertainty_vs_dice.png"):
         png = paths[name].read_bytes()
         assert png.startswith(PNG_MAGIC)
         assert "data:image/png;base64," + base64.b64encode(png).decode() in parser.images
     montages = [src for src in parser.images if src.startswith("data:image/png;base64,")]
-    assert len(montages) == 3 + 3  # three plots + best/median/worst montages
+    assert len(montages) == 4 + 3  # four plots + best/median/worst montages
     for src in montages:
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
     assert sorted(parser.rows) == sorted(result.patients["patient_id"])
@@ -102,5 +102,53 @@ def test_single_patient_report(tmp_path):
     paths = write_eval_outputs(result, tmp_path)
     parser = _Collector()
     parser.feed(paths["report.html"].read_text())
-    assert len(parser.images) == 3 + 1  # best = median = worst: one montage
+    assert len(parser.images) == 4 + 1  # best = median = worst: one montage
     assert parser.rows == ["TCGA_XX_0000_20000101"]
+
+
+def test_patient_pages_written_from_the_evaluation_stream(tmp_path):
+    from mri_seg.reports.patient_pages import PatientSliceWriter
+
+    out = tmp_path / "eval" / "val"
+    cases = _cases(3)
+    cases[1].patient_id = "TCGA_XX_0001 odd/id"  # unsafe characters become a safe file name
+    result = evaluate_cases(cases, EvalOptions(threshold=0.6), EvalConfig(bootstrap_samples=50), "val",
+                            on_case=PatientSliceWriter(out))
+    result.patients["age_at_initial_pathologic"] = [40, 50, 60]
+    write_eval_outputs(result, out, patient_pages=True)
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.hrefs, self.srcs, self.viewer = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "a":
+                self.hrefs.append(a["href"])
+            if tag == "img":
+                self.srcs.append(a["src"])
+            if a.get("id") == "viewer":
+                self.viewer = a
+
+    report = Links()
+    report.feed((out / "report.html").read_text())
+    pages = [h for h in report.hrefs if h.startswith("patients/")]
+    assert sorted(pages) == sorted(["patients/TCGA_XX_0000_20000101.html", "patients/TCGA_XX_0001_odd_id.html",
+                                    "patients/TCGA_XX_0002_20000101.html"])
+    for href in pages:
+        page = out / href
+        text = page.read_text()
+        parsed = Links()
+        parsed.feed(text)
+        assert all((page.parent / src).is_file() for src in parsed.srcs)  # every picture exists beside the page
+        assert parsed.viewer is not None
+        assert "age_at_initial_pathologic" in text  # the data.csv row
+        assert "http://" not in text and "https://" not in text
+    # patient 0: 6 slices, tumour on slices 1..4 -> 6 viewer slices, 4 gallery figures (+ the viewer's)
+    text = (out / "patients" / "TCGA_XX_0000_20000101.html").read_text()
+    assert text.count("<figure>") == 4
+    assert len(list((out / "patients" / "TCGA_XX_0000_20000101").glob("slice_*.jpg"))) == 6
+    assert "slice 1 | Dice" in text
+    jpeg = (out / "patients" / "TCGA_XX_0000_20000101" / "slice_002.jpg").read_bytes()
+    assert jpeg[:2] == b"\xff\xd8"

@@ -103,3 +103,18 @@ def test_review_flag_is_strictly_above_threshold():
     cols = u.columns(0.3)
     assert cols["review_flag"] is True and cols["uncertainty"] == pytest.approx(0.5, abs=1e-5)
     assert set(cols) == {"uncertainty", "uncertainty_entropy", "uncertainty_volume_spread", "review_flag"}
+
+
+def test_spearman_and_review_summary():
+    from mri_seg.uncertainty import review_summary, spearman
+
+    dice = np.array([0.9, 0.8, 0.5, 0.2, 0.1, 0.85])
+    unc = np.array([0.1, 0.2, 0.35, 0.4, 0.5, 0.05])
+    assert spearman(unc, dice) == pytest.approx(-1.0)
+    assert np.isnan(spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
+    s = review_summary(unc, dice, threshold=0.3, worst_n=3)
+    assert s == {
+        "threshold": 0.3, "n": 6, "n_flagged": 3, "spearman_uncertainty_dice": pytest.approx(-1.0),
+        "worst_n": 3, "worst_flagged": 3,
+    }
+    assert review_summary(unc, dice, threshold=0.45, worst_n=3)["worst_flagged"] == 1

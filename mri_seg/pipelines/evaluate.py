@@ -5,7 +5,8 @@
         [--device auto|cpu|cuda]
 
 Writes RUN/eval/<split>/{patients.csv, slices.csv, summary.json, dice_by_patient.png,
-volume_scatter.png, dice_vs_size.png, report.html} and RUN/config_evaluate.yaml.
+volume_scatter.png, dice_vs_size.png, uncertainty_vs_dice.png, report.html}, a page per
+patient in RUN/eval/<split>/patients/ (eval.patient_pages) and RUN/config_evaluate.yaml.
 
 Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
 --tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from mri_seg.config import save_resolved_config
     from mri_seg.reports.evaluation import EvalOptions, evaluate_run
     from mri_seg.reports.outputs import write_eval_outputs
+    from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
     from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
 
     run_dir: Path = args.run_dir
@@ -143,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(checkpoint, device=args.device, infer_cfg=infer_cfg)
     except ValueError as exc:  # unusable device or inference settings
         raise StageError(str(exc)) from exc
+    out_dir = run_dir / "eval" / split
+    on_case = None
+    if cfg.eval.patient_pages:
+        clear_pages(out_dir)  # pages of an earlier evaluation would show other predictions
+        on_case = PatientSliceWriter(out_dir)
     try:
-        result = evaluate_run(run_dir, split, predictor, cfg, options, progress=not args.no_progress)
+        result = evaluate_run(run_dir, split, predictor, cfg, options, progress=not args.no_progress, on_case=on_case)
     except ValueError as exc:
         raise StageError(str(exc)) from exc
     del state["model"]
@@ -155,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     result.summary["device"] = args.device
     result.summary["provenance"] = provenance()
-    out_dir = run_dir / "eval" / split
     save_resolved_config(cfg, run_dir, "evaluate")
     result.summary["seconds"] = round(time.perf_counter() - start, 2)
-    paths = write_eval_outputs(result, out_dir)
+    paths = write_eval_outputs(result, out_dir, run_dir=run_dir, patient_pages=cfg.eval.patient_pages)
     s = result.summary
     print(
         f"{split}: {s['n_patients']} patients, {s['n_slices']} slices; patient Dice mean {s['dice_mean']:.4f} "

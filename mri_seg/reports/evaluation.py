@@ -21,14 +21,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mri_seg.config import Config, EvalConfig, PostprocessConfig
+from mri_seg.config import Config, EvalConfig, PostprocessConfig, ReviewConfig
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.inference.postprocess import postprocess
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.reports.shape import prefixed_shape_features
+from mri_seg.uncertainty import review_summary, scan_uncertainty
 
 ProbFn = Callable[[list[np.ndarray]], list[np.ndarray]]
+VolumeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # D x H x W x C -> (mean, P x D x H x W passes)
 
 CLUSTER_COLUMNS = (
     "RNASeqCluster",
@@ -72,6 +74,7 @@ class PatientCase:
     truth: np.ndarray  # D x H x W bool
     flair: np.ndarray | None = None  # D x H x W uint8, for the report montage
     case_id: str | None = None
+    passes: np.ndarray | None = None  # P x D x H x W per-pass maps (flip TTA / members), for the review flag
 
 
 @dataclass
@@ -114,9 +117,13 @@ def _montage_slices(case: PatientCase, pred: np.ndarray, slice_dice: list[float]
 
 
 def evaluate_case(
-    case: PatientCase, options: EvalOptions, montage_slices: int = 0
+    case: PatientCase, options: EvalOptions, montage_slices: int = 0, review_threshold: float = ReviewConfig.threshold
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[MontageSlice]]:
-    """Metrics of one patient: (patient row, slice rows, montage slices)."""
+    """Metrics of one patient: (patient row, slice rows, montage slices).
+
+    The row ends with the review-flag columns (:mod:`mri_seg.uncertainty`), from
+    ``case.passes`` or, without them, from the mean map as a single pass.
+    """
     if case.prob.shape != case.truth.shape:
         raise ValueError(
             f"patient {case.patient_id}: probabilities {case.prob.shape} do not match masks {case.truth.shape}"
@@ -129,6 +136,8 @@ def evaluate_case(
     row["n_slices"] = len(case.slice_indices)
     row.update(patient_metrics(pred, truth))
     row.update(prefixed_shape_features(pred, truth))
+    passes = case.passes if case.passes is not None else case.prob[None]
+    row.update(scan_uncertainty(passes, options.threshold).columns(review_threshold))
     slice_rows = []
     for i, index in enumerate(case.slice_indices):
         metrics = slice_metrics(pred[i], truth[i])
@@ -151,14 +160,27 @@ def summarise(
     return summary
 
 
+CaseSink = Callable[[PatientCase, np.ndarray, list[dict[str, Any]]], None]  # (case, binary prediction, slice rows)
+
+
 def evaluate_cases(
-    cases: Iterable[PatientCase], options: EvalOptions, eval_cfg: EvalConfig, split: str = "test"
+    cases: Iterable[PatientCase],
+    options: EvalOptions,
+    eval_cfg: EvalConfig,
+    split: str = "test",
+    on_case: CaseSink | None = None,
 ) -> EvalResult:
-    """Evaluate patients one at a time (probabilities are not kept) and summarise them."""
+    """Evaluate patients one at a time (probabilities are not kept) and summarise them.
+
+    ``on_case`` sees each patient while its volume is in memory (the patient pages'
+    slice pictures are drawn there).
+    """
     start = time.perf_counter()
     rows, slice_rows, montage = [], [], {}
     for case in cases:
-        row, srows, kept = evaluate_case(case, options, eval_cfg.montage_slices)
+        row, srows, kept = evaluate_case(case, options, eval_cfg.montage_slices, eval_cfg.review.threshold)
+        if on_case is not None:
+            on_case(case, binarise(case.prob, options), srows)
         rows.append(row)
         slice_rows.extend(srows)
         if kept:
@@ -168,6 +190,7 @@ def evaluate_cases(
     patients = pd.DataFrame(rows)
     slices = pd.DataFrame(slice_rows)
     summary = {"split": split, **summarise(patients, len(slices), options, eval_cfg.bootstrap_samples)}
+    summary["review"] = review_summary(patients["uncertainty"], patients["dice"], eval_cfg.review.threshold)
     summary["seconds"] = round(time.perf_counter() - start, 3)
     return EvalResult(split, patients, slices, summary, montage)
 
@@ -192,9 +215,20 @@ def predict_volume(prob_fn: ProbFn, images: list[np.ndarray], batch_size: int) -
     return np.stack([np.asarray(p, dtype=np.float32) for p in probs])
 
 
-def iter_run_cases(
-    run_dir: Path, split: str, prob_fn: ProbFn, batch_size: int, progress: bool = True
-) -> Iterator[PatientCase]:
+def as_volume_fn(predictor_or_prob_fn: Any, batch_size: int) -> VolumeFn:
+    """A Predictor's ``predict_volume(..., return_passes=True)``; a slice function gives one pass."""
+    if hasattr(predictor_or_prob_fn, "predict_volume"):
+        return lambda volume: predictor_or_prob_fn.predict_volume(volume, return_passes=True)
+    prob_fn = as_prob_fn(predictor_or_prob_fn)
+
+    def volume_fn(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prob = predict_volume(prob_fn, list(volume), batch_size)
+        return prob, prob[None]
+
+    return volume_fn
+
+
+def iter_run_cases(run_dir: Path, split: str, volume_fn: VolumeFn, progress: bool = True) -> Iterator[PatientCase]:
     """Read each patient of ``split`` (slice order), predict it, yield a :class:`PatientCase`."""
     manifest = manifest_for_split(run_dir, split)
     if manifest.empty:
@@ -207,7 +241,7 @@ def iter_run_cases(
         shapes = {m.shape for m in masks}
         if len(shapes) != 1:
             raise ValueError(f"patient {patient_id}: slices have different sizes {sorted(shapes)}")
-        prob = predict_volume(prob_fn, images, batch_size)
+        prob, passes = volume_fn(np.stack(images))
         flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
         yield PatientCase(
             patient_id=str(patient_id),
@@ -216,6 +250,7 @@ def iter_run_cases(
             truth=np.stack(masks).astype(bool),
             flair=flair,
             case_id=str(frame["case_id"].iloc[0]),
+            passes=passes,
         )
 
 
@@ -265,13 +300,14 @@ def evaluate_run(
     cfg: Config,
     options: EvalOptions | None = None,
     progress: bool = True,
+    on_case: CaseSink | None = None,
 ) -> EvalResult:
     """Predict every slice of ``split``, compute the tables, join clinical columns."""
     run_dir = Path(run_dir)
     options = options or EvalOptions.from_config(cfg.eval.postprocess)
-    prob_fn = as_prob_fn(predictor_or_prob_fn)
-    cases = iter_run_cases(run_dir, split, prob_fn, cfg.eval.batch_size, progress)
-    result = evaluate_cases(cases, options, cfg.eval, split)
+    volume_fn = as_volume_fn(predictor_or_prob_fn, cfg.eval.batch_size)
+    cases = iter_run_cases(run_dir, split, volume_fn, progress)
+    result = evaluate_cases(cases, options, cfg.eval, split, on_case)
     result.patients = attach_clinical(result.patients, run_dir)
     result.summary["by_cluster"] = cluster_table(result.patients).to_dict(orient="records")
     return result

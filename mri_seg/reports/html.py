@@ -35,6 +35,8 @@ PATIENT_TABLE_COLUMNS = (
     "pred_solidity",
     "true_irregularity",
     "pred_irregularity",
+    "uncertainty",
+    "review_flag",
 )
 
 _STYLE = """
@@ -93,15 +95,23 @@ def _sort_value(value: Any) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, css_class: str = "", row_id_column: str | None = None) -> str:
+def _cell(column: str, value: Any, links: dict[str, str] | None, link_column: str | None) -> str:
+    text = html.escape(_fmt(value))
+    if links and column == link_column and str(value) in links:
+        text = f'<a href="{html.escape(links[str(value)])}">{text}</a>'
+    return f'<td data-v="{html.escape(_sort_value(value))}">{text}</td>'
+
+
+def _table(
+    frame: pd.DataFrame, css_class: str = "", row_id_column: str | None = None, links: dict[str, str] | None = None
+) -> str:
+    """``links``: value of ``row_id_column`` -> href, to make those cells links."""
     cls = f' class="{css_class}"' if css_class else ""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     rows = []
     for record in frame.to_dict(orient="records"):
         rid = f' id="patient-{html.escape(str(record[row_id_column]))}"' if row_id_column else ""
-        cells = "".join(
-            f'<td data-v="{html.escape(_sort_value(v))}">{html.escape(_fmt(v))}</td>' for v in record.values()
-        )
+        cells = "".join(_cell(str(k), v, links, row_id_column) for k, v in record.items())
         rows.append(f"<tr{rid}>{cells}</tr>")
     return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -147,6 +157,21 @@ def _run_info(summary: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
+def _review_note(review: dict[str, Any] | None) -> str:
+    """One paragraph: how many patients the review flag marks and how the score relates to Dice."""
+    if not review:
+        return ""
+    rho = review.get("spearman_uncertainty_dice")
+    rho_text = "" if rho is None or (isinstance(rho, float) and math.isnan(rho)) else f" Spearman correlation of uncertainty with patient Dice: {rho:.2f}."
+    worst = review.get("worst_flagged")
+    worst_text = "" if worst is None else f" Of the {review.get('worst_n')} lowest-Dice patients, {worst} are flagged."
+    return (
+        f'<p class="note"><b>Review flags.</b> {review.get("n_flagged", 0)} of {review.get("n", 0)} patients have an '
+        f"uncertainty above {_fmt(review.get('threshold'))} (disagreement of the prediction's passes; "
+        f"see the uncertainty plot).{rho_text}{worst_text}</p>"
+    )
+
+
 def render_report(
     summary: dict[str, Any],
     patients: pd.DataFrame,
@@ -154,10 +179,12 @@ def render_report(
     montages: Sequence[tuple[str, str, float, bytes]],
     clusters: pd.DataFrame,
     title: str = "mri_seg evaluation",
+    links: dict[str, str] | None = None,
 ) -> str:
     """The whole report as one HTML string.
 
-    ``plots``: file name -> PNG; ``montages``: (label, patient_id, patient Dice, PNG).
+    ``plots``: file name -> PNG; ``montages``: (label, patient_id, patient Dice, PNG);
+    ``links``: patient_id -> relative href of the patient's page.
     """
     columns = [c for c in PATIENT_TABLE_COLUMNS if c in patients.columns]
     ordered = patients.sort_values("dice", ascending=False, kind="stable")[columns]
@@ -170,6 +197,7 @@ def render_report(
         "<h2>Patient-level metrics</h2>",
         _summary_table(summary),
         f'<p class="note"><b>Conventions.</b> {html.escape(str(summary.get("conventions", "")))}</p>',
+        _review_note(summary.get("review")),
         "<h2>Plots</h2>",
     ]
     for name, png in plots.items():
@@ -188,7 +216,8 @@ def render_report(
         parts.append('<p class="note">No cluster columns in patients.csv.</p>')
     else:
         parts.append(_table(clusters))
-    parts.append("<h2>Patients</h2><p class=\"note\">Click a column header to sort.</p>")
-    parts.append(_table(ordered, "sortable", row_id_column="patient_id"))
+    note = "Click a column header to sort." + (" Click a patient for their page: every slice, a slice viewer." if links else "")
+    parts.append(f'<h2>Patients</h2><p class="note">{note}</p>')
+    parts.append(_table(ordered, "sortable", row_id_column="patient_id", links=links))
     parts.append(f"<script>{_SORT_JS}</script></body></html>")
     return "\n".join(parts)

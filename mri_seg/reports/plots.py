@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 TRUE_COLOUR = "#00e000"  # green: ground-truth contour
 PRED_COLOUR = "#ff2a2a"  # red: predicted contour
@@ -22,6 +23,20 @@ def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
+
+
+def _thousands(value: float, _pos: int | None = None) -> str:
+    """Tick label with thousands separators: 12000 -> 12,000; 1.5e6 -> 1.5M."""
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value:,.0f}"
+
+
+def volume_axis(axis, log: bool = False) -> None:
+    """Readable volume ticks: at most 5 of them, thousands separators (LGG volumes reach 10^5 pixels)."""
+    if not log:
+        axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=3))
+    axis.set_major_formatter(FuncFormatter(_thousands))
 
 
 def dice_by_patient_png(patients: pd.DataFrame) -> bytes:
@@ -53,6 +68,8 @@ def volume_scatter_png(patients: pd.DataFrame) -> bytes:
     ax.plot([0, top], [0, top], color="grey", linestyle="--", label="identity")
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
+    volume_axis(ax.xaxis)
+    volume_axis(ax.yaxis)
     ax.set_xlabel("true volume (pixels)")
     ax.set_ylabel("predicted volume (pixels)")
     ax.set_title("Tumour volume per patient")
@@ -68,8 +85,10 @@ def dice_vs_size_png(patients: pd.DataFrame) -> bytes:
     ax = fig.add_subplot()
     ax.scatter(true, dice, s=18, color="#4c72b0", alpha=0.8)
     positive = true[true > 0]
-    if positive.size and positive.max() / positive.min() > 20:
+    log = bool(positive.size and positive.max() / positive.min() > 20)
+    if log:
         ax.set_xscale("symlog", linthresh=max(1.0, float(positive.min())))
+    volume_axis(ax.xaxis, log)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel("true tumour volume (pixels)")
     ax.set_ylabel("patient Dice")
@@ -103,4 +122,27 @@ def montage_png(slices: list, title: str, columns: int = 4) -> bytes:
     handles = [Line2D([], [], color=TRUE_COLOUR, label="truth"), Line2D([], [], color=PRED_COLOUR, label="prediction")]
     fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False)
     fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def uncertainty_vs_dice_png(patients: pd.DataFrame, threshold: float, review: dict | None = None) -> bytes:
+    """Patient Dice against the review-flag uncertainty; flagged patients in red, threshold dashed."""
+    unc = patients["uncertainty"].to_numpy(dtype=float)
+    dice = patients["dice"].to_numpy(dtype=float)
+    flagged = unc > threshold
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    ax.scatter(unc[~flagged], dice[~flagged], s=22, color="#4c72b0", alpha=0.85, label="not flagged")
+    ax.scatter(unc[flagged], dice[flagged], s=22, color=PRED_COLOUR, alpha=0.85, label="flagged for review")
+    ax.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold:g}")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("uncertainty (pass disagreement, 0..1)")
+    ax.set_ylabel("patient Dice")
+    title = "Review flag: uncertainty vs Dice"
+    rho = (review or {}).get("spearman_uncertainty_dice")
+    if rho is not None and np.isfinite(rho):
+        title += f" (Spearman {rho:.2f}, n={len(dice)})"
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower left", fontsize=8)
     return _png(fig)

@@ -1,8 +1,9 @@
-"""RUN/train_log.csv (rewritten atomically every epoch) and optional TensorBoard events."""
+"""RUN/train_log.csv (rewritten atomically every epoch), its learning_curves.png and optional TensorBoard events."""
 
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -46,12 +47,22 @@ class TrainLog:
             raise KeyError(f"train log row lacks {missing}")
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [{c: row[c] for c in LOG_COLUMNS}]
         atomic_write_csv(self.path, pd.DataFrame(self.rows, columns=LOG_COLUMNS))
+        self._draw_curves()
         if self._tb is not None:
             for key in LOG_COLUMNS[1:]:
                 value = row[key]
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
                     self._tb.add_scalar(key, value, row["epoch"])
             self._tb.flush()
+
+    def _draw_curves(self) -> None:
+        """Redraw learning_curves.png beside the log; a plotting failure never stops training."""
+        from mri_seg.reports.curves import write_learning_curves
+
+        try:
+            write_learning_curves(self.path)
+        except Exception as exc:  # noqa: BLE001 - a picture is not worth a failed run
+            print(f"warning: learning_curves.png not drawn: {exc}", file=sys.stderr)
 
     def close(self) -> None:
         if self._tb is not None:
