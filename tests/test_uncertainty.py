@@ -109,7 +109,7 @@ def test_spearman_and_review_summary():
     from mri_seg.uncertainty import review_summary, spearman
 
     dice = np.array([0.9, 0.8, 0.5, 0.2, 0.1, 0.85])
-    unc = np.array([0.1, 0.2, 0.35, 0.4, 0.5, 0.05])
+    unc = np.array([0.1, 0.2, 0.35, 0.4, 0.5, 0.15])
     assert spearman(unc, dice) == pytest.approx(-1.0)
     assert np.isnan(spearman(np.array([1.0, 2.0]), np.array([1.0, 2.0])))
     s = review_summary(unc, dice, threshold=0.3, worst_n=3)
