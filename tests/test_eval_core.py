@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mri_seg.config import EvalConfig
-from mri_seg.reports.evaluation import (
+from mri_seg.evaluation.core import (
     EvalOptions,
     PatientCase,
     as_prob_fn,

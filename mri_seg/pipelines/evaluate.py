@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     from mri_seg.config import save_resolved_config
-    from mri_seg.reports.evaluation import EvalOptions, evaluate_run
+    from mri_seg.evaluation.core import EvalOptions, evaluate_run
     from mri_seg.reports.outputs import write_eval_outputs
     from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
     from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
