@@ -152,6 +152,9 @@ class EvalConfig:
     batch_size: int = 16
     review: ReviewConfig = field(default_factory=ReviewConfig)
     patient_pages: bool = True  # write RUN/eval/<split>/patients/<patient>.html (slice viewer per patient)
+    # all: the slices as read | flair_only: FLAIR copied into every channel, as inference does
+    # for a single-sequence scan (measures the FLAIR-only figure on the same patients)
+    input_sequences: str = "all"
 
 
 @dataclass

@@ -4,3 +4,5 @@
 from a run directory. ``cross_validation``: out-of-fold prediction with per-fold models.
 Rendering (plots, HTML) lives in :mod:`mri_seg.reports`, which never runs a model.
 """
+
+INPUT_SEQUENCES = ("all", "flair_only")  # eval.input_sequences (kept here: importing it loads no model code)

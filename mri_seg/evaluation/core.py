@@ -2,7 +2,13 @@
 
 The core (:func:`evaluate_cases`) takes arrays, so it is tested without a model;
 :func:`evaluate_run` feeds it from a run directory and any predictor (an object with
-``predict_proba_batch`` or a plain function ``list[image] -> list[prob]``).
+``predict_proba_batch`` or a plain function ``list[image] -> list[prob]``);
+:func:`iter_cases` feeds any set of patients, each with its own predictor (out-of-fold
+evaluation, :mod:`mri_seg.evaluation.cross_validation`).
+
+``input_sequences="flair_only"`` replaces every slice's channels by copies of its FLAIR
+channel before prediction -- what inference does with a single-sequence scan -- so the
+figure for FLAIR-only input is measured on the same patients.
 
 Postprocessing options act only through their mechanism: ``threshold`` binarises the
 probability map, ``min_component_pixels`` removes small connected components
@@ -24,6 +30,7 @@ from tqdm.auto import tqdm
 from mri_seg.config import Config, EvalConfig, PostprocessConfig, ReviewConfig
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
+from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.inference.postprocess import postprocess
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.reports.shape import prefixed_shape_features
@@ -228,20 +235,35 @@ def as_volume_fn(predictor_or_prob_fn: Any, batch_size: int) -> VolumeFn:
     return volume_fn
 
 
-def iter_run_cases(run_dir: Path, split: str, volume_fn: VolumeFn, progress: bool = True) -> Iterator[PatientCase]:
-    """Read each patient of ``split`` (slice order), predict it, yield a :class:`PatientCase`."""
-    manifest = manifest_for_split(run_dir, split)
-    if manifest.empty:
-        raise ValueError(f"split '{split}' of {run_dir} has no slices (check splits.csv)")
+def model_input(image: np.ndarray, input_sequences: str) -> np.ndarray:
+    """The slice the model is given: as read, or (``flair_only``) FLAIR copied into every channel."""
+    if input_sequences == "all" or image.ndim == 2:
+        return image
+    if input_sequences == "flair_only":
+        return np.repeat(image[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1], image.shape[-1], axis=-1)
+    raise ValueError(f"eval.input_sequences must be one of {', '.join(INPUT_SEQUENCES)}, got '{input_sequences}'")
+
+
+def iter_cases(
+    manifest: pd.DataFrame,
+    volume_fn_for: Callable[[str], VolumeFn],
+    progress: bool = True,
+    desc: str = "evaluate",
+    input_sequences: str = "all",
+) -> Iterator[PatientCase]:
+    """Read each patient of ``manifest`` (patient order, slice order), predict its volume with
+    ``volume_fn_for(patient_id)``, yield a :class:`PatientCase`."""
+    model_input(np.zeros((1, 1, 3), np.uint8), input_sequences)  # unknown value: fail before reading
     manifest = manifest.sort_values(["patient_id", "slice_index"], kind="stable")
     groups = list(manifest.groupby("patient_id", sort=True))
-    for patient_id, frame in tqdm(groups, desc=f"evaluate {split}", unit="patient", disable=not progress):
+    for patient_id, frame in tqdm(groups, desc=desc, unit="patient", disable=not progress):
         images = [read_slice(Path(p)) for p in frame["image_path"]]
         masks = [read_mask(Path(p)) for p in frame["mask_path"]]
         shapes = {m.shape for m in masks}
         if len(shapes) != 1:
             raise ValueError(f"patient {patient_id}: slices have different sizes {sorted(shapes)}")
-        prob, passes = volume_fn(np.stack(images))
+        volume = np.stack([model_input(img, input_sequences) for img in images])
+        prob, passes = volume_fn_for(str(patient_id))(volume)
         flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
         yield PatientCase(
             patient_id=str(patient_id),
@@ -252,6 +274,16 @@ def iter_run_cases(run_dir: Path, split: str, volume_fn: VolumeFn, progress: boo
             case_id=str(frame["case_id"].iloc[0]),
             passes=passes,
         )
+
+
+def iter_run_cases(
+    run_dir: Path, split: str, volume_fn: VolumeFn, progress: bool = True, input_sequences: str = "all"
+) -> Iterator[PatientCase]:
+    """Read each patient of ``split`` (slice order), predict it, yield a :class:`PatientCase`."""
+    manifest = manifest_for_split(run_dir, split)
+    if manifest.empty:
+        raise ValueError(f"split '{split}' of {run_dir} has no slices (check splits.csv)")
+    return iter_cases(manifest, lambda _: volume_fn, progress, f"evaluate {split}", input_sequences)
 
 
 def attach_clinical(patients: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -306,10 +338,16 @@ def evaluate_run(
     run_dir = Path(run_dir)
     options = options or EvalOptions.from_config(cfg.eval.postprocess)
     volume_fn = as_volume_fn(predictor_or_prob_fn, cfg.eval.batch_size)
-    cases = iter_run_cases(run_dir, split, volume_fn, progress)
+    cases = iter_run_cases(run_dir, split, volume_fn, progress, cfg.eval.input_sequences)
     result = evaluate_cases(cases, options, cfg.eval, split, on_case)
+    return finish_result(result, run_dir, cfg)
+
+
+def finish_result(result: EvalResult, run_dir: Path, cfg: Config) -> EvalResult:
+    """Join clinical columns, add the per-cluster table and the input the model was given."""
     result.patients = attach_clinical(result.patients, run_dir)
     result.summary["by_cluster"] = cluster_table(result.patients).to_dict(orient="records")
+    result.summary["input_sequences"] = cfg.eval.input_sequences
     return result
 
 

@@ -2,11 +2,12 @@
 
     python -m mri_seg.pipelines.evaluate --run-dir RUN [--split test] [--checkpoint PATH]
         [--config FILE] [--set eval.k=v] [--threshold F] [--min-component N] [--tta | --no-tta]
-        [--device auto|cpu|cuda]
+        [--input-sequences all|flair_only] [--device auto|cpu|cuda]
 
 Writes RUN/eval/<split>/{patients.csv, slices.csv, summary.json, dice_by_patient.png,
 volume_scatter.png, dice_vs_size.png, uncertainty_vs_dice.png, report.html}, a page per
-patient in RUN/eval/<split>/patients/ (eval.patient_pages) and RUN/config_evaluate.yaml.
+patient in RUN/eval/<split>/patients/ (eval.patient_pages) and RUN/config_evaluate.yaml
+(RUN/eval/<split>_flair_only/ with ``--input-sequences flair_only``).
 
 Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
 --tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
@@ -25,6 +26,7 @@ from typing import Any
 import yaml
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, load_config, parse_override
+from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main
 from mri_seg.utils.provenance import provenance
 
@@ -36,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, required=True, help="run directory (manifest.csv, splits.csv)")
     parser.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: eval.split")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: RUN/checkpoints/best.pt")
+    add_eval_options(parser)
+    add_config_args(parser)
+    return parser
+
+
+def add_eval_options(parser: argparse.ArgumentParser) -> None:
+    """Post-processing, input and device options shared by evaluate and cv."""
     parser.add_argument("--threshold", type=float, default=None, help="probability threshold (eval.postprocess)")
     parser.add_argument(
         "--min-component", type=int, default=None, help="remove predicted components smaller than N pixels per slice"
@@ -43,10 +52,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tta", action=argparse.BooleanOptionalAction, default=None, help="horizontal-flip test-time augmentation"
     )
+    parser.add_argument(
+        "--input-sequences", choices=INPUT_SEQUENCES, default=None,
+        help="flair_only: FLAIR copied into every channel, as inference does for a single-sequence scan "
+        "(eval.input_sequences; outputs go to <split>_flair_only/)",
+    )  # fmt: skip
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_config_args(parser)
-    return parser
+
+
+def eval_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the shared evaluation flags set (None: not given)."""
+    return {
+        "eval.postprocess.threshold": args.threshold,
+        "eval.postprocess.min_component_pixels": args.min_component,
+        "eval.postprocess.tta_flip": args.tta,
+        "eval.input_sequences": args.input_sequences,
+    }
+
+
+def eval_output_dir(run_dir: Path, name: str, input_sequences: str) -> Path:
+    """RUN/eval/<name>, or RUN/eval/<name>_flair_only for FLAIR-only input (never mixed up)."""
+    return run_dir / "eval" / (name if input_sequences == "all" else f"{name}_{input_sequences}")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -121,12 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt_cfg = checkpoint_config(state)
     except CheckpointError as exc:
         raise StageError(str(exc)) from exc
-    flags = {
-        "eval.split": args.split,
-        "eval.postprocess.threshold": args.threshold,
-        "eval.postprocess.min_component_pixels": args.min_component,
-        "eval.postprocess.tta_flip": args.tta,
-    }
+    flags = {"eval.split": args.split, **eval_flags(args)}
     cfg = resolve_config(ckpt_cfg, args.config, args.overrides, flags)
     ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
     if ignored:
@@ -145,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(checkpoint, device=args.device, infer_cfg=infer_cfg)
     except ValueError as exc:  # unusable device or inference settings
         raise StageError(str(exc)) from exc
-    out_dir = run_dir / "eval" / split
+    out_dir = eval_output_dir(run_dir, split, cfg.eval.input_sequences)
     on_case = None
     if cfg.eval.patient_pages:
         clear_pages(out_dir)  # pages of an earlier evaluation would show other predictions

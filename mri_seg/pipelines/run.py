@@ -29,7 +29,7 @@ from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.utils.atomic import atomic_write_json
 from mri_seg.utils.provenance import provenance
 
-STAGE_MODULES = ("synthesize", "prepare", "split", "train", "evaluate", "infer")
+STAGE_MODULES = ("synthesize", "prepare", "split", "train", "cv", "evaluate", "infer")
 
 
 @dataclass
@@ -102,8 +102,8 @@ def path_digest(path: Path) -> str:
     return "missing"
 
 
-def stage_io(name: str, ctx: StageContext) -> tuple[list[str], list[Path], list[Path]]:
-    """Command-line arguments, input paths and output paths of a stage."""
+def stage_io(name: str, ctx: StageContext, args: list[str] = ()) -> tuple[list[str], list[Path], list[Path]]:
+    """Command-line arguments, input paths and output paths of a stage (``args``: the pipeline file's)."""
     run = ctx.run_dir
     ckpt = run / "checkpoints" / "best.pt"
     if name == "prepare":
@@ -116,11 +116,20 @@ def stage_io(name: str, ctx: StageContext) -> tuple[list[str], list[Path], list[
         )
     if name == "split":
         return ["--run-dir", str(run)], [run / "manifest.csv", run / "patients.csv"], [run / "splits.csv"]
+    if name == "train" and "--all-folds" in args:  # config_train.yaml is written after the last fold
+        return ["--run-dir", str(run), "--resume"], [run / "manifest.csv", run / "splits.csv"], [
+            run / "checkpoints", run / "config_train.yaml"]  # fmt: skip
     if name == "train":
         return (  # --resume: a re-run after a failure continues from last.pt (a no-op on a fresh run)
             ["--run-dir", str(run), "--resume"],
             [run / "manifest.csv", run / "splits.csv"],
             [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
+        )
+    if name == "cv":
+        return (
+            ["--run-dir", str(run)],
+            [run / "checkpoints", run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
+            [run / "eval" / "cv" / "summary.json"],
         )
     if name == "evaluate":
         return (
@@ -182,7 +191,7 @@ def run_pipeline(
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     outcome: dict[str, str] = {}
     for spec in specs:
-        base_argv, input_paths, outputs = stage_io(spec.name, ctx)
+        base_argv, input_paths, outputs = stage_io(spec.name, ctx, spec.args)
         config = load_config(spec.config, overrides)
         argv = base_argv + (["--config", str(spec.config)] if spec.config else [])
         argv += [a for o in overrides for a in ("--set", o)] + [expand(a, ctx) for a in spec.args]

@@ -18,6 +18,7 @@ from mri_seg.metrics import SUMMARY_METRICS
 
 PATIENT_TABLE_COLUMNS = (
     "patient_id",
+    "fold",  # out-of-fold (cv) reports only
     "dice",
     "iou",
     "hd95",
@@ -149,8 +150,12 @@ def _run_info(summary: dict[str, Any]) -> str:
         ("threshold", options.get("threshold")),
         ("min component (pixels)", options.get("min_component_pixels")),
         ("flip TTA", options.get("tta_flip")),
+        ("input sequences", summary.get("input_sequences")),
         ("seconds", summary.get("seconds")),
     ]
+    for member in summary.get("checkpoints") or []:  # several models (folds, ensemble members)
+        label = f"fold {member['fold']}" if member.get("fold") is not None else "member"
+        items.append((f"checkpoint ({label})", f"{member.get('path')} (epoch {member.get('epoch')})"))
     body = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items if v is not None
     )
@@ -211,6 +216,9 @@ def render_report(
     for label, patient_id, dice, png in montages:
         parts.append(f"<h3>{html.escape(label)}: {html.escape(patient_id)} (Dice {_fmt(float(dice))})</h3>")
         parts.append(f'<img src="{data_uri(png)}" alt="montage {html.escape(label)} {html.escape(patient_id)}">')
+    if summary.get("folds"):
+        parts.append("<h2>By fold</h2>")
+        parts.append(_table(pd.DataFrame(summary["folds"])))
     parts.append("<h2>By genomic cluster</h2>")
     if clusters.empty:
         parts.append('<p class="note">No cluster columns in patients.csv.</p>')

@@ -15,11 +15,21 @@ A checkpoint is a plain dict of tensors and primitives (no pickled objects), so
     data_hash        sha256 of manifest.csv + splits.csv the model was trained on
     version          mri_seg version
     extra            free-form dict of primitives (e.g. early-stopping counters, RNG state)
+    fold             cross-validation fold held out (None: trained on the train split)
+    train_patients   sorted ids of the patients whose slices were trained on
+
+Which checkpoint a path means (:func:`resolve_checkpoints`): a file is that checkpoint; a
+folder (``RUN/checkpoints``) is the run's deliverable -- each ``fold<K>/`` folder's shipped
+checkpoint when there are fold folders (an ensemble), else the folder's own shipped one.
+The shipped file is ``best.pt`` or ``last.pt``: ``train.ship_checkpoint`` of the config
+stored in the folder's checkpoints, unless the caller names one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +74,69 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def checkpoint_config(state: dict[str, Any]) -> Config:
     """The resolved :class:`Config` a checkpoint was trained with."""
     return config_from_dict(state["config"])
+
+
+SHIP_CHOICES = ("best", "last")  # train.ship_checkpoint
+_FOLD_DIR = re.compile(r"fold(\d+)")
+
+
+def fold_folders(folder: str | Path) -> list[tuple[int, Path]]:
+    """``(K, folder/fold<K>)`` for every fold folder, in fold order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.fullmatch(p.name))]
+    return sorted(found)
+
+
+def _check_ship_name(name: str, where: str) -> str:
+    if name not in SHIP_CHOICES:
+        raise CheckpointError(f"{where} must be one of {', '.join(SHIP_CHOICES)}, got '{name}'")
+    return name
+
+
+def shipped_checkpoint(folder: str | Path, name: str | None = None) -> Path:
+    """``folder/best.pt`` or ``folder/last.pt``: ``name`` if given, else ``train.ship_checkpoint``
+    of the config stored in the folder's checkpoints (last.pt, else best.pt)."""
+    folder = Path(folder)
+    if name is None:
+        stored = [folder / f"{n}.pt" for n in ("last", "best") if (folder / f"{n}.pt").is_file()]
+        if not stored:
+            raise FileNotFoundError(f"no checkpoint in {folder} (expected best.pt or last.pt): train first")
+        config = load_checkpoint(stored[0])["config"]
+        name = _check_ship_name(str((config.get("train") or {}).get("ship_checkpoint", "best")),
+                                f"train.ship_checkpoint in {stored[0]}")  # fmt: skip
+    else:
+        _check_ship_name(name, "the checkpoint name")
+    path = folder / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (train first, or pass a checkpoint file)")
+    return path
+
+
+def resolve_checkpoints(paths: str | Path | list[str | Path], name: str | None = None) -> list[Path]:
+    """The checkpoint files that ``paths`` mean (see the module docstring), in the order given.
+
+    ``name`` (``best``/``last``) overrides the stored ``train.ship_checkpoint`` for folders.
+    """
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not items:
+        raise CheckpointError("no checkpoint given")
+    out: list[Path] = []
+    for item in map(Path, items):
+        if item.is_file():
+            out.append(item)
+        elif item.is_dir():
+            folds = fold_folders(item)
+            out += [shipped_checkpoint(f, name) for _, f in folds] if folds else [shipped_checkpoint(item, name)]
+        else:
+            raise FileNotFoundError(f"checkpoint not found: {item}")
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
