@@ -89,14 +89,16 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "unet"  # MONAI UNet
+    name: str = "unet"  # unet | attention_unet | segresnet | dynunet (MONAI; see mri_seg/models/factory.py)
     in_channels: int = 3
     out_channels: int = 1
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])
-    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
-    num_res_units: int = 2
-    norm: str = "batch"
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 256])  # per level (segresnet: doubling)
+    strides: list[int] = field(default_factory=lambda: [2, 2, 2, 2])  # between levels (segresnet: all 2)
+    num_res_units: int = 2  # unet: residual units per block; dynunet: > 0 = residual blocks
+    norm: str = "batch"  # unet, segresnet, dynunet (attention_unet: always batch)
     dropout: float = 0.0
+    deep_supervision: int = 2  # dynunet: auxiliary output heads in training (0 = off, < len(strides))
+    blocks_down: list[int] = field(default_factory=list)  # segresnet: residual blocks per level; [] = 1,2,2,4,4...
 
 
 @dataclass

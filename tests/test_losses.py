@@ -182,7 +182,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
 def test_every_variant_has_finite_gradients_and_trains_one_step(variant):
-    from mri_seg.models.unet import build_model
+    from mri_seg.models import build_model
     from mri_seg.inference.testing import tiny_config
 
     loss = build_loss(TrainConfig(**variant))

@@ -13,7 +13,7 @@ import torch
 
 from mri_seg.config import config_to_dict, load_config
 from mri_seg.metrics import dice_score
-from mri_seg.models.unet import build_model
+from mri_seg.models import build_model
 from mri_seg.pipelines._cli import StageError
 from mri_seg.pipelines.train import main as train_main
 from mri_seg.training.checkpoint import checkpoint_config

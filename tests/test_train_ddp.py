@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from mri_seg.data.dataset import build_dataset
 from mri_seg.losses import build_loss
-from mri_seg.models.unet import build_model
+from mri_seg.models import build_model
 from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
 from mri_seg.training.distributed import DistContext
 from mri_seg.training.runtime import make_precision

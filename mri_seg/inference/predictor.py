@@ -30,7 +30,7 @@ from mri_seg.config import Config, InferConfig
 from mri_seg.data.normalize import normalise_image
 from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
-from mri_seg.models.unet import build_model, size_divisor
+from mri_seg.models import build_model, size_divisor
 from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)

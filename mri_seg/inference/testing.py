@@ -8,7 +8,7 @@ import torch
 
 from mri_seg.config import Config, config_to_dict
 from mri_seg.data.normalize import normalisation_spec
-from mri_seg.models.unet import build_model
+from mri_seg.models import build_model
 from mri_seg.training.checkpoint import save_checkpoint
 
 

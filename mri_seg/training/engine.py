@@ -42,7 +42,7 @@ from mri_seg.data.scale import scaled_size
 from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE, FoldError, fold_patients, manifest_for_patients
 from mri_seg.data.normalize import normalisation_spec
 from mri_seg.losses import build_loss
-from mri_seg.models.unet import build_model, size_divisor
+from mri_seg.models import build_model, size_divisor
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
 from mri_seg.training.optim import (
