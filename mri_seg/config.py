@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,14 @@ class InferConfig:
     overlap: float = 0.5
     tile_batch: int = 8
     blend: str = "gaussian"
-    nifti_axis: int = 2  # axis of a 3D/4D NIfTI volume the slices are taken along
+    # NIfTI slicing: "auto" reorients a volume from its affine to the training layout (axial slices,
+    # rows anterior->posterior, columns patient right->left); 0/1/2 slices that stored array axis as is
+    nifti_axis: int | str = "auto"
+    # the sequences in a 4D NIfTI's last axis, in order (names: pre, flair, post, t2; aliases t1, t1ce...);
+    # default: the Kaggle TIFF channels as OpenCV reads them; [pre, flair, post] is the natural order
+    sequences: list[str] = field(default_factory=lambda: ["post", "flair", "pre"])
+    # what nnU-Net-named files <case>_0000, _0001, ... hold (default: the MSD/nnU-Net BrainTumour order)
+    nnunet_channels: list[str] = field(default_factory=lambda: ["flair", "pre", "post", "t2"])
     save_probabilities: bool = False
     overwrite: bool = False
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
@@ -191,6 +199,14 @@ class Config:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotated type ``tp``; ints are accepted for floats."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. int | str: the first type that accepts the value
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc).split(" must be ", 1)[-1].split(", got")[0])
+        raise ConfigError(f"config key '{key}' must be {' or '.join(errors)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")

@@ -131,3 +131,16 @@ def test_scientific_notation_without_a_dot_is_a_number(tmp_path):
     assert cfg.train.lr == 1e-3 and cfg.train.weight_decay == 5e-5 and cfg.eval.postprocess.threshold == 0.5
     with pytest.raises(ConfigError, match="must be an integer"):
         load_config(None, ["train.epochs=1e3"])  # not for integer keys
+
+
+def test_a_key_of_two_types_takes_either_and_names_both_when_wrong(tmp_path):
+    assert Config().infer.nifti_axis == "auto"
+    assert load_config(None, ["infer.nifti_axis=1"]).infer.nifti_axis == 1
+    assert load_config(None, ["infer.nifti_axis=auto"]).infer.nifti_axis == "auto"
+    (tmp_path / "c.yaml").write_text("infer: {nifti_axis: 0, sequences: [pre, flair, post]}\n")
+    loaded = load_config(tmp_path / "c.yaml")
+    assert loaded.infer.nifti_axis == 0 and loaded.infer.sequences == ["pre", "flair", "post"]
+    assert config_from_dict(config_to_dict(loaded)).infer.nifti_axis == 0
+    for bad in ("true", "1.5", "[1]"):
+        with pytest.raises(ConfigError, match="'infer.nifti_axis' must be an integer or a string, got"):
+            load_config(None, [f"infer.nifti_axis={bad}"])

@@ -21,6 +21,7 @@ from mri_seg.config import InferConfig
 from mri_seg.inference.postprocess import postprocess
 from mri_seg.inference.predictor import Predictor
 from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
+from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
 from mri_seg.metrics import dice_score
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.infer import main
@@ -106,7 +107,7 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
 
     raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
-                                 "slices_with_tumour", "seconds", "status", "message"]
+                                 "slices_with_tumour", "seconds", "status", "message", "sequences"]
     assert list(raw["path"]) == sorted(raw["path"])
     t = raw.set_index("path")
     assert set(t.index) == {f"patients/{PATIENT}", "png/gray.png", "png/big.png", "x.tif", "photo.jpg",
@@ -119,7 +120,12 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
                                   "x.tif": "tiff", "photo.jpg": "jpeg", "vol/brain.nii.gz": "nifti",
                                   "vol/seq.nii": "nifti"}
     assert t.loc[f"patients/{PATIENT}", "shape"] == "3x64x64x3"
-    assert t.loc["vol/brain.nii.gz", "shape"] == "6x20x17x1"  # slices along axis 2, 1 sequence
+    # reoriented from the affine (axis codes RAS) to axial slices S x P x L, 1 sequence
+    assert t.loc["vol/brain.nii.gz", "shape"] == "6x17x20x1"
+    assert t.loc[f"patients/{PATIENT}", "sequences"] == "post=blue; flair=green; pre=red"
+    assert t.loc["vol/seq.nii", "sequences"] == "post=volume[..., 0]; flair=volume[..., 1]; pre=volume[..., 2]"
+    assert t.loc["png/gray.png", "sequences"] == ("post=flair (missing: substituted); flair=gray; "
+                                                  "pre=flair (missing: substituted)")
     assert "1 channel replicated" in t.loc["png/gray.png", "message"]
     err = capsys.readouterr().err
     assert "corrupt.png" in err and "1 channel replicated" in err
@@ -324,7 +330,8 @@ def test_overlay_draws_the_contour_and_montage_picks_tumour_slices():
 def test_nifti_stacked_from_kaggle_slices_segments_like_the_slices(tmp_path, ckpt):
     inp = make_inputs(tmp_path / "in", corrupt=False)
     slices = [cv2.imread(str(inp / "patients" / PATIENT / f"{PATIENT}_{i}.tif"), cv2.IMREAD_UNCHANGED) for i in (1, 2, 10)]
-    nib.save(nib.Nifti1Image(np.stack(slices, axis=2), np.diag([0.5, 0.5, 2.0, 1.0])), str(inp / "stacked.nii.gz"))
+    affine = axcodes_affine(STACKED_SLICES_AXCODES, (0.5, 0.5, 2.0))  # the slices' own orientation
+    nib.save(nib.Nifti1Image(np.stack(slices, axis=2), affine), str(inp / "stacked.nii.gz"))
     assert _run(ckpt, inp, tmp_path / "out") == 0
     from_tiffs = np.stack(
         [cv2.imread(str(tmp_path / "out" / "patients" / PATIENT / f"{PATIENT}_{i}_mask.tif"), 0) > 0 for i in (1, 2, 10)],

@@ -273,9 +273,9 @@ def test_single_file_input(tmp_path):
     cv2.imwrite(str(tmp_path / "other.png"), np.zeros((8, 9), np.uint8))
     found = discover(tmp_path / "one.png")
     assert [str(s.rel) for s in found.sources] == ["one.png"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert read_source(found.sources[0]).array.shape == (8, 9, 1)
+    with pytest.warns(ChannelWarning, match="one.png: 1 channel replicated to 3"):
+        scan = read_source(found.sources[0])  # channels in the model's order: gray is FLAIR, copied to all three
+    assert scan.array.shape == (8, 9, 3) and scan.loaded_shape == (8, 9, 1)
 
 
 def test_kaggle_slices_read_exactly_like_training(tmp_path):

@@ -5,7 +5,9 @@ Writes into ``out_dir``:
 - ``large_slice.png``: one 1024x1024 3-channel image (tiled inference): a 4x4 mosaic of
   256x256 slices, so its pixel size matches what the model was trained on and many
   tumours cross tile borders,
-- ``volume.nii.gz``: a 4D NIfTI volume (H x W x slices x 3 sequences), 0.94 x 0.94 x 3 mm voxels.
+- ``volume.nii.gz``: a 4D NIfTI volume (H x W x slices x 3 sequences, in the Kaggle TIFF order as
+  OpenCV reads it: the ``infer.sequences`` default), 0.94 x 0.94 x 3 mm voxels, with the affine of
+  the slices' own orientation (rows anterior->posterior, columns right->left, slices upwards).
 All come from patients the demo model never sees (a different generator seed).
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.synthetic import generate_dataset
+from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
 
 NIFTI_VOXEL_MM = (0.9375, 0.9375, 3.0)
 
@@ -54,7 +57,7 @@ def make_inference_scans(out_dir: str | Path, seed: int = 1000, grid: int = 4) -
 
         slices = [read_slice(p) for p in _slices(volume_src)]
         volume = np.stack(slices, axis=2)  # H x W x D x 3
-        affine = np.diag([*NIFTI_VOXEL_MM, 1.0])
+        affine = axcodes_affine(STACKED_SLICES_AXCODES, NIFTI_VOXEL_MM)
         nifti_path = out_dir / "volume.nii.gz"
         nib.save(nib.Nifti1Image(volume.astype(np.uint8), affine), str(nifti_path))
 

@@ -1,6 +1,7 @@
 """Batch inference over a folder (or one file): scans -> masks, overlays, ``predictions.csv``.
 
-Per scan: read (any registered file type), adapt channels, predict slice by slice in
+Per scan: read (any registered file type) into the training layout with channels in the
+model's sequence order (:func:`read_options`), predict slice by slice in
 bounded chunks, post-process, write the mask (input format and geometry), optional
 probabilities, and the overlay PNG (written last, so a scan whose outputs all exist is
 complete). A scan that fails becomes an ``error`` row and the batch goes on.
@@ -46,14 +47,15 @@ from mri_seg.io.registry import (
     write_outputs,
 )
 from mri_seg.io.kaggle import parse_kaggle_name
-from mri_seg.io.scan import ChannelWarning, ScanError, to_model_channels
+from mri_seg.io.options import ReadOptions
+from mri_seg.io.scan import ScanError, ScanWarning
 from mri_seg.metrics import dice_score
 from mri_seg.utils.atomic import atomic_write_csv
 
 PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
-    "seconds", "status", "message",
+    "seconds", "status", "message", "sequences",
 ]  # fmt: skip
 DICE_COLUMN = "dice"
 RESERVED = (PREDICTIONS, "config_infer.yaml")
@@ -132,6 +134,11 @@ def slice_names(scan) -> list[str] | None:
     return [str(parse_kaggle_name(p.name)[1]) for p in scan.geometry["slice_paths"]]
 
 
+def read_options(predictor, cfg: InferConfig) -> ReadOptions:
+    """How scans are read for this model: its sequence order plus the ``infer`` settings (validated)."""
+    return ReadOptions.from_config(cfg, getattr(predictor, "sequences", None))
+
+
 def segment_scan(
     predictor, source: Source, paths: OutputPaths, cfg: InferConfig, with_truth: bool = False
 ) -> dict[str, Any]:
@@ -141,24 +148,24 @@ def segment_scan(
     notes: list[str] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ChannelWarning)
-            scan = read_source(source, cfg.nifti_axis)
-            row["shape"] = scan.shape_text()
-            slices = scan.slices  # channels are adapted slice by slice in the predictor (no 3x copy)
-            to_model_channels(slices[:1], predictor.in_channels, source.path)  # checked (and warned) once
-        for w in caught:
-            if issubclass(w.category, ChannelWarning):
-                notes.append(str(w.message))
-                tqdm.write(f"warning: {w.message}", file=sys.stderr)
+            warnings.simplefilter("always", ScanWarning)
+            try:
+                scan = read_source(source, read_options(predictor, cfg))
+            finally:
+                for w in caught:
+                    if issubclass(w.category, ScanWarning):
+                        notes.append(str(w.message))
+                        tqdm.write(f"warning: {w.message}", file=sys.stderr)
+        row["shape"] = scan.shape_text()
+        row["sequences"] = scan.sequences
+        slices = scan.slices  # training layout, model's channel order (1 channel: a broadcast view)
         pp = cfg.postprocess
         mask = np.zeros(slices.shape[:3], dtype=bool)
         prob = np.zeros(slices.shape[:3], dtype=np.float32) if cfg.save_probabilities else None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ChannelWarning)
-            for i, p in enumerate(predictor.iter_proba(slices)):
-                mask[i] = postprocess(p, pp.threshold, pp.min_component_pixels)
-                if prob is not None:
-                    prob[i] = p
+        for i, p in enumerate(predictor.iter_proba(slices)):
+            mask[i] = postprocess(p, pp.threshold, pp.min_component_pixels)
+            if prob is not None:
+                prob[i] = p
         write_outputs(source, scan, paths, mask, prob)
         write_overlay(paths.overlay, slices, mask, slice_names(scan))
         tumour = int(mask.sum())

@@ -30,8 +30,9 @@ from mri_seg.config import Config, InferConfig
 from mri_seg.data.normalize import normalise_image
 from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
+from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
-from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
+from mri_seg.training.checkpoint import checkpoint_config, checkpoint_sequences, load_checkpoint
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
@@ -77,8 +78,11 @@ class Predictor:
 
     ``config``: the config the model was trained with (model, data.scale,
     data.image_size). ``infer_cfg``: tiling, TTA (``postprocess.tta_flip``); defaults
-    to :class:`InferConfig` defaults.
+    to :class:`InferConfig` defaults. ``sequences``: the model's input sequences in channel
+    order (the checkpoint's record; readers deliver scans in this order).
     """
+
+    sequences: tuple[str, ...] = TRAINING_SEQUENCES
 
     def __init__(
         self,
@@ -123,6 +127,7 @@ class Predictor:
         method = (state.get("normalisation") or {}).get("method", config.data.normalisation)
         predictor = cls(model, config, infer_cfg, method, device)
         predictor.checkpoint_path = Path(path)
+        predictor.sequences = checkpoint_sequences(state)
         return predictor
 
     # ------------------------------------------------------------------ public API

@@ -1,27 +1,35 @@
-"""NIfTI volumes (``.nii``, ``.nii.gz``) read and written with nibabel, voxel for voxel.
+"""NIfTI volumes (``.nii``, ``.nii.gz``) read and written with nibabel.
 
-Why index space: the output mask must overlay the input exactly in any viewer, so the
-data array is never reoriented. Slices are taken along ``axis`` of the stored array
-(``np.moveaxis(data, axis, 0)``) and the mask is moved back with the exact inverse;
-the input's affine, qform/sform codes and header are kept (data type set to uint8,
-intensity scaling and display range reset).
+Slicing (``infer.nifti_axis``): ``auto`` (default) reorients a volume with a usable affine
+(sform or qform code > 0) to the training layout with nibabel's orientation tools (see
+:mod:`mri_seg.io.orientation`): axial slices, rows anterior->posterior, columns patient
+right->left. A volume without one is sliced along array axis 2 in index space, with an
+:class:`OrientationWarning`. An explicit axis 0/1/2 slices the stored array along that axis
+in index space (``np.moveaxis(data, axis, 0)``), whatever the affine says. Either way the
+mask goes back with the exact inverse, so it overlays the input voxel for voxel; the
+input's affine, qform/sform codes and header are kept (data type set to uint8, intensity
+scaling and display range reset).
 
-Accepted shapes: 3D ``X x Y x Z`` (one sequence, replicated to 3 channels with a
-warning) and 4D ``X x Y x Z x 3`` (the 3 sequences in the last axis, in the model's
-channel order, i.e. the order :func:`mri_seg.data.kaggle_lgg.read_slice` returns for
-a Kaggle TIFF). ``X x Y x Z x 1`` is treated as 3D. Intensities are read with the
-file's scaling applied (``get_fdata``; unscaled 8/16-bit integers keep their dtype).
+Accepted shapes: 3D ``X x Y x Z`` (one sequence, taken as FLAIR; the others are replaced by
+it with a warning) and 4D ``X x Y x Z x K`` whose last axis holds the sequences named, in
+order, by ``infer.sequences`` (default ``[post, flair, pre]``, the Kaggle TIFF order as
+OpenCV reads it; ``[pre, flair, post]`` for the natural order). ``X x Y x Z x 1`` is 3D.
+Intensities are read with the file's scaling applied (``get_fdata``; unscaled 8/16-bit
+integers keep their dtype).
 """
 
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from mri_seg.io.scan import Scan, ScanError
+from mri_seg.io.options import ReadOptions, as_options
+from mri_seg.io.orientation import AUTO, Layout, has_usable_affine, index_layout, oriented_layout
+from mri_seg.io.scan import OrientationWarning, Scan, ScanError
 from mri_seg.utils.atomic import atomic_write_bytes
 
 _MM_PER_UNIT = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
@@ -85,38 +93,80 @@ def _intensities(image) -> np.ndarray:
     return np.asarray(image.get_fdata(dtype=np.float32))
 
 
-def read_nifti(path: str | Path, axis: int = 2) -> Scan:
-    """A NIfTI volume as a :class:`Scan` with a ``D x H x W x C`` array (slices along ``axis``)."""
+def spatial_layout(image, axis: int | str, path: Path) -> Layout:
+    """How ``image``'s array becomes slices: oriented from the affine, or index space along ``axis``."""
+    if axis == AUTO and has_usable_affine(image.header):
+        layout = oriented_layout(image.affine)
+        if layout is not None:
+            return layout
+        reason = "an affine with a degenerate axis"
+    elif axis == AUTO:
+        reason = "no usable affine (sform and qform codes are 0)"
+    else:
+        return index_layout(axis)
+    warnings.warn(f"{path}: {reason}: slices taken along array axis {index_layout(AUTO).axis} in index space, "
+                  "orientation unknown (check the overlay; set infer.nifti_axis to choose the axis)",
+                  OrientationWarning, stacklevel=3)  # fmt: skip
+    return index_layout(AUTO)
+
+
+def load_volume(path: str | Path, axis: int | str = AUTO) -> tuple[np.ndarray, Layout, nib.Nifti1Image]:
+    """A NIfTI file's data in slice layout (``D x H x W`` or ``D x H x W x K``), its layout and image."""
     path = Path(path)
-    if axis not in (0, 1, 2):
-        raise ScanError(f"{path}: slice axis must be 0, 1 or 2, got {axis}")
     image = _load(path)
     shape = tuple(int(s) for s in image.shape)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
-    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 3):
-        raise ScanError(f"{path}: NIfTI shape {image.shape}; expected X x Y x Z or X x Y x Z x 3")
+    if len(shape) not in (3, 4):
+        raise ScanError(f"{path}: NIfTI shape {image.shape}; expected X x Y x Z or X x Y x Z x sequences")
     try:
         data = _intensities(image).reshape(shape)
     except Exception as exc:  # truncated/corrupt data block
         raise ScanError(f"{path}: cannot read NIfTI data ({exc})") from exc
-    if data.ndim == 3:
-        data = data[..., None]
-    slices = np.moveaxis(data, axis, 0)
-    geometry = {
+    layout = spatial_layout(image, axis, path)
+    return layout.forward(data), layout, image
+
+
+def volume_geometry(image, layout: Layout) -> dict:
+    """What the writers need to put a ``D x H x W`` mask back into ``image``'s voxels."""
+    return {
         "affine": image.affine.copy(),
         "header": image.header.copy(),
         "image_class": type(image),
-        "axis": axis,
-        "spatial_shape": shape[:3],
+        "layout": layout,
+        "axis": layout.axis,
+        "spatial_shape": tuple(int(s) for s in image.shape[:3]),
         "voxel_mm": _voxel_mm(image.header),
     }
-    return Scan(path=path, format="nifti", array=slices, geometry=geometry)
+
+
+def read_nifti(path: str | Path, options: ReadOptions | int | str | None = None) -> Scan:
+    """A NIfTI volume as a :class:`Scan` with a ``D x H x W x K`` array and named channels.
+
+    ``options``: :class:`ReadOptions`, or just ``nifti_axis`` (``auto`` or 0/1/2).
+    """
+    path = Path(path)
+    options = as_options(options)
+    slices, layout, image = load_volume(path, options.nifti_axis)
+    if slices.ndim == 3:
+        names, sources = ("flair",), ("3D volume",)
+        slices = slices[..., None]
+    else:
+        names = options.volume_sequences
+        if slices.shape[3] != len(names):
+            raise ScanError(
+                f"{path}: NIfTI shape {image.shape}: {slices.shape[3]} sequences in the last axis but "
+                f"infer.sequences declares {len(names)} ({', '.join(names)}); set it to the volume's order, "
+                "e.g. --set infer.sequences=[pre,flair,post]"
+            )
+        sources = tuple(f"volume[..., {k}]" for k in range(len(names)))
+    return Scan(path=path, format="nifti", array=slices, geometry=volume_geometry(image, layout),
+                channels=tuple(names), channel_sources=sources)  # fmt: skip
 
 
 def to_spatial(slices: np.ndarray, scan: Scan) -> np.ndarray:
     """Inverse of the slicing in :func:`read_nifti`: ``D x H x W`` back to the stored ``X x Y x Z``."""
-    spatial = np.moveaxis(slices, 0, scan.geometry["axis"])
+    spatial = scan.geometry["layout"].inverse(slices)
     if spatial.shape != tuple(scan.geometry["spatial_shape"]):
         raise ScanError(f"{scan.path}: mask shape {spatial.shape} != image shape {scan.geometry['spatial_shape']}")
     return spatial
@@ -161,4 +211,4 @@ def read_nifti_mask(path: str | Path, scan: Scan) -> np.ndarray:
     data = data.reshape(data.shape[:3]) if data.ndim == 4 and data.shape[3] == 1 else data
     if data.shape != tuple(scan.geometry["spatial_shape"]):
         raise ScanError(f"{path}: mask shape {data.shape} != image shape {tuple(scan.geometry['spatial_shape'])}")
-    return np.moveaxis(data > 0, scan.geometry["axis"], 0)
+    return np.ascontiguousarray(scan.geometry["layout"].forward(data > 0))

@@ -1,12 +1,16 @@
 """One registry of the supported file types: how to read a scan, how to write its outputs.
 
 Types: ``tiff`` (.tif/.tiff), ``png``, ``jpeg`` (.jpg/.jpeg), ``nifti`` (.nii/.nii.gz),
-and ``kaggle`` (a patient folder of Kaggle-named TIFF slices, grouped into one volume).
+``kaggle`` (a patient folder of Kaggle-named TIFF slices, grouped into one volume), and
+``brats`` / ``nnunet`` (one NIfTI file per sequence, grouped into one case: :mod:`mri_seg.io.cases`).
+Every scan is read into the training layout with channels in the model's sequence order
+(:func:`read_source` with :class:`mri_seg.io.options.ReadOptions`).
 Masks are written in the input's format and geometry, except JPEG inputs, whose masks
 and probability maps are PNG (JPEG is lossy: a 0/255 mask would not survive it).
 
 Discovery (:func:`discover`) walks a folder recursively (or takes one file), groups
-Kaggle slices by patient folder, treats every other supported file as one scan, and
+Kaggle slices by patient folder and BraTS / nnU-Net files by case, treats every other
+supported file as one scan, and
 skips hidden entries, ``*_mask.*`` files (reference masks) and excluded folders (the
 output folder when it lies inside the input folder).
 """
@@ -20,8 +24,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mri_seg.io import images, kaggle, nifti
+from mri_seg.io import cases, images, kaggle, nifti
+from mri_seg.io.options import ReadOptions, as_options
 from mri_seg.io.scan import Scan, ScanError
+from mri_seg.io.sequences import to_model
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class FileType:
 
     name: str
     suffixes: tuple[str, ...]
-    read: Callable[[Path, int], Scan]
+    read: Callable[[Path, ReadOptions], Scan] | None  # None: read by read_source (grouped types)
     write_mask: Callable[[list[Path], np.ndarray, Scan], None]
     write_prob: Callable[[list[Path], np.ndarray, Scan], None]
     mask_ext: str  # file extension of the written mask / probability files ("" = per-slice Kaggle files)
@@ -54,8 +60,8 @@ def _nifti_writer(write: Callable[[Path, np.ndarray, Scan], None]) -> Callable[[
     return _write
 
 
-def _read_image_as(fmt: str) -> Callable[[Path, int], Scan]:
-    return lambda path, axis=2: images.read_image(path, fmt)
+def _read_image_as(fmt: str) -> Callable[[Path, ReadOptions], Scan]:
+    return lambda path, options=None: images.read_image(path, fmt)
 
 
 _MASK_IMG = _image_writer(images.write_mask_image)
@@ -68,12 +74,16 @@ FILE_TYPES: dict[str, FileType] = {
     "nifti": FileType(
         "nifti",
         (".nii", ".nii.gz"),
-        lambda path, axis=2: nifti.read_nifti(path, axis),
+        lambda path, options=None: nifti.read_nifti(path, options),
         _nifti_writer(nifti.write_mask_nifti),
         _nifti_writer(nifti.write_prob_nifti),
         "",  # same as the input (.nii or .nii.gz)
     ),
     "kaggle": FileType("kaggle", (), None, _MASK_IMG, _PROB_IMG, ".tif"),  # read via read_source
+    **{
+        kind: FileType(kind, (), None, _nifti_writer(nifti.write_mask_nifti), _nifti_writer(nifti.write_prob_nifti), "")
+        for kind in ("brats", "nnunet")  # one NIfTI per sequence, read via read_source
+    },
 }
 
 
@@ -99,8 +109,9 @@ class Source:
     """One scan to segment, before reading: where it is and how its outputs are named.
 
     ``rel``: path relative to the input root, mirrored under the output folder and used
-    as the scan's id in ``predictions.csv``. ``members``: a Kaggle volume's slice files.
-    ``truth``: reference mask file of a 2D image / NIfTI volume, when one lies beside it.
+    as the scan's id in ``predictions.csv`` (a BraTS / nnU-Net case: ``<folder>/<case>``).
+    ``members``: a Kaggle volume's slice files, or a case's sequence files.
+    ``truth``: reference mask file of a 2D image / NIfTI volume / case, when one lies beside it.
     """
 
     path: Path
@@ -160,6 +171,7 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
         raise FileNotFoundError(f"input not found: {input_path}")
     present = set(neighbours)
     found = Discovery(sources=[], input_files={f.resolve() for f in neighbours})
+    case_groups, files = cases.group_cases(files)
     groups: dict[tuple[Path, str], list[Path]] = {}
     for f in files:
         parsed = kaggle.parse_kaggle_name(f.name)
@@ -181,8 +193,21 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
         if input_path.is_file():  # one Kaggle slice given directly: a one-slice volume
             rel = PurePosixPath(prefix)
         found.sources.append(Source(folder, rel, "kaggle", tuple(kaggle.sort_slices(members)), base=prefix))
+    found.sources += [_case_source(c, root, present) for c in case_groups]
     found.sources = _disambiguate(sorted(found.sources, key=lambda s: str(s.rel)))
     return found
+
+
+def _case_source(case: cases.CaseFiles, root: Path, present: set[Path]) -> Source:
+    """A BraTS / nnU-Net case: id ``<folder>/<case>``; truth ``_seg`` (BraTS) or ``<case>_mask.nii[.gz]``."""
+    rel = PurePosixPath((case.folder / case.case).relative_to(root).as_posix())
+    members = tuple(case.members.values())
+    truth = case.truth
+    if truth is None:  # also when one file of the case was given as the input
+        names = [f"{case.case}_seg" if case.kind == "brats" else None, f"{case.case}_mask"]
+        candidates = [case.folder / f"{n}{s}" for n in names if n for s in (".nii.gz", ".nii")]
+        truth = next((c for c in candidates if c in present), None)
+    return Source(case.folder / case.case, rel, case.kind, members, truth, base=case.case)
 
 
 def _disambiguate(sources: list[Source]) -> list[Source]:
@@ -200,11 +225,26 @@ def _disambiguate(sources: list[Source]) -> list[Source]:
     return out
 
 
-def read_source(source: Source, nifti_axis: int = 2) -> Scan:
-    """Read a discovered scan with its file type's reader."""
+def read_source(source: Source, options: ReadOptions | int | str | None = None) -> Scan:
+    """Read a discovered scan: training layout, channels in ``options.model``'s order.
+
+    ``options`` may also be just the NIfTI slice axis (``auto`` or 0/1/2), other settings default.
+    Channel adaptations (a missing sequence replaced by FLAIR, alpha dropped) are
+    :class:`mri_seg.io.scan.ChannelWarning` warnings; ``scan.sequences`` records them.
+    """
+    options = as_options(options)
     if source.format == "kaggle":
-        return kaggle.read_kaggle_volume(source.path, list(source.members))
-    return FILE_TYPES[source.format].read(source.path, nifti_axis)
+        raw = kaggle.read_kaggle_volume(source.path, list(source.members))
+    elif source.format in ("brats", "nnunet"):
+        raw = cases.read_case(_case_files(source), options)
+    else:
+        raw = FILE_TYPES[source.format].read(source.path, options)
+    return to_model(raw, options.model)
+
+
+def _case_files(source: Source) -> cases.CaseFiles:
+    members = {cases.parse_case_name(p.name)[2]: p for p in source.members}
+    return cases.CaseFiles(source.path.parent, source.base, source.format, members, source.truth)
 
 
 def read_truth(source: Source, scan: Scan) -> np.ndarray | None:
@@ -213,7 +253,7 @@ def read_truth(source: Source, scan: Scan) -> np.ndarray | None:
         return kaggle.read_kaggle_truth(scan)
     if source.truth is None:
         return None
-    if source.format == "nifti":
+    if source.format in ("nifti", "brats", "nnunet"):
         return nifti.read_nifti_mask(source.truth, scan)
     mask = images.read_mask_image(source.truth)
     if mask.shape != scan.array.shape[:2]:
@@ -247,7 +287,7 @@ def output_paths(source: Source, out_dir: Path) -> OutputPaths:
             folder / f"{source.base}_overlay.png",
         )
     folder = out_dir / source.rel.parent
-    ext = FILE_TYPES[source.format].mask_ext or nifti.nifti_suffix(source.path)
+    ext = FILE_TYPES[source.format].mask_ext or nifti.nifti_suffix(source.members[0] if source.members else source.path)
     return OutputPaths(
         [folder / f"{source.base}_mask{ext}"],
         [folder / f"{source.base}_prob{ext}"],

@@ -3,7 +3,10 @@
 Every reader returns a :class:`Scan`: the pixel array plus what a writer needs to put
 the mask back in the input's format and geometry. Arrays always carry a channel
 axis: ``H x W x C`` for a 2D image, ``D x H x W x C`` for a volume (slices along
-axis 0, in the order they are segmented).
+axis 0, in the order they are segmented). Volumes are in the training layout (axial
+slices, rows anterior->posterior, columns patient right->left, see
+:mod:`mri_seg.io.orientation`) and channels are in the model's sequence order (see
+:mod:`mri_seg.io.sequences`), whatever the input's own layout and channel order.
 """
 
 from __future__ import annotations
@@ -20,23 +23,43 @@ class ScanError(ValueError):
     """A scan cannot be read or used (corrupt file, unsupported shape or channels)."""
 
 
-class ChannelWarning(UserWarning):
+class ScanWarning(UserWarning):
+    """Something about a scan the user should know; it goes to stderr and ``predictions.csv``."""
+
+
+class ChannelWarning(ScanWarning):
     """A scan's channels were adapted to the model (1 channel replicated, opaque alpha dropped)."""
+
+
+class OrientationWarning(ScanWarning):
+    """A volume could not be oriented from its affine and was sliced in index space."""
 
 
 @dataclass
 class Scan:
     """One input scan.
 
-    ``format``: tiff | png | jpeg | nifti | kaggle (a patient folder of Kaggle TIFF slices).
+    ``format``: tiff | png | jpeg | nifti | kaggle (a patient folder of Kaggle TIFF slices)
+    | brats | nnunet (a case of one NIfTI file per sequence).
+    ``array``: the model's input, channels in the model's sequence order (a 1-channel
+    input is a read-only broadcast view, not a copy).
     ``geometry``: format-specific data the writers need, e.g. for NIfTI the image's
-    ``affine``, ``header``, ``axis`` and ``voxel_mm``; for Kaggle the ``slice_paths``.
+    ``affine``, ``header``, ``layout`` and ``voxel_mm``; for Kaggle the ``slice_paths``.
+    ``sequences``: where each model input came from (``predictions.csv`` column).
+    ``loaded_shape``: the input as read, before channels were mapped (``shape`` column).
+    ``channels`` / ``channel_sources``: as read, the name of each channel of ``array`` and
+    where it came from; None for image files, whose channels are named by count (see
+    :func:`mri_seg.io.sequences.to_model`, which maps any scan to the model's order).
     """
 
     path: Path
     format: str
     array: np.ndarray
     geometry: dict[str, Any] = field(default_factory=dict)
+    sequences: str = ""
+    loaded_shape: tuple[int, ...] | None = None
+    channels: tuple[str, ...] | None = None
+    channel_sources: tuple[str, ...] | None = None
 
     @property
     def is_volume(self) -> bool:
@@ -54,8 +77,8 @@ class Scan:
         return float(np.prod(voxel)) if voxel is not None else None
 
     def shape_text(self) -> str:
-        """The loaded shape as ``D x H x W x C`` / ``H x W x C`` text for tables."""
-        return "x".join(str(s) for s in self.array.shape)
+        """The loaded shape as ``D x H x W x C`` / ``H x W x C`` text for tables (input channels)."""
+        return "x".join(str(s) for s in (self.loaded_shape or self.array.shape))
 
 
 def to_model_channels(array: np.ndarray, channels: int, name: str | Path) -> np.ndarray:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
-from mri_seg.inference.batch import InferError, plan_batch, run_batch, summarise
+from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
 
@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(args.checkpoint, device=device, infer_cfg=cfg.infer)
     except (CheckpointError, ValueError, RuntimeError) as exc:
         raise StageError(f"cannot use checkpoint {args.checkpoint}: {exc}") from exc
+    try:
+        read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
 
     with process_group(shard):
         if shard.is_main:

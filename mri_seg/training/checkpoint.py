@@ -14,6 +14,9 @@ A checkpoint is a plain dict of tensors and primitives (no pickled objects), so
     best_metric      best mean val patient Dice so far
     data_hash        sha256 of manifest.csv + splits.csv the model was trained on
     version          mri_seg version
+    sequences        the model's input sequences by name, in channel order (e.g. ["post", "flair", "pre"]);
+                     recorded by save_checkpoint (default: the Kaggle TIFF order as OpenCV reads it);
+                     read with checkpoint_sequences (a checkpoint without it gets that default)
     extra            free-form dict of primitives (e.g. early-stopping counters, RNG state)
     fold             cross-validation fold held out (None: trained on the train split)
     train_patients   sorted ids of the patients whose slices were trained on
@@ -37,6 +40,7 @@ import torch
 
 from mri_seg import __version__
 from mri_seg.config import Config, config_from_dict
+from mri_seg.io.sequences import TRAINING_SEQUENCES, model_sequences
 from mri_seg.utils.atomic import atomic_write_bytes
 
 REQUIRED_KEYS = ("model", "config", "normalisation", "epoch")
@@ -51,7 +55,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint state is missing {missing}")
-    state = {"version": __version__, **state}
+    state = {"version": __version__, "sequences": list(TRAINING_SEQUENCES), **state}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -140,3 +144,11 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def checkpoint_sequences(state: dict[str, Any]) -> tuple[str, ...]:
+    """The model's input sequences in channel order; the training default for older checkpoints."""
+    try:
+        return model_sequences(state.get("sequences"), "checkpoint 'sequences'")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc

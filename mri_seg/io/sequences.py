@@ -1,0 +1,145 @@
+"""MRI sequences by name: which input channel is which, and how inputs map to the model's order.
+
+Names (canonical, lower case): ``pre`` (pre-contrast T1), ``flair`` (T2-FLAIR), ``post``
+(post-contrast T1, gadolinium) and ``t2`` (accepted in inputs, never a model input: ignored
+with a note). Aliases used by BraTS, nnU-Net and scanners are accepted wherever names are
+read (``t1``/``t1w`` -> pre, ``t1ce``/``t1gd``/``t1c`` -> post, ``t2w`` -> t2).
+
+The training data fixes the model's order. The Kaggle TIFFs store pre-contrast, FLAIR,
+post-contrast as R, G, B (the dataset's README; checked on the lgg-dev slices: the third
+stored sample shows enhancing vessels and the sagittal sinus, the first does not, the
+second is bright in the tumour and dark in CSF). OpenCV, which reads every training slice,
+returns B, G, R, so the model sees ``(post, flair, pre)``: :data:`TRAINING_SEQUENCES`.
+Checkpoints record their order (key ``sequences``); one without it gets this default.
+
+A sequence the model needs that an input lacks is replaced by FLAIR, as the dataset does
+for its patients with a missing pre- or post-contrast sequence (and as training simulates
+with ``augment.missing_sequence_p``); FLAIR itself is required.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from mri_seg.io.scan import ChannelWarning, Scan, ScanError
+
+MODEL_NAMES = ("pre", "flair", "post")  # what a model can take
+INPUT_NAMES = (*MODEL_NAMES, "t2")  # what an input may declare (t2 is read past)
+FLAIR = "flair"
+KAGGLE_OPENCV_ORDER = ("post", "flair", "pre")  # a Kaggle TIFF's R,G,B = pre,FLAIR,post, as OpenCV returns them
+TRAINING_SEQUENCES = KAGGLE_OPENCV_ORDER  # what every model trained on the Kaggle TIFFs takes
+IMAGE_CHANNEL_SOURCES = ("blue", "green", "red")  # a 3-channel image's channels in OpenCV's order
+DESCRIPTION = {"pre": "pre-contrast", "flair": "FLAIR", "post": "post-contrast", "t2": "T2"}
+ALIASES = {
+    "pre": "pre", "t1": "pre", "t1w": "pre", "pre-contrast": "pre", "precontrast": "pre",
+    "flair": "flair", "t2flair": "flair", "t2-flair": "flair",
+    "post": "post", "t1ce": "post", "t1gd": "post", "t1c": "post", "post-contrast": "post", "postcontrast": "post",
+    "t2": "t2", "t2w": "t2",
+}  # fmt: skip
+
+
+def canonical(name: str) -> str | None:
+    """Canonical sequence name of ``name`` (case-insensitive, aliases allowed), else None."""
+    return ALIASES.get(str(name).strip().lower())
+
+
+def parse_names(values: Sequence[str], key: str, allowed: tuple[str, ...] = INPUT_NAMES) -> tuple[str, ...]:
+    """Validate a declared list of sequence names (a config key or a checkpoint record).
+
+    Raises ValueError naming ``key`` for an unknown name, a duplicate, or an empty list.
+    """
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"{key} must be a non-empty list of sequence names, got {values!r}")
+    names = []
+    for value in values:
+        name = canonical(value)
+        if name is None or name not in allowed:
+            known = ", ".join(a for a, c in ALIASES.items() if c in allowed)
+            raise ValueError(f"{key}: unknown sequence name {value!r} (known: {known})")
+        if name in names:
+            raise ValueError(f"{key}: sequence {value!r} listed twice ({list(values)})")
+        names.append(name)
+    return tuple(names)
+
+
+def model_sequences(values: Sequence[str] | None, key: str = "checkpoint sequences") -> tuple[str, ...]:
+    """A model's input order: the recorded names, or :data:`TRAINING_SEQUENCES` when none are recorded."""
+    if values is None:
+        return TRAINING_SEQUENCES
+    names = parse_names(values, key, MODEL_NAMES)
+    if FLAIR not in names:
+        raise ValueError(f"{key}: {list(values)} has no flair (every model input order includes FLAIR)")
+    return names
+
+
+def assemble(
+    stack: np.ndarray, names: Sequence[str], sources: Sequence[str], model: Sequence[str], label: object
+) -> tuple[np.ndarray, str]:
+    """Inputs ``... x K`` named ``names`` -> ``... x C`` in the ``model`` order, and a description.
+
+    ``sources[k]`` says where input ``k`` came from (``channel 0``, a file name): the
+    description, one ``name=source`` per model input in model order (``; ``-joined,
+    substituted ones ``name=flair (missing: substituted)``, then inputs left unused), goes
+    to ``predictions.csv``. Missing sequences are replaced by FLAIR with a
+    :class:`ChannelWarning`. No copy when the inputs already are in the model's order;
+    a single FLAIR channel is broadcast (a read-only view, no 3x copy).
+    """
+    names, model = list(names), list(model)
+    if stack.shape[-1] != len(names) or len(sources) != len(names):
+        raise ScanError(f"{label}: {stack.shape[-1]} input channels for {len(names)} declared names {names}")
+    if FLAIR not in names:
+        present = ", ".join(f"{n} ({s})" for n, s in zip(names, sources))
+        raise ScanError(f"{label}: no FLAIR among the inputs ({present}); FLAIR is required "
+                        "(other missing sequences are replaced by it)")  # fmt: skip
+    index = [names.index(m) if m in names else names.index(FLAIR) for m in model]
+    missing = [m for m in model if m not in names]
+    if len(names) == 1:
+        warnings.warn(f"{label}: 1 channel replicated to {len(model)} (the model expects {len(model)} sequences)",
+                      ChannelWarning, stacklevel=2)  # fmt: skip
+        array = np.broadcast_to(stack, (*stack.shape[:-1], len(model)))
+    else:
+        if missing:
+            what = " and ".join(DESCRIPTION[m] for m in missing)
+            warnings.warn(f"{label}: no {what} input; FLAIR used in its place (as the training data does for "
+                          "missing sequences)", ChannelWarning, stacklevel=2)  # fmt: skip
+        array = stack if index == list(range(len(names))) else stack[..., index]
+    parts = [f"{m}={sources[names.index(m)]}" if m in names else f"{m}=flair (missing: substituted)" for m in model]
+    parts += [f"{n}={s} (not used)" for n, s in zip(names, sources) if n not in model]
+    return array, "; ".join(parts)
+
+
+def image_channels(array: np.ndarray, label: object) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """Name an image file's channels by count (the Kaggle file convention), ``... x C`` last.
+
+    3 channels: R, G, B hold pre-contrast, FLAIR, post-contrast, as in the Kaggle TIFFs (so
+    OpenCV returns them as :data:`KAGGLE_OPENCV_ORDER`); 1 channel: FLAIR (a grayscale
+    slice); RGBA with a constant alpha: the colour channels (alpha dropped with a warning);
+    anything else is an error naming the file.
+    """
+    have = array.shape[-1]
+    if have == 4:
+        alpha = array[..., 3]
+        if alpha.size and alpha.min() == alpha.max():
+            warnings.warn(f"{label}: constant alpha channel dropped", ChannelWarning, stacklevel=2)
+            array, have = array[..., :3], 3
+        else:
+            raise ScanError(f"{label}: 4 channels with a non-constant alpha channel; expected 3 channels or 1")
+    if have == 3:
+        return array, KAGGLE_OPENCV_ORDER, IMAGE_CHANNEL_SOURCES
+    if have == 1:
+        return array, (FLAIR,), ("gray",)
+    raise ScanError(f"{label}: {have} channels; expected 3 (the model's input sequences) or 1")
+
+
+def to_model(scan: Scan, model: Sequence[str]) -> Scan:
+    """``scan`` with its channels in the ``model``'s sequence order (see :func:`assemble`)."""
+    array, names, sources = scan.array, scan.channels, scan.channel_sources
+    if names is None:
+        array, names, sources = image_channels(array, scan.path)
+    mapped, description = assemble(array, names, sources, model, scan.path)
+    return dataclasses.replace(scan, array=mapped, sequences=description,
+                               loaded_shape=scan.loaded_shape or tuple(scan.array.shape))  # fmt: skip
