@@ -13,7 +13,7 @@ import torch
 
 from mri_seg.config import load_config
 from mri_seg.inference.predictor import Predictor
-from mri_seg.training.engine import train
+from mri_seg.training.engine import TrainingError, train
 
 
 def fresh_run(src: Path, dst: Path) -> Path:
@@ -63,3 +63,51 @@ def test_architecture_and_loss_variants_train_and_load_back(synthetic_run, tmp_p
     volume = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
     prob = predictor.predict_proba_batch(list(volume))
     assert np.stack(prob).shape == (3, 64, 64) and np.isfinite(np.stack(prob)).all()
+
+
+@pytest.mark.slow
+def test_25d_model_trains_and_is_evaluated_and_inferred_on_whole_volumes(synthetic_run, synthetic_dir, tmp_path):
+    """data.context_slices=1: training, evaluation and batch inference all stack the same neighbours."""
+    import cv2
+
+    from mri_seg.data.kaggle_lgg import read_slice
+    from mri_seg.evaluation.core import as_volume_fn, iter_run_cases
+    from mri_seg.pipelines.infer import main as infer_main
+
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, tiny(run, "data.context_slices=1", "model.in_channels=9"))
+    summary = train(run, cfg, device="cpu")
+    assert summary["epochs_completed"] == 1
+    ckpt = run / "checkpoints" / "last.pt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["config"]["data"]["context_slices"] == 1
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    assert predictor.in_channels == 9 and predictor.channels_per_slice == 3
+
+    case = next(iter_run_cases(run, "val", as_volume_fn(predictor, 4), progress=False))
+    frame = pd.read_csv(run / "manifest.csv").query("patient_id == @case.patient_id").sort_values("slice_index")
+    volume = np.stack([read_slice(p) for p in frame["image_path"]])
+    np.testing.assert_allclose(case.prob, predictor.predict_volume(volume), atol=1e-6)
+
+    patient = synthetic_dir / case.patient_id
+    out = tmp_path / "pred"
+    assert infer_main(["--checkpoint", str(ckpt), "--input", str(patient), "--output", str(out), "--device", "cpu",
+                       "--no-progress", "--threshold", "0.5", "--min-component", "0"]) == 0  # fmt: skip
+    masks = np.stack([cv2.imread(str(out / patient.name / f"{Path(p).stem}_mask.tif"), cv2.IMREAD_UNCHANGED) > 0
+                      for p in frame["image_path"]])  # fmt: skip
+    prob = predictor.predict_volume(volume)
+    np.testing.assert_array_equal(masks, prob >= 0.5)
+    assert masks.any()
+    alone = np.stack(predictor.predict_proba_batch(list(volume)))  # each slice without its neighbours
+    assert np.abs(prob - alone).max() > 1e-3  # so the equality above did test the 2.5D path
+
+
+@pytest.mark.slow
+def test_wrong_in_channels_for_25d_is_one_clear_error(synthetic_run, tmp_path):
+    from mri_seg.pipelines.train import main as train_main
+
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    with pytest.raises(TrainingError, match=r"model.in_channels=3 does not match .* = 9; set model.in_channels=9"):
+        train(run, load_config(None, tiny(run, "data.context_slices=1")), device="cpu")
+    with pytest.raises(TrainingError, match="model.in_channels=8 is not a multiple of 2 . data.context_slices . 1 = 3"):
+        train(run, load_config(None, tiny(run, "data.context_slices=1", "model.in_channels=8")), device="cpu")
+    assert not (run / "checkpoints").exists()

@@ -19,6 +19,12 @@ Two stages:
   non-zero pixels, so noise or a brightness shift in the background would change
   what "foreground" means between training and inference.
 
+2.5D stacks (``C * (2k+1)`` channels): the geometric and brightness/contrast/gamma
+transforms of albumentations 2.0.8 apply one set of parameters to every channel (tested:
+each stacked slice is transformed exactly as a 3-channel image would be); Gaussian noise
+is drawn per channel, as for the sequences of one slice; the missing-sequence simulation
+acts per slice of the stack.
+
 Every transform is built with ``strict=True``: albumentations 2.x only *warns* about
 an unknown argument by default, strict mode turns that into an error.
 """
@@ -35,17 +41,24 @@ FLAIR_CHANNEL = 1  # Kaggle order pre-contrast, FLAIR, post-contrast: FLAIR is t
 
 
 class ReplaceWithFlair(A.ImageOnlyTransform):
-    """Copy the FLAIR channel over one or both other sequences, as the dataset does for missing ones."""
+    """Copy the FLAIR channel over one or both other sequences, as the dataset does for missing ones.
 
-    def __init__(self, flair_channel: int = FLAIR_CHANNEL, p: float = 0.5):
+    A 2.5D input stacks ``2k+1`` slices of ``channels_per_slice`` sequences each: the same
+    sequences go missing in every slice of the stack (a patient lacks a sequence in all
+    its slices), and each slice's own FLAIR is copied within that slice.
+    """
+
+    def __init__(self, flair_channel: int = FLAIR_CHANNEL, channels_per_slice: int = 3, p: float = 0.5):
         super().__init__(p=p)
         self.flair_channel = flair_channel
+        self.channels_per_slice = channels_per_slice
 
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
         shape = params["shape"]
-        if len(shape) == 2 or shape[-1] < 2:
+        per_slice = self.channels_per_slice
+        if len(shape) == 2 or per_slice < 2 or shape[-1] % per_slice:
             return {"replace": []}
-        others = [c for c in range(shape[-1]) if c != self.flair_channel]
+        others = [c for c in range(per_slice) if c != self.flair_channel]
         choice = self.py_random.randrange(len(others) + 1)  # one sequence missing, or all of them
         return {"replace": others if choice == len(others) else [others[choice]]}
 
@@ -53,8 +66,9 @@ class ReplaceWithFlair(A.ImageOnlyTransform):
         if not replace:
             return img
         out = img.copy()
-        for c in replace:
-            out[..., c] = img[..., self.flair_channel]
+        for first in range(0, img.shape[-1], self.channels_per_slice):  # each stacked slice
+            for c in replace:
+                out[..., first + c] = img[..., first + self.flair_channel]
         return out
 
 
@@ -95,11 +109,11 @@ def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
     return out
 
 
-def _intensity(cfg: AugmentConfig) -> list[A.BasicTransform]:
+def _intensity(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicTransform]:
     it = cfg.intensity
     out: list[A.BasicTransform] = []
     if cfg.missing_sequence_p > 0:
-        out.append(ReplaceWithFlair(p=cfg.missing_sequence_p))
+        out.append(ReplaceWithFlair(channels_per_slice=channels_per_slice, p=cfg.missing_sequence_p))
     if it.p > 0:
         out.append(
             A.RandomBrightnessContrast(
@@ -120,9 +134,9 @@ def _intensity(cfg: AugmentConfig) -> list[A.BasicTransform]:
 class Augmenter:
     """Callable ``(image uint8 HxWxC, mask uint8 HxW) -> (image, mask)``; see module docstring."""
 
-    def __init__(self, cfg: AugmentConfig, seed: int | None = None):
+    def __init__(self, cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3):
         self.geometric = A.Compose(_geometric(cfg), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True)
-        self.intensity = A.Compose(_intensity(cfg), seed=seed, strict=True)
+        self.intensity = A.Compose(_intensity(cfg, channels_per_slice), seed=seed, strict=True)
 
     def set_seed(self, seed: int) -> None:
         """Reseed both pipelines (albumentations 2.x has its own generators, not np.random)."""
@@ -139,6 +153,9 @@ class Augmenter:
         return np.where(background, np.uint8(0), image).astype(np.uint8, copy=False), mask
 
 
-def build_augmentation(cfg: AugmentConfig, seed: int | None = None) -> Augmenter | None:
-    """The training pipeline, or ``None`` when ``augment.enabled`` is false (val/test never augment)."""
-    return Augmenter(cfg, seed=seed) if cfg.enabled else None
+def build_augmentation(cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3) -> Augmenter | None:
+    """The training pipeline, or ``None`` when ``augment.enabled`` is false (val/test never augment).
+
+    ``channels_per_slice``: sequences per slice of a 2.5D stack (``data.context_slices``).
+    """
+    return Augmenter(cfg, seed=seed, channels_per_slice=channels_per_slice) if cfg.enabled else None

@@ -11,6 +11,12 @@ Order and why:
 4. normalise with :func:`mri_seg.data.normalize.normalise_image` -- last, so the model
    always sees exactly what inference computes from an un-augmented image.
 
+2.5D (``data.context_slices = k > 0``): step 3 starts from the slice stacked with its
+``k`` neighbours on either side (same patient, slice_index order, end slices replicated)
+by :func:`mri_seg.data.context.stack_context` -- the function inference uses -- read from
+the cache; augmentation then moves all stacked channels together, and the mask is the
+centre slice's.
+
 Items: ``{"image": float32 CxHxW, "mask": float32 1xHxW (0/1), "patient_id": str,
 "slice_index": int, "index": int}``. ``native_mask(i)`` returns the mask at its native
 size, used by validation to score predictions resized back to native resolution.
@@ -29,6 +35,7 @@ from tqdm import tqdm
 
 from mri_seg.config import Config
 from mri_seg.data.augment import Augmenter, build_augmentation
+from mri_seg.data.context import channels_per_slice, stack_context
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import manifest_for_split
 from mri_seg.data.normalize import normalise_image
@@ -59,19 +66,35 @@ class SliceDataset(Dataset):
         cache_in_memory: bool = True,
         keep_native_masks: bool = False,
         progress: bool = False,
+        context_slices: int = 0,
     ):
         self.frame = frame.sort_values(["patient_id", "slice_index"]).reset_index(drop=True)
         self.scale = float(scale)
+        if context_slices < 0:
+            raise ValueError(f"data.context_slices must be >= 0, got {context_slices}")
+        self.context_slices = int(context_slices)
         self.normalisation = normalisation
         self.augment = augment
         self.patient_ids = self.frame["patient_id"].astype(str).tolist()
         self.slice_indices = self.frame["slice_index"].astype(int).tolist()
         self.has_tumour = self.frame["has_tumour"].astype(bool).to_numpy()
+        self._volume_of = self._patient_ranges()
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._native: list[np.ndarray] | None = None
         normalise_image(np.zeros((2, 2, 1), np.uint8), normalisation)  # fail early on an unknown method
         if cache_in_memory or keep_native_masks:
             self._fill_cache(cache_in_memory, keep_native_masks, progress)
+
+    def _patient_ranges(self) -> list[tuple[int, int]]:
+        """Per row, ``(start, stop)`` of its patient's rows (contiguous: the frame is sorted by patient)."""
+        ranges: list[tuple[int, int]] = []
+        ids = self.patient_ids
+        start = 0
+        for i in range(1, len(ids) + 1):
+            if i == len(ids) or ids[i] != ids[start]:
+                ranges += [(start, i)] * (i - start)
+                start = i
+        return ranges
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.frame.iloc[i]
@@ -111,6 +134,19 @@ class SliceDataset(Dataset):
             return self._cache[i]
         return resize_pair(*self._read(i), self.scale)
 
+    def volume_slices(self, i: int) -> "_PatientSlices":
+        """Row ``i``'s patient as a lazy sequence of resized uint8 slices, and ``i``'s position in it."""
+        start, stop = self._volume_of[i]
+        return _PatientSlices(self, start, stop)
+
+    def model_input(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Resized uint8 input (slice ``i`` stacked with its context when k > 0) and its 0/1 mask."""
+        image, mask = self.raw(i)
+        if self.context_slices:
+            start, _ = self._volume_of[i]
+            image = stack_context(self.volume_slices(i), self.context_slices, [i - start])[0]
+        return image, mask
+
     def native_mask(self, i: int) -> np.ndarray:
         """Boolean mask at the slice's native size."""
         if self._native is not None:
@@ -118,7 +154,7 @@ class SliceDataset(Dataset):
         return self._read(i)[1].astype(bool)
 
     def __getitem__(self, i: int) -> dict:
-        image, mask = self.raw(i)
+        image, mask = self.model_input(i)
         if self.augment is not None:
             image, mask = self.augment(image, mask)
         image = normalise_image(image, self.normalisation)
@@ -129,6 +165,21 @@ class SliceDataset(Dataset):
             "slice_index": self.slice_indices[i],
             "index": i,
         }
+
+
+class _PatientSlices:
+    """One patient's resized uint8 slices in slice order, read from the dataset's cache on access."""
+
+    def __init__(self, dataset: SliceDataset, start: int, stop: int):
+        self.dataset, self.start, self.stop = dataset, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        return self.dataset.raw(self.start + j)[0]
 
 
 def build_dataset(
@@ -144,12 +195,15 @@ def build_dataset(
 
 def dataset_from_frame(frame: pd.DataFrame, cfg: Config, train: bool, progress: bool = False) -> SliceDataset:
     """Dataset of the manifest rows ``frame`` (e.g. one cross-validation fold's patients)."""
+    k = cfg.data.context_slices
+    sequences = channels_per_slice(cfg.model.in_channels, k)  # the missing-sequence simulation acts per slice
     return SliceDataset(
         frame,
         scale=cfg.data.scale,
         normalisation=cfg.data.normalisation,
-        augment=build_augmentation(cfg.augment) if train else None,
+        augment=build_augmentation(cfg.augment, channels_per_slice=sequences) if train else None,
         cache_in_memory=cfg.data.cache_in_memory,
         keep_native_masks=not train,
         progress=progress,
+        context_slices=k,
     )

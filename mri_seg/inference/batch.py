@@ -1,8 +1,9 @@
 """Batch inference over a folder (or one file): scans -> masks, overlays, ``predictions.csv``.
 
 Per scan: read (any registered file type) into the training layout with channels in the
-model's sequence order (:func:`read_options`), predict slice by slice in
-bounded chunks, post-process, write the mask (input format and geometry), optional
+model's sequence order (:func:`read_options`), predict the volume
+(``Predictor.predict_volume``: slices in bounded chunks, 2.5D context from the scan's own
+neighbouring slices), post-process, write the mask (input format and geometry), optional
 probabilities, and the overlay PNG (written last, so a scan whose outputs all exist is
 complete). A scan that fails becomes an ``error`` row and the batch goes on.
 
@@ -160,12 +161,9 @@ def segment_scan(
         row["sequences"] = scan.sequences
         slices = scan.slices  # training layout, model's channel order (1 channel: a broadcast view)
         pp = cfg.postprocess
-        mask = np.zeros(slices.shape[:3], dtype=bool)
-        prob = np.zeros(slices.shape[:3], dtype=np.float32) if cfg.save_probabilities else None
-        for i, p in enumerate(predictor.iter_proba(slices)):
-            mask[i] = postprocess(p, pp.threshold, pp.min_component_pixels)
-            if prob is not None:
-                prob[i] = p
+        volume_prob = predictor.predict_volume(slices)  # the whole volume: 2.5D context across slices
+        mask = postprocess(volume_prob, pp.threshold, pp.min_component_pixels)
+        prob = volume_prob if cfg.save_probabilities else None
         write_outputs(source, scan, paths, mask, prob)
         write_overlay(paths.overlay, slices, mask, slice_names(scan))
         tumour = int(mask.sum())

@@ -12,6 +12,12 @@ than ``tile_batch`` tiles of activations on the device. Probabilities are resize
 to the input size (``INTER_LINEAR``). Optional flip TTA averages the horizontally
 flipped pass; :meth:`Predictor.iter_passes` / ``predict_volume(..., return_passes=True)``
 give the passes separately (for the review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
+
+2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
+stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.data.context.stack_context`,
+the function the training dataset uses, so :meth:`Predictor.predict_volume` must get the
+whole volume in slice order. Images passed one by one (``predict_proba``,
+``predict_proba_batch``) are 1-slice volumes: their neighbours are themselves.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
+from mri_seg.data.context import channels_per_slice, stack_context
 from mri_seg.data.normalize import normalise_image
 from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
@@ -97,7 +104,9 @@ class Predictor:
         self.normalisation = normalisation
         self.device = resolve_device(device)
         self.cuda = self.device.type == "cuda"
-        self.in_channels = int(config.model.in_channels)
+        self.in_channels = int(config.model.in_channels)  # what the model takes (stacked channels in 2.5D)
+        self.context_slices = int(config.data.context_slices)
+        self.channels_per_slice = channels_per_slice(self.in_channels, self.context_slices)  # sequences per slice
         self.scale = float(config.data.scale)
         if self.scale <= 0:
             raise ValueError(f"data.scale must be > 0, got {self.scale}")
@@ -156,7 +165,7 @@ class Predictor:
         volume = np.asarray(volume)
         if volume.ndim != 4:
             raise ValueError(f"predict_volume needs a D x H x W x C volume, got shape {volume.shape}")
-        per_slice = list(self.iter_passes(volume))
+        per_slice = list(self._iter_passes(volume, as_volume=True))
         passes = np.stack(per_slice, axis=1) if per_slice else np.zeros((self.n_passes, *volume.shape[:3]), np.float32)
         mean = passes[0].copy() if len(passes) == 1 else passes.mean(axis=0)
         return (mean, passes) if return_passes else mean
@@ -167,7 +176,38 @@ class Predictor:
         return 2 if self.infer_cfg.postprocess.tta_flip else 1
 
     def iter_passes(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-        """Per slice, the ``P x H x W`` float32 maps of every pass (plain, then flipped when TTA is on)."""
+        """Per image, the ``P x H x W`` float32 maps of every pass (plain, then flipped when TTA is on).
+
+        Each image is a 1-slice volume (2.5D: its own neighbours); use :meth:`predict_volume`
+        or :meth:`iter_volume_passes` for the slices of one volume.
+        """
+        return self._iter_passes(images, as_volume=False)
+
+    def iter_volume_passes(self, volume: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+        """Like :meth:`iter_passes` for the slices of one volume in slice order (2.5D context from neighbours)."""
+        return self._iter_passes(volume, as_volume=True)
+
+    def prepare_inputs(self, volume: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
+        """The model's input for slices ``indices`` of ``volume``: ``N x in_channels x h x w`` float32.
+
+        Each slice: channels adapted to ``channels_per_slice``, resized by ``data.scale``,
+        normalised; then stacked with its context (:func:`stack_context`).
+        """
+        prepared = _PreparedSlices(self, volume)
+        return self._stacked(prepared, indices, as_volume=True)
+
+    def _stacked(self, prepared: "_PreparedSlices", indices: Sequence[int], as_volume: bool) -> np.ndarray:
+        height, width = prepared.scaled_size
+        batch = np.empty((len(indices), self.in_channels, height, width), dtype=np.float32)
+        for n, i in enumerate(indices):
+            if as_volume:
+                stacked = stack_context(prepared, self.context_slices, [i])[0]
+            else:  # an image alone: a 1-slice volume
+                stacked = stack_context([prepared[i]], self.context_slices, [0])[0]
+            batch[n] = stacked.transpose(2, 0, 1)  # filled in place
+        return batch
+
+    def _iter_passes(self, images: Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
         if len(images) == 0:
             return
         height, width = images[0].shape[:2]
@@ -178,35 +218,38 @@ class Predictor:
                 )
         h, w = scaled_size(height, width, self.scale)
         chunk = max(1, self.infer_cfg.tile_batch // windows_per_slice(h, w, self.tile_size, self.infer_cfg.overlap))
+        prepared = _PreparedSlices(self, images)
         for start in range(0, len(images), chunk):
-            part = images[start : start + chunk]
-            batch = np.empty((len(part), self.in_channels, h, w), dtype=np.float32)
-            for k, img in enumerate(part):
-                batch[k] = self._prepare(img)  # filled in place: no stacked copy of a big slice
-            batch = torch.from_numpy(batch)
+            indices = range(start, min(start + chunk, len(images)))
+            batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
+            prepared.forget_before(indices[-1] + 1 - self.context_slices)  # later slices need no earlier ones
             passes = [self._infer(batch)[:, 0].numpy()]
             if self.infer_cfg.postprocess.tta_flip:
                 passes.append(self._infer(batch.flip(-1)).flip(-1)[:, 0].numpy())
-            for k in range(len(part)):
+            for k in range(len(indices)):
                 yield np.stack([self._restore(p[k], height, width) for p in passes])
 
     # ------------------------------------------------------------------ steps
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
-        """Channels checked, resized by ``data.scale``, normalised -> ``C x h x w`` float32 (a view)."""
+        """One image (a 1-slice volume) -> the model's ``in_channels x h x w`` float32 input."""
+        return self._stacked(_PreparedSlices(self, [image]), [0], as_volume=True)[0]
+
+    def _prepare_slice(self, image: np.ndarray) -> np.ndarray:
+        """Channels checked, resized by ``data.scale``, normalised -> ``h x w x C`` float32."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3:
             raise ValueError(f"expected an H x W x C image, got shape {image.shape}")
-        image = to_model_channels(image, self.in_channels, "image")
+        image = to_model_channels(image, self.channels_per_slice, "image")
         if self.scale != 1.0:
             if image.dtype not in _CV2_RESIZE_DTYPES:
                 image = image.astype(np.float32)
             h, w = scaled_size(image.shape[0], image.shape[1], self.scale)
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             image = image[:, :, None] if image.ndim == 2 else image
-        return normalise_image(image, self.normalisation).transpose(2, 0, 1)
+        return normalise_image(image, self.normalisation)
 
     def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
         """Model-resolution map back to the input size, clipped to [0, 1]."""
@@ -244,3 +287,27 @@ class Predictor:
                 device=torch.device("cpu"),
             )
         return torch.as_tensor(out).float()
+
+
+class _PreparedSlices:
+    """A volume's slices, prepared (channels, scale, normalisation) on first access and kept
+    until :meth:`forget_before` drops those no later input needs (bounded memory)."""
+
+    def __init__(self, predictor: Predictor, slices: Sequence[np.ndarray]):
+        self.predictor = predictor
+        self.slices = slices
+        self._memo: dict[int, np.ndarray] = {}
+        height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
+        self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if j not in self._memo:
+            self._memo[j] = self.predictor._prepare_slice(self.slices[j])
+        return self._memo[j]
+
+    def forget_before(self, index: int) -> None:
+        for j in [j for j in self._memo if j < index]:
+            del self._memo[j]

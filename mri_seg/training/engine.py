@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
+from mri_seg.data.context import channels_per_slice, check_input_channels
 from mri_seg.data.dataset import SliceDataset, build_dataset, dataset_from_frame
 from mri_seg.data.scale import scaled_size
 from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE, FoldError, fold_patients, manifest_for_patients
@@ -70,7 +71,7 @@ from mri_seg.training.validate import validate
 
 CHECKPOINT_DIR = "checkpoints"
 # Config sections/keys that must match the checkpoint when resuming (the weights depend on them).
-_RESUME_FIXED = ("model", "data.scale", "data.normalisation")
+_RESUME_FIXED = ("model", "data.scale", "data.normalisation", "data.context_slices")
 
 
 class TrainingError(ValueError):
@@ -138,6 +139,27 @@ def _check_sizes(datasets: list[SliceDataset], cfg: Config) -> None:
                     f"data.scale={cfg.data.scale} turns {h}x{w} slices into {sh}x{sw}, which is not a multiple "
                     f"of {div} (the product of model.strides); pick a scale giving multiples of {div}"
                 )
+
+
+def _check_recipe(cfg: Config) -> torch.nn.Module:
+    """Build the loss and a throw-away model, check the 2.5D channel count; any error is a TrainingError."""
+    try:
+        loss_fn = build_loss(cfg.train)
+        build_model(cfg.model)
+        channels_per_slice(cfg.model.in_channels, cfg.data.context_slices)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    return loss_fn
+
+
+def _check_channels(datasets: list[SliceDataset], cfg: Config) -> None:
+    """``model.in_channels`` must be the slices' channels x (2 * data.context_slices + 1)."""
+    for ds in datasets:
+        sequences = ds.raw(0)[0].shape[2]
+        try:
+            check_input_channels(cfg.model.in_channels, cfg.data.context_slices, sequences, "the training slices")
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
 
 
 def _loaders(
@@ -314,11 +336,12 @@ def _train(
             f"{last_path} already exists: pass --resume to continue that run, or use a new run dir"
         )
     hash_ = data_hash(run_dir)
-    loss_fn = build_loss(cfg.train)  # a bad loss setting fails before the slices are cached
+    loss_fn = _check_recipe(cfg)  # bad loss/model/2.5D settings fail before the slices are cached
     configure_backend(dev)
     seed_everything(cfg.train.seed + ctx.rank)
     train_ds, val_ds, train_patients = _datasets(run_dir, cfg, fold, main)
     _check_sizes([train_ds, val_ds], cfg)
+    _check_channels([train_ds, val_ds], cfg)
     train_loader, val_loader, sampler = _loaders(train_ds, val_ds, cfg, ctx, dev)
 
     model = build_model(cfg.model).to(dev)
