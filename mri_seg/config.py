@@ -32,7 +32,7 @@ class ConfigError(ValueError):
 class DataConfig:
     image_size: int = 256  # native slice size of the Kaggle dataset
     scale: float = 1.0  # resampling factor applied to slices before the model (0.5: 256 -> 128)
-    normalisation: str = "zscore_nonzero"  # per-image, per-channel z-score over non-zero pixels
+    normalisation: str = "zscore_nonzero"  # z-score over non-zero pixels per channel: per slice | zscore_volume: per patient volume
     context_slices: int = 0  # 2.5D: k neighbours each side as extra channels (0 = 2D); model.in_channels = C*(2k+1)
     cache_in_memory: bool = True
     num_workers: int = 2

@@ -13,7 +13,7 @@ from mri_seg.data.augment import ReplaceWithFlair, _geometric, _intensity, build
 from mri_seg.data.context import channels_per_slice, check_input_channels, context_indices, stack_context
 from mri_seg.data.dataset import build_dataset, resize_pair
 from mri_seg.data.kaggle_lgg import read_slice
-from mri_seg.data.normalize import normalise_image
+from mri_seg.data.normalize import normalise_image, volume_stats
 from mri_seg.inference.predictor import Predictor
 from mri_seg.inference.testing import tiny_config
 from mri_seg.models import build_model
@@ -111,24 +111,27 @@ def _patient_volume(frame: pd.DataFrame) -> np.ndarray:
     return np.stack([read_slice(p) for p in rows["image_path"]])
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_dataset_item_equals_predictor_input_at_first_middle_and_last_slice(synthetic_run, k):
+@pytest.mark.parametrize(
+    "k, normalisation", [(1, "zscore_nonzero"), (2, "zscore_nonzero"), (0, "zscore_volume"), (1, "zscore_volume")]
+)
+def test_dataset_item_equals_predictor_input_at_first_middle_and_last_slice(synthetic_run, k, normalisation):
     cfg = load_config(None, [f"data.context_slices={k}", f"model.in_channels={3 * (2 * k + 1)}", "data.scale=0.5",
-                             "model.channels=[4,8,16]", "model.strides=[2,2]"])  # fmt: skip
+                             f"data.normalisation={normalisation}", "model.channels=[4,8,16]", "model.strides=[2,2]"])
     ds = build_dataset(synthetic_run, "val", cfg, train=False)
-    predictor = Predictor(build_model(cfg.model), cfg, InferConfig(), device="cpu")
+    predictor = Predictor(build_model(cfg.model), cfg, InferConfig(), normalisation=normalisation, device="cpu")
     pid = ds.patient_ids[0]
     rows = [i for i, p in enumerate(ds.patient_ids) if p == pid]
     volume = _patient_volume(ds.frame.iloc[rows])
     depth = len(rows)
     assert depth >= 2 * k + 2
+    resized = [resize_pair(s, np.zeros(s.shape[:2], np.uint8), 0.5)[0] for s in volume]
+    stats = volume_stats(resized) if normalisation == "zscore_volume" else None
     for pos in (0, 1, depth // 2, depth - 2, depth - 1):
         item = ds[rows[pos]]["image"].numpy()
         assert item.shape == (3 * (2 * k + 1), 64, 64)
         np.testing.assert_allclose(predictor.prepare_inputs(volume, [pos])[0], item, atol=1e-6)
         # and both are the normalised, resized neighbours, end slices replicated
-        blocks = [normalise_image(resize_pair(volume[j], np.zeros(volume.shape[1:3], np.uint8), 0.5)[0])
-                  for j in context_indices(depth, pos, k)]  # fmt: skip
+        blocks = [normalise_image(resized[j], normalisation, stats) for j in context_indices(depth, pos, k)]
         np.testing.assert_allclose(item, np.concatenate(blocks, axis=2).transpose(2, 0, 1), atol=1e-6)
     first = ds[rows[0]]["image"].numpy()
     np.testing.assert_array_equal(first[:3], first[3 * k : 3 * k + 3])  # block before the first slice = itself

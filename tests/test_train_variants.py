@@ -40,7 +40,8 @@ VARIANTS = {  # every architecture and every loss variant goes once through the 
                                    "train.tversky_alpha=0.3", "train.dice_batch=false"],
     "segresnet-dice_focal": ["model.name=segresnet", "train.loss=dice_focal", "train.focal_gamma=2.0",
                              "train.dice_weight=0.5"],
-    "dynunet-deep_supervision": ["model.name=dynunet", "model.deep_supervision=1", "model.num_res_units=1"],
+    "dynunet-deep_supervision-zscore_volume": ["model.name=dynunet", "model.deep_supervision=1",
+                                               "model.num_res_units=1", "data.normalisation=zscore_volume"],
 }  # fmt: skip
 
 
@@ -59,7 +60,9 @@ def test_architecture_and_loss_variants_train_and_load_back(synthetic_run, tmp_p
     )
     state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     assert state["config"]["model"]["name"] == cfg.model.name
+    assert state["normalisation"] == {"method": cfg.data.normalisation}
     predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
+    assert predictor.normalisation == cfg.data.normalisation
     volume = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
     prob = predictor.predict_proba_batch(list(volume))
     assert np.stack(prob).shape == (3, 64, 64) and np.isfinite(np.stack(prob)).all()

@@ -134,9 +134,14 @@ def _intensity(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
 class Augmenter:
     """Callable ``(image uint8 HxWxC, mask uint8 HxW) -> (image, mask)``; see module docstring."""
 
+    flair_channel = FLAIR_CHANNEL
+
     def __init__(self, cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3):
         self.geometric = A.Compose(_geometric(cfg), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True)
-        self.intensity = A.Compose(_intensity(cfg, channels_per_slice), seed=seed, strict=True)
+        self.intensity = A.Compose(
+            _intensity(cfg, channels_per_slice), seed=seed, strict=True, save_applied_params=True
+        )
+        self.replaced_sequences: list[int] = []  # sequences the last call replaced by FLAIR (per slice)
 
     def set_seed(self, seed: int) -> None:
         """Reseed both pipelines (albumentations 2.x has its own generators, not np.random)."""
@@ -149,7 +154,11 @@ class Augmenter:
         out = self.geometric(image=image, mask=mask)
         image, mask = out["image"], out["mask"]
         background = image == 0
-        image = self.intensity(image=image)["image"]
+        out = self.intensity(image=image)
+        image = out["image"]
+        self.replaced_sequences = [
+            c for name, params in out["applied_transforms"] if name == ReplaceWithFlair.__name__ for c in params["replace"]
+        ]  # a per-volume normalisation must then use FLAIR's statistics for them, as inference of such a scan does
         return np.where(background, np.uint8(0), image).astype(np.uint8, copy=False), mask
 
 

@@ -9,7 +9,9 @@ Order and why:
 3. augment the uint8 image jointly with the mask (albumentations' intensity transforms
    are defined on uint8);
 4. normalise with :func:`mri_seg.data.normalize.normalise_image` -- last, so the model
-   always sees exactly what inference computes from an un-augmented image.
+   always sees exactly what inference computes from an un-augmented image
+   (``zscore_volume``: with the patient's statistics, computed once over its resized
+   slices by :func:`mri_seg.data.normalize.volume_stats`, as inference does per scan).
 
 2.5D (``data.context_slices = k > 0``): step 3 starts from the slice stacked with its
 ``k`` neighbours on either side (same patient, slice_index order, end slices replicated)
@@ -38,7 +40,7 @@ from mri_seg.data.augment import Augmenter, build_augmentation
 from mri_seg.data.context import channels_per_slice, stack_context
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import manifest_for_split
-from mri_seg.data.normalize import normalise_image
+from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
 from mri_seg.data.scale import scaled_size
 
 
@@ -81,9 +83,13 @@ class SliceDataset(Dataset):
         self._volume_of = self._patient_ranges()
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._native: list[np.ndarray] | None = None
-        normalise_image(np.zeros((2, 2, 1), np.uint8), normalisation)  # fail early on an unknown method
+        check_method(normalisation)  # fail early on an unknown method
         if cache_in_memory or keep_native_masks:
             self._fill_cache(cache_in_memory, keep_native_masks, progress)
+        self._stats: dict[int, np.ndarray] = {}  # patient's first row -> 2 x C volume (mean, std)
+        if normalisation in VOLUME_METHODS:
+            for start, stop in dict.fromkeys(self._volume_of):
+                self._stats[start] = volume_stats(self.raw(j)[0] for j in range(start, stop))
 
     def _patient_ranges(self) -> list[tuple[int, int]]:
         """Per row, ``(start, stop)`` of its patient's rows (contiguous: the frame is sorted by patient)."""
@@ -153,11 +159,27 @@ class SliceDataset(Dataset):
             return self._native[i]
         return self._read(i)[1].astype(bool)
 
+    def volume_stats(self, i: int, replaced: list[int] | None = None) -> np.ndarray | None:
+        """Row ``i``'s patient (mean, std) per input channel for ``zscore_volume`` (else None).
+
+        Sequences the augmentation replaced by FLAIR take FLAIR's statistics (inference of
+        a FLAIR-only scan computes them from the replicated FLAIR); 2.5D stacks repeat them
+        per stacked slice.
+        """
+        if self.normalisation not in VOLUME_METHODS:
+            return None
+        stats = self._stats[self._volume_of[i][0]].copy()
+        for c in replaced or []:
+            stats[:, c] = stats[:, self.augment.flair_channel]
+        return np.tile(stats, (1, 2 * self.context_slices + 1))
+
     def __getitem__(self, i: int) -> dict:
         image, mask = self.model_input(i)
+        replaced: list[int] = []
         if self.augment is not None:
             image, mask = self.augment(image, mask)
-        image = normalise_image(image, self.normalisation)
+            replaced = self.augment.replaced_sequences
+        image = normalise_image(image, self.normalisation, self.volume_stats(i, replaced))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy((mask > 0).astype(np.float32)[None]),

@@ -17,7 +17,10 @@ give the passes separately (for the review-flag uncertainty). On CUDA the same c
 stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.data.context.stack_context`,
 the function the training dataset uses, so :meth:`Predictor.predict_volume` must get the
 whole volume in slice order. Images passed one by one (``predict_proba``,
-``predict_proba_batch``) are 1-slice volumes: their neighbours are themselves.
+``predict_proba_batch``) are 1-slice volumes: their neighbours are themselves. The same
+holds for ``data.normalisation: zscore_volume``: its statistics are those of the volume
+given to ``predict_volume`` (computed as the training dataset does, over the resized
+slices), or of the image alone.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
 from mri_seg.data.context import channels_per_slice, stack_context
-from mri_seg.data.normalize import normalise_image
+from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
 from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
@@ -119,7 +122,7 @@ class Predictor:
             raise ValueError(f"infer.tile_batch must be >= 1, got {self.infer_cfg.tile_batch}")
         if self.infer_cfg.blend not in ("gaussian", "constant"):
             raise ValueError(f"infer.blend must be gaussian or constant, got '{self.infer_cfg.blend}'")
-        normalise_image(np.zeros((2, 2, 1), np.uint8), normalisation)  # unknown method: fail now
+        check_method(normalisation)  # unknown method: fail now
         self.model = model.to(self.device).eval()
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -193,7 +196,7 @@ class Predictor:
         Each slice: channels adapted to ``channels_per_slice``, resized by ``data.scale``,
         normalised; then stacked with its context (:func:`stack_context`).
         """
-        prepared = _PreparedSlices(self, volume)
+        prepared = _PreparedSlices(self, volume, as_volume=True)
         return self._stacked(prepared, indices, as_volume=True)
 
     def _stacked(self, prepared: "_PreparedSlices", indices: Sequence[int], as_volume: bool) -> np.ndarray:
@@ -218,7 +221,7 @@ class Predictor:
                 )
         h, w = scaled_size(height, width, self.scale)
         chunk = max(1, self.infer_cfg.tile_batch // windows_per_slice(h, w, self.tile_size, self.infer_cfg.overlap))
-        prepared = _PreparedSlices(self, images)
+        prepared = _PreparedSlices(self, images, as_volume)
         for start in range(0, len(images), chunk):
             indices = range(start, min(start + chunk, len(images)))
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
@@ -233,10 +236,15 @@ class Predictor:
 
     def _prepare(self, image: np.ndarray) -> np.ndarray:
         """One image (a 1-slice volume) -> the model's ``in_channels x h x w`` float32 input."""
-        return self._stacked(_PreparedSlices(self, [image]), [0], as_volume=True)[0]
+        return self._stacked(_PreparedSlices(self, [image], as_volume=True), [0], as_volume=True)[0]
 
-    def _prepare_slice(self, image: np.ndarray) -> np.ndarray:
-        """Channels checked, resized by ``data.scale``, normalised -> ``h x w x C`` float32."""
+    def _prepare_slice(self, image: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
+        """Channels checked, resized by ``data.scale``, normalised (with the volume's ``stats`` for
+        ``zscore_volume``) -> ``h x w x C`` float32."""
+        return normalise_image(self._resized(image), self.normalisation, stats)
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        """Channels checked and adapted, resized by ``data.scale`` (input dtype kept where cv2 can)."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
@@ -249,7 +257,7 @@ class Predictor:
             h, w = scaled_size(image.shape[0], image.shape[1], self.scale)
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             image = image[:, :, None] if image.ndim == 2 else image
-        return normalise_image(image, self.normalisation)
+        return image
 
     def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
         """Model-resolution map back to the input size, clipped to [0, 1]."""
@@ -291,21 +299,34 @@ class Predictor:
 
 class _PreparedSlices:
     """A volume's slices, prepared (channels, scale, normalisation) on first access and kept
-    until :meth:`forget_before` drops those no later input needs (bounded memory)."""
+    until :meth:`forget_before` drops those no later input needs (bounded memory).
 
-    def __init__(self, predictor: Predictor, slices: Sequence[np.ndarray]):
+    ``zscore_volume``: the statistics are those of the whole volume (one pass over the
+    resized slices first), or of each slice alone when ``as_volume`` is false
+    (independent images, each a one-slice volume).
+    """
+
+    def __init__(self, predictor: Predictor, slices: Sequence[np.ndarray], as_volume: bool):
         self.predictor = predictor
         self.slices = slices
+        self.as_volume = as_volume
         self._memo: dict[int, np.ndarray] = {}
         height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
+        self.volume_method = predictor.normalisation in VOLUME_METHODS
+        self.stats = None
+        if self.volume_method and as_volume and len(slices):
+            self.stats = volume_stats(predictor._resized(s) for s in slices)
 
     def __len__(self) -> int:
         return len(self.slices)
 
     def __getitem__(self, j: int) -> np.ndarray:
         if j not in self._memo:
-            self._memo[j] = self.predictor._prepare_slice(self.slices[j])
+            stats = self.stats
+            if self.volume_method and not self.as_volume:
+                stats = volume_stats([self.predictor._resized(self.slices[j])])
+            self._memo[j] = self.predictor._prepare_slice(self.slices[j], stats)
         return self._memo[j]
 
     def forget_before(self, index: int) -> None:
