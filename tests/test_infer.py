@@ -107,7 +107,8 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
 
     raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
-                                 "slices_with_tumour", "seconds", "status", "message", "sequences"]
+                                 "slices_with_tumour", "seconds", "status", "message", "sequences",
+                                 "uncertainty", "review_flag"]
     assert list(raw["path"]) == sorted(raw["path"])
     t = raw.set_index("path")
     assert set(t.index) == {f"patients/{PATIENT}", "png/gray.png", "png/big.png", "x.tif", "photo.jpg",
@@ -166,6 +167,46 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
     resolved = yaml.safe_load((out / "config_infer.yaml").read_text())
     assert resolved["data"]["scale"] == 0.5 and resolved["infer"]["postprocess"]["threshold"] == 0.5
     assert not list(out.glob(".predictions.part-*"))
+
+    # review flag columns, and the report: a row per scan, error messages, links to existing pages
+    assert ok["uncertainty"].astype(float).between(0, 1).all()
+    assert set(ok["review_flag"]) <= {"True", "False"} and set(t[t.status == "error"]["uncertainty"]) == {""}
+    check_inference_report(out, t)
+    assert "report " + str(out / "report.html") in err
+
+
+def check_inference_report(out: Path, table: pd.DataFrame) -> None:
+    """report.html has one row per scan, error rows show their message, every link and picture exists."""
+    from html.parser import HTMLParser
+
+    class Refs(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.refs, self.rows, self.viewer = [], 0, False
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            self.refs += [a[k] for k in ("href", "src") if k in a]
+            self.rows += tag == "tr"
+            self.viewer |= a.get("id") == "viewer"
+
+    index = Refs()
+    text = (out / "report.html").read_text()
+    index.feed(text)
+    assert index.rows == len(table) + 1  # + header
+    for path, row in table.iterrows():
+        assert path in text
+        if row["status"] == "error":
+            assert row["message"].split(";")[0] in text.replace("&#x27;", "'")
+    pages = sorted({r for r in index.refs if r.endswith(".html")})
+    assert len(pages) == (table["status"] == "ok").sum()
+    for ref in index.refs:
+        assert (out / ref).is_file(), ref
+    for ref in pages:
+        page = Refs()
+        page.feed((out / ref).read_text())
+        assert page.viewer
+        assert all(((out / ref).parent / r).is_file() for r in page.refs), ref
 
 
 def test_rerun_skips_finished_scans_and_overwrite_recomputes(tmp_path, ckpt):

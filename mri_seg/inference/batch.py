@@ -11,6 +11,11 @@ Safety: inputs are never written. OUT may not be the input folder; an OUT inside
 input folder is left out of the search; every planned output path is checked against
 the files found under the input before anything is written.
 
+Report (``infer.report``): each scan's viewer page is written with its outputs
+(:mod:`mri_seg.reports.inference_report`), and ``OUT/report.html`` by rank 0 after the
+merge. Review flag: the uncertainty of the prediction's passes (:mod:`mri_seg.uncertainty`)
+goes into the ``uncertainty`` and ``review_flag`` columns.
+
 Re-runs: a scan whose outputs all exist is not recomputed (its previous row is kept,
 or a ``skipped`` row when there is none) unless ``infer.overwrite``.
 
@@ -51,15 +56,17 @@ from mri_seg.io.kaggle import parse_kaggle_name
 from mri_seg.io.options import ReadOptions
 from mri_seg.io.scan import ScanError, ScanWarning
 from mri_seg.metrics import dice_score
+from mri_seg.reports.inference_report import ASSETS_DIR, REPORT_FILE, scan_key, write_inference_report, write_scan_page
+from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
 from mri_seg.utils.atomic import atomic_write_csv
 
 PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
-    "seconds", "status", "message", "sequences",
+    "seconds", "status", "message", "sequences", "uncertainty", "review_flag",
 ]  # fmt: skip
 DICE_COLUMN = "dice"
-RESERVED = (PREDICTIONS, "config_infer.yaml")
+RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)
 PART_WRITE_SECONDS = 10.0  # how often a rank saves its rows while it works
 
 
@@ -141,9 +148,17 @@ def read_options(predictor, cfg: InferConfig) -> ReadOptions:
 
 
 def segment_scan(
-    predictor, source: Source, paths: OutputPaths, cfg: InferConfig, with_truth: bool = False
+    predictor,
+    source: Source,
+    paths: OutputPaths,
+    cfg: InferConfig,
+    with_truth: bool = False,
+    out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Segment one scan and write its outputs; returns its ``predictions.csv`` row (never raises)."""
+    """Segment one scan and write its outputs; returns its ``predictions.csv`` row (never raises).
+
+    ``out_dir``: the batch's output folder, where the scan's report page goes (``infer.report``).
+    """
     start = time.perf_counter()
     row = _row(source, with_truth)
     notes: list[str] = []
@@ -161,11 +176,11 @@ def segment_scan(
         row["sequences"] = scan.sequences
         slices = scan.slices  # training layout, model's channel order (1 channel: a broadcast view)
         pp = cfg.postprocess
-        volume_prob = predictor.predict_volume(slices)  # the whole volume: 2.5D context across slices
+        volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold)
         mask = postprocess(volume_prob, pp.threshold, pp.min_component_pixels)
         prob = volume_prob if cfg.save_probabilities else None
         write_outputs(source, scan, paths, mask, prob)
-        write_overlay(paths.overlay, slices, mask, slice_names(scan))
+        row.update(uncertainty.columns(cfg.review.threshold))
         tumour = int(mask.sum())
         row.update(
             tumour_pixels=tumour,
@@ -182,12 +197,33 @@ def segment_scan(
                     row[DICE_COLUMN] = round(dice_score(mask, truth), 6)
             except Exception as exc:  # a bad reference mask does not fail the segmentation
                 notes.append(f"dice: {_one_line(exc)}")
+        if cfg.report and out_dir is not None:
+            try:
+                write_scan_page(out_dir, {**row, "message": "; ".join(notes)}, slices, mask, slice_names(scan))
+            except Exception as exc:  # a page that cannot be drawn does not fail the segmentation
+                notes.append(f"report page: {_one_line(exc)}")
+        write_overlay(paths.overlay, slices, mask, slice_names(scan))  # last: marks a complete scan
     except Exception as exc:  # one bad scan must not stop the batch
         row["status"] = "error"
         notes.append(_one_line(exc))
     row["message"] = "; ".join(notes)
     row["seconds"] = round(time.perf_counter() - start, 3)
     return row
+
+
+def predict_with_uncertainty(predictor, slices: np.ndarray, threshold: float) -> tuple[np.ndarray, Uncertainty]:
+    """The volume's mean probability ``D x H x W`` and the uncertainty of its passes, slice by slice
+    (only one slice's passes are held at a time). A predictor without passes counts as one pass."""
+    acc = UncertaintyAccumulator(threshold)
+    if hasattr(predictor, "iter_volume_passes"):
+        prob = np.zeros(slices.shape[:3], dtype=np.float32)
+        for i, passes in enumerate(predictor.iter_volume_passes(slices)):
+            acc.add(passes)
+            prob[i] = passes.mean(axis=0)
+    else:
+        prob = np.asarray(predictor.predict_volume(slices), dtype=np.float32)
+        acc.add(prob[None])
+    return prob, acc.result()
 
 
 # ----------------------------------------------------------------------------- tables
@@ -220,8 +256,12 @@ def write_table(path: Path, rows: list[dict[str, Any]], with_truth: bool) -> Non
     atomic_write_csv(path, frame.sort_values("path", kind="stable").reset_index(drop=True))
 
 
-def _can_skip(previous: dict[str, Any] | None, paths: OutputPaths, cfg: InferConfig, with_truth: bool) -> bool:
+def _can_skip(
+    previous: dict[str, Any] | None, paths: OutputPaths, cfg: InferConfig, with_truth: bool, page: Path | None = None
+) -> bool:
     if cfg.overwrite or not all(p.is_file() for p in paths.all(cfg.save_probabilities)):
+        return False
+    if page is not None and not page.is_file():  # report asked for, page missing: redo the scan
         return False
     return not with_truth or (previous is not None and previous.get(DICE_COLUMN, "") != "")
 
@@ -250,10 +290,11 @@ def run_batch(
                disable=not progress or not shard.is_main, file=sys.stderr)
     for source, paths in bar:
         prev = previous.get(str(source.rel))
-        if _can_skip(prev, paths, cfg, with_truth):
+        page = out_dir / ASSETS_DIR / f"{scan_key(str(source.rel))}.html" if cfg.report else None
+        if _can_skip(prev, paths, cfg, with_truth, page):
             row = dict(prev) if prev is not None else {**_row(source, with_truth), "status": "skipped"}
         else:
-            row = segment_scan(predictor, source, paths, cfg, with_truth)
+            row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir)
             if row["status"] == "error":
                 message = row["message"]
                 where = "" if str(source.path) in message else f"{source.path}: "
@@ -270,6 +311,8 @@ def run_batch(
     for rank in range(shard.world_size):
         merged += _read_rows(_part_path(out_dir, rank)) if rank != shard.rank else rows
     write_table(out_dir / PREDICTIONS, merged, with_truth)
+    if cfg.report:
+        write_inference_report(out_dir, merged)
     for leftover in out_dir.glob(".predictions.part-*.csv"):  # also those of an interrupted run
         leftover.unlink(missing_ok=True)
     return merged

@@ -11,7 +11,8 @@ SCANS: a folder (searched recursively) or one file: Kaggle patient folders of TI
 slices, 2D TIFF/PNG/JPEG images, 3D/4D NIfTI volumes. Only the ``infer`` section of
 the config is used (defaults from mri_seg.config, then --config, --set, flags); the
 model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets the
-masks and overlays (mirroring the input tree), ``predictions.csv`` and
+masks and overlays (mirroring the input tree), ``predictions.csv`` (with the review
+flag), ``report.html`` + ``report_files/`` (a page per scan; ``infer.report``) and
 ``config_infer.yaml`` (the checkpoint's config with this run's ``infer`` section).
 
 Exit code: 0 when every scan is ok (or skipped), 1 when some failed, 2 when the batch
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # rank 0 reports the merged table's status
     print(
         f"infer: {len(rows)} scans: {counts['ok']} ok, {counts['skipped']} skipped, {counts['error']} failed "
-        f"-> {args.output / 'predictions.csv'}",
+        f"-> {args.output / 'predictions.csv'}"
+        + (f", report {args.output / 'report.html'}" if cfg.infer.report else ""),
         file=sys.stderr,
     )
     return 1 if counts["error"] else 0
