@@ -27,6 +27,9 @@ from mri_seg.reports.outputs import write_eval_outputs
 from mri_seg.reports.patient_pages import PatientSliceWriter
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+# root needs --no-sandbox; the rest keep Chromium from reaching for the network (closed here) at start
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
 
 
 def _browser_path() -> str | None:
@@ -44,7 +47,7 @@ def browser():
         pytest.skip("no Chromium found (apt-get install chromium, or set MRI_SEG_BROWSER)")
     with sync_api.sync_playwright() as p:
         try:
-            b = p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
+            b = p.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
         except Exception as exc:  # a browser that cannot start here is a skip, not a failure of the pages
             pytest.skip(f"Chromium at {path} did not start: {str(exc).splitlines()[0]}")
         yield b
@@ -125,6 +128,7 @@ def _check_viewer(page) -> None:
     first_src = page.get_attribute("#viewer img.slice", "src")
     start = _viewer_index(page)
     total = int(page.get_attribute("#viewer input[type=range]", "max")) + 1
+    assert total >= 2
     step = 1 if start < total - 1 else -1
     page.keyboard.press("ArrowRight" if step == 1 else "ArrowLeft")
     assert _viewer_index(page) == start + step
@@ -175,9 +179,9 @@ def test_inference_report_and_scan_page_in_browser(browser, infer_dir):
     assert "4 scans: 3 ok, 0 skipped (done earlier), 1 failed; 1 flagged for review" in page.inner_text("body")
     rows = page.query_selector_all("table.sortable tbody tr")
     assert len(rows) == 4
-    page.click("table.sortable a >> nth=0")
+    page.click("table.sortable a:text('scans/a.nii.gz')")  # the 9-slice volume
     page.wait_for_load_state("load")
-    assert "report_files/" in page.url
+    assert "report_files/scans__a.nii.gz" in page.url
     assert _assert_links_resolve(page) >= 3
     _check_viewer(page)
     assert problems == []
