@@ -28,6 +28,7 @@ def test_small_demo_runs_every_stage_and_reruns_nothing(tmp_path: Path, capsys) 
     assert demo.main(argv) == 0
     printed = capsys.readouterr().out
     assert "demo finished" in printed and "report.html" in printed
+    assert f"inference report: {out / 'predictions' / 'report.html'}" in printed
 
     for stage in ("prepare", "split", "train", "evaluate", "infer"):
         record = json.loads((out / "stages" / f"{stage}.json").read_text())
@@ -44,6 +45,8 @@ def test_small_demo_runs_every_stage_and_reruns_nothing(tmp_path: Path, capsys) 
     assert set(predictions["format"]) >= {"nifti"}
     assert (out / "predictions" / "volume_mask.nii.gz").is_file()
     assert (out / "predictions" / "large_slice_mask.png").is_file()
+    assert (out / "predictions" / "report.html").is_file() and len(list((out / "predictions" / "report_files").glob("*.html"))) == 3
+    assert (out / "eval" / "test" / "patients").is_dir()  # patient pages
 
     # a second run finds every stage unchanged
     assert demo.main(argv) == 0

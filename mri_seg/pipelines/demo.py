@@ -56,6 +56,7 @@ def summarise(out: Path) -> str:
         f"  report:       {out / 'eval' / 'test' / 'report.html'}",
         f"  masks:        {out / 'predictions'}",
         f"  predictions:  {out / 'predictions' / 'predictions.csv'}",
+        f"  inference report: {out / 'predictions' / 'report.html'}",
         f"  checkpoint:   {out / 'checkpoints' / 'best.pt'}",
     ]
     return "\n".join(lines)
