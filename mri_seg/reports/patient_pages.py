@@ -71,11 +71,12 @@ def _caption(row: dict[str, Any]) -> str:
     )
 
 
-def _split_columns(columns: list[str]) -> tuple[list[str], list[str]]:
-    """(metric columns, the patient's clinical/dataset columns)."""
+def _split_columns(columns: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(metric columns, shape-feature columns, the patient's clinical/dataset columns)."""
     own = set(PATIENT_TABLE_COLUMNS) | set(UNCERTAINTY_COLUMNS) | {"patient_id", "case_id", "n_slices"}
-    metrics = [c for c in columns if c in own or c.startswith(("true_", "pred_"))]
-    return metrics, [c for c in columns if c not in metrics]
+    shape = [c for c in columns if c.startswith(("true_", "pred_")) and c not in own]
+    metrics = [c for c in columns if c in own and c not in ("patient_id", "case_id")]
+    return metrics, shape, [c for c in columns if c not in metrics and c not in shape and c != "patient_id"]
 
 
 def _vertical(record: dict[str, Any], columns: list[str]) -> str:
@@ -89,7 +90,7 @@ def render_patient_page(patient: dict[str, Any], slices: pd.DataFrame, split: st
     """The page of one patient. ``slices``: that patient's rows of slices.csv, in slice order."""
     pid = str(patient["patient_id"])
     folder = quote(safe_name(pid))
-    metric_cols, clinical_cols = _split_columns(list(patient))
+    metric_cols, shape_cols, clinical_cols = _split_columns(list(patient))
     flagged = bool(patient.get("review_flag", False))
     views: list[ViewerSlice] = []
     gallery: list[str] = []
@@ -115,15 +116,21 @@ def render_patient_page(patient: dict[str, Any], slices: pd.DataFrame, split: st
         f"<p>Patient Dice <b>{_fmt(patient.get('dice'))}</b>, {len(records)} slices, "
         f"{len(gallery)} with tumour in truth or prediction.</p>",
         flag_text,
+        '<div class="columns"><div>',
         "<h2>Slice viewer</h2>",
         LEGEND,
         viewer_html(views, start),
-        "<h2>Slices with tumour</h2>",
-        "".join(['<div class="gallery">', *gallery, "</div>"]) if gallery else '<p class="note">None.</p>',
+        "</div><div>",
         "<h2>Metrics</h2>",
         _vertical(patient, metric_cols),
-        "<h2>Clinical and dataset row (data.csv)</h2>",
+        "</div><div>",
+        "<h2>data.csv row</h2>",
         _vertical(patient, clinical_cols) if clinical_cols else '<p class="note">No data.csv row for this patient.</p>',
+        "</div></div>",
+        "<h2>Slices with tumour</h2>",
+        "".join(['<div class="gallery">', *gallery, "</div>"]) if gallery else '<p class="note">None.</p>',
+        "<h2>Shape features (truth / prediction)</h2>",
+        _vertical(patient, shape_cols),
     ]
     return page(f"{pid} — mri_seg evaluation", body)
 

@@ -33,6 +33,8 @@ table.sortable th:hover{background:#dde}
 .gallery figure{margin:0;font-size:12px;width:192px}
 .gallery .stack img{width:192px}
 .flag{color:#b00;font-weight:bold}
+.columns{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}
+.columns table{font-size:12px}
 td.thumb img{width:64px;height:auto;display:block}
 """
 
