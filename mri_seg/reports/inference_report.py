@@ -128,6 +128,11 @@ def write_scan_page(
     return path
 
 
+def _three(value: Any) -> str:
+    number = _num(value)
+    return "" if number is None else f"{number:.3f}"
+
+
 def _cell(text: str, sort: Any = None, raw: bool = False, css: str = "") -> str:
     value = text if sort is None else sort
     cls = f' class="{css}"' if css else ""
@@ -161,18 +166,19 @@ def render_index(rows: list[dict[str, Any]], out_dir: str | Path) -> str:
         status = str(row.get("status", ""))
         cells = [
             _cell(thumb, "", raw=True, css="thumb"),
-            _cell(link, rel, raw=True),
+            _cell(link, rel, raw=True, css="left"),
             _cell(status, css="error" if status == "error" else ""),
             _cell(volume, "" if volume_sort is None else volume_sort),
             _cell(str(row.get("slices_with_tumour", ""))),
-            _cell(str(row.get("uncertainty", ""))),
+            _cell(_three(row.get("uncertainty")), str(row.get("uncertainty", ""))),
             _cell("yes" if _flagged(row) else "", 1 if _flagged(row) else 0, css="flag" if _flagged(row) else ""),
         ]
         if with_dice:
-            cells.append(_cell(str(row.get("dice", ""))))
-        cells.append(_cell(notes))
+            cells.append(_cell(_three(row.get("dice")), str(row.get("dice", ""))))
+        cells.append(_cell(notes, css="left"))
         body_rows.append(f"<tr>{''.join(cells)}</tr>")
-    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    left = {"path", "warnings / message"}
+    header = "".join(f'<th{" class=left" if h in left else ""}>{html.escape(h)}</th>' for h in head)
     table = f'<table class="sortable"><thead><tr>{header}</tr></thead><tbody>{"".join(body_rows)}</tbody></table>'
     summary = (
         f"<p>{len(rows)} scans: {counts['ok']} ok, {counts['skipped']} skipped (done earlier), "

@@ -36,6 +36,8 @@ table.sortable th:hover{background:#dde}
 .columns{display:flex;flex-wrap:wrap;gap:28px;align-items:flex-start}
 .columns table{font-size:12px}
 td.thumb img{width:64px;height:auto;display:block}
+td.left,th.left{text-align:left}
+td.error{color:#b00;font-weight:bold}
 """
 
 _VIEWER_JS = """
