@@ -65,3 +65,10 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     for png in sorted(single.rglob("*_mask.png")):
         twin = sharded / png.relative_to(single)
         assert np.array_equal(cv2.imread(str(png), 0), cv2.imread(str(twin), 0)), png
+    # the report: rank 0 wrote one index over both ranks' scans, each rank wrote its scans' pages
+    from mri_seg.reports.inference_report import render_index
+
+    report = (sharded / "report.html").read_text()
+    assert report == render_index(pd.read_csv(sharded / "predictions.csv", dtype=str, keep_default_na=False)
+                                  .to_dict("records"), sharded)
+    assert len(list((sharded / "report_files").glob("*.html"))) == 4 and "zz_corrupt.png" in report

@@ -152,3 +152,19 @@ def test_patient_pages_written_from_the_evaluation_stream(tmp_path):
     assert "slice 1 | Dice" in text
     jpeg = (out / "patients" / "TCGA_XX_0000_20000101" / "slice_002.jpg").read_bytes()
     assert jpeg[:2] == b"\xff\xd8"
+
+
+def test_report_shows_learning_curves_when_the_run_has_a_log(tmp_path):
+    from mri_seg.training.runlog import LOG_COLUMNS
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "fold0").mkdir(parents=True)
+    rows = [{**{c: 0.5 for c in LOG_COLUMNS}, "epoch": e, "val_patient_dice_mean": 0.1 * e} for e in (1, 2, 3)]
+    pd.DataFrame(rows).to_csv(run / "checkpoints" / "fold0" / "train_log.csv", index=False)
+    result = evaluate_cases(_cases(2), EvalOptions(), EvalConfig(bootstrap_samples=50), "test")
+    without = write_eval_outputs(result, tmp_path / "a", run_dir=tmp_path / "nothing_here")["report.html"].read_text()
+    assert "learning_curves.png" not in without
+    report = write_eval_outputs(result, tmp_path / "b", run_dir=run)["report.html"].read_text()
+    parser = _Collector()
+    parser.feed(report)
+    assert "learning_curves.png" in report and len(parser.images) == 4 + 2 + 1  # plots + 2 montages + curves
