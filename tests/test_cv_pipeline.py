@@ -20,7 +20,8 @@ TINY = ["train.epochs=1", "model.channels=[4,8,16,32]", "model.num_res_units=0",
 def test_repo_cv_pipelines_parse():
     for name in ("lgg_cpu_cv.yaml", "demo_cv.yaml"):
         specs = runner.load_pipeline(REPO / "pipelines" / name)
-        assert [s.name for s in specs][:4] == ["prepare", "split", "train", "cv"]
+        assert [s.name for s in specs] == ["prepare", "split", "train", "cv", "evaluate"]
+        assert specs[4].args == ["--split", "test"]
         assert "--all-folds" in specs[2].args
         assert all(s.config is not None and s.config.is_file() for s in specs)
     assert runner.load_pipeline(REPO / "pipelines" / "lgg_cpu_cv.yaml")[1].args == ["--set", "split.n_folds=5"]
@@ -33,7 +34,7 @@ def test_demo_cv_pipeline_runs_end_to_end_then_skips(tmp_path):
     specs = runner.load_pipeline(REPO / "pipelines" / "demo_cv.yaml")
     ctx = runner.StageContext(run, data)
     outcome = runner.run_pipeline(specs, ctx, overrides=TINY, log=lambda *_: None)
-    assert outcome == {"prepare": "ran", "split": "ran", "train": "ran", "cv": "ran"}
+    assert outcome == {"prepare": "ran", "split": "ran", "train": "ran", "cv": "ran", "evaluate": "ran"}
 
     splits = pd.read_csv(run / "splits.csv")
     assert sorted(splits.loc[splits["split"] != "test", "fold"].unique()) == [0, 1, 2]
@@ -52,6 +53,13 @@ def test_demo_cv_pipeline_runs_end_to_end_then_skips(tmp_path):
         fold_patients = set(patients.loc[patients["fold"] == c["fold"], "patient_id"])
         assert fold_patients and not fold_patients & set(state["train_patients"])
     assert (run / "eval" / "cv" / "report.html").is_file() and (run / "config_cv.yaml").is_file()
+
+    # the test split is evaluated with the deliverable, RUN/checkpoints: the fold models' ensemble
+    test = json.loads((run / "eval" / "test" / "summary.json").read_text())
+    assert test["n_patients"] == int((splits["split"] == "test").sum())
+    assert [c["path"] for c in test["checkpoints"]] == [
+        str((run / "checkpoints" / f"fold{k}" / "best.pt").resolve()) for k in range(3)]  # fmt: skip
+    assert [c["sha256"] for c in test["checkpoints"]] == [c["sha256"] for c in summary["checkpoints"]]
 
     again = runner.run_pipeline(specs, ctx, overrides=TINY, log=lambda *_: None)
     assert set(again.values()) == {"skipped"}

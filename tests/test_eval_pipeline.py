@@ -126,13 +126,13 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     seen = {}
     from mri_seg.inference import predictor as predictor_module
 
-    original = predictor_module.Predictor.from_checkpoint
+    original = predictor_module.Predictor.from_checkpoints
 
-    def spy(path, device="auto", infer_cfg=None):
+    def spy(paths, device="auto", infer_cfg=None):
         seen["tta"] = infer_cfg.postprocess.tta_flip
-        return original(path, device=device, infer_cfg=infer_cfg)
+        return original(paths, device=device, infer_cfg=infer_cfg)
 
-    monkeypatch.setattr(predictor_module.Predictor, "from_checkpoint", staticmethod(spy))
+    monkeypatch.setattr(predictor_module.Predictor, "from_checkpoints", staticmethod(spy))
     assert evaluate.main(["--run-dir", str(run_dir), "--tta", "--min-component", "5", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert seen["tta"] is True

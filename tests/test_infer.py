@@ -22,6 +22,7 @@ from mri_seg.inference.postprocess import postprocess
 from mri_seg.inference.predictor import Predictor
 from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
+from mri_seg.training.checkpoint import file_sha256
 from mri_seg.metrics import dice_score
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.infer import main
@@ -108,8 +109,9 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
     raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
                                  "slices_with_tumour", "seconds", "status", "message", "sequences",
-                                 "uncertainty", "review_flag"]
+                                 "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256"]
     assert list(raw["path"]) == sorted(raw["path"])
+    assert set(raw["checkpoints"]) == {str(ckpt)} and set(raw["checkpoint_sha256"]) == {file_sha256(ckpt)}
     t = raw.set_index("path")
     assert set(t.index) == {f"patients/{PATIENT}", "png/gray.png", "png/big.png", "x.tif", "photo.jpg",
                             "vol/brain.nii.gz", "vol/seq.nii", "bad/corrupt.png", "bad/two_channels.tif"}

@@ -63,7 +63,7 @@ from mri_seg.utils.atomic import atomic_write_csv
 PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
-    "seconds", "status", "message", "sequences", "uncertainty", "review_flag",
+    "seconds", "status", "message", "sequences", "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
 ]  # fmt: skip
 DICE_COLUMN = "dice"
 RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)
@@ -208,6 +208,7 @@ def segment_scan(
         notes.append(_one_line(exc))
     row["message"] = "; ".join(notes)
     row["seconds"] = round(time.perf_counter() - start, 3)
+    row.update(checkpoint_columns(predictor))
     return row
 
 
@@ -224,6 +225,14 @@ def predict_with_uncertainty(predictor, slices: np.ndarray, threshold: float) ->
         prob = np.asarray(predictor.predict_volume(slices), dtype=np.float32)
         acc.add(prob[None])
     return prob, acc.result()
+
+
+def checkpoint_columns(predictor) -> dict[str, str]:
+    """The checkpoint files that made a row and their sha256 (';'-joined for an ensemble)."""
+    return {
+        "checkpoints": ";".join(str(p) for p in getattr(predictor, "checkpoint_paths", [])),
+        "checkpoint_sha256": ";".join(getattr(predictor, "checkpoint_sha256", [])),
+    }
 
 
 # ----------------------------------------------------------------------------- tables

@@ -21,6 +21,12 @@ whole volume in slice order. Images passed one by one (``predict_proba``,
 holds for ``data.normalisation: zscore_volume``: its statistics are those of the volume
 given to ``predict_volume`` (computed as the training dataset does, over the resized
 slices), or of the image alone.
+
+Ensembles (:meth:`Predictor.from_checkpoints`): several members, e.g. the fold models of
+a cross-validated run. Every member (and its flip-TTA pass) is one pass; the probability
+is the mean over all passes, so members are averaged before thresholding. Members must
+see the same input: they must agree on :data:`MEMBER_KEYS` (one-line error naming the
+member and the key otherwise); their architectures may differ.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from mri_seg.data.scale import scaled_size
 from mri_seg.io.scan import to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
-from mri_seg.training.checkpoint import checkpoint_config, checkpoint_sequences, load_checkpoint
+from mri_seg.training.checkpoint import checkpoint_config, checkpoint_sequences, file_sha256, load_checkpoint
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
@@ -59,6 +65,42 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device '{name}' (use auto, cpu or cuda)")
     return device
+
+
+# What every ensemble member must agree on: what its input is made of.
+MEMBER_KEYS = (
+    "model.in_channels", "data.scale", "data.image_size", "normalisation", "data.context_slices", "sequences",
+)  # fmt: skip
+
+
+class EnsembleError(ValueError):
+    """Checkpoints that cannot be averaged (they expect different inputs)."""
+
+
+def member_signature(state: dict) -> dict[str, object]:
+    """The :data:`MEMBER_KEYS` values of a loaded checkpoint (None where it has no such setting)."""
+    config = state["config"]
+    out: dict[str, object] = {}
+    for key in MEMBER_KEYS:
+        if key == "normalisation":
+            out[key] = (state.get("normalisation") or {}).get("method", config["data"].get("normalisation"))
+        elif key == "sequences":
+            out[key] = list(checkpoint_sequences(state))  # the training default for older checkpoints
+        else:
+            section, leaf = key.split(".")
+            out[key] = config.get(section, {}).get(leaf)
+    return out
+
+
+def check_members(states: Sequence[dict], paths: Sequence[Path]) -> None:
+    """Refuse members whose input settings differ from the first member's."""
+    reference = member_signature(states[0])
+    for state, path in zip(states[1:], paths[1:]):
+        for key, value in member_signature(state).items():
+            if value != reference[key]:
+                raise EnsembleError(
+                    f"ensemble member {path} differs from {paths[0]} in {key}: {value!r} != {reference[key]!r}"
+                )
 
 
 def round_up(value: int, divisor: int) -> int:
@@ -86,21 +128,25 @@ def _strip_prefixes(state: dict) -> dict:
 class Predictor:
     """Probability maps from a trained model; see the module docstring for the steps.
 
+    ``model``: one model, or several (an ensemble sharing ``config``'s input settings).
     ``config``: the config the model was trained with (model, data.scale,
     data.image_size). ``infer_cfg``: tiling, TTA (``postprocess.tta_flip``); defaults
     to :class:`InferConfig` defaults. ``sequences``: the model's input sequences in channel
     order (the checkpoint's record; readers deliver scans in this order).
+    ``checkpoint_paths``/``checkpoint_sha256``: the files the members came from (empty for
+    models built in code).
     """
 
     sequences: tuple[str, ...] = TRAINING_SEQUENCES
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | Sequence[torch.nn.Module],
         config: Config,
         infer_cfg: InferConfig | None = None,
         normalisation: str = "zscore_nonzero",
         device: str | torch.device = "auto",
+        member_configs: Sequence[Config] | None = None,
     ) -> None:
         self.config = config
         self.infer_cfg = infer_cfg if infer_cfg is not None else InferConfig()
@@ -113,7 +159,7 @@ class Predictor:
         self.scale = float(config.data.scale)
         if self.scale <= 0:
             raise ValueError(f"data.scale must be > 0, got {self.scale}")
-        divisor = size_divisor(config.model)
+        divisor = math.lcm(*(size_divisor(c.model) for c in [config, *(member_configs or [])]))
         requested = self.infer_cfg.tile_size or int(round(config.data.image_size * self.scale))
         self.tile_size = round_up(requested, divisor)
         if not 0.0 <= self.infer_cfg.overlap < 1.0:
@@ -123,23 +169,53 @@ class Predictor:
         if self.infer_cfg.blend not in ("gaussian", "constant"):
             raise ValueError(f"infer.blend must be gaussian or constant, got '{self.infer_cfg.blend}'")
         check_method(normalisation)  # unknown method: fail now
-        self.model = model.to(self.device).eval()
+        models = [model] if isinstance(model, torch.nn.Module) else list(model)
+        if not models:
+            raise ValueError("a Predictor needs at least one model")
+        self.models = [m.to(self.device).eval() for m in models]
         if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
+        self.model = self.models[0]
+        self.checkpoint_paths: list[Path] = []
+        self.checkpoint_sha256: list[str] = []
+        self.members: list[dict] = []  # per checkpoint: path, sha256, epoch, fold, best_metric
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "auto", infer_cfg: InferConfig | None = None
     ) -> "Predictor":
         """Model, training config and normalisation all come from the checkpoint file."""
-        state = load_checkpoint(path, map_location="cpu")
-        config = checkpoint_config(state)
-        model = build_model(config.model)
-        model.load_state_dict(_strip_prefixes(state["model"]))
-        method = (state.get("normalisation") or {}).get("method", config.data.normalisation)
-        predictor = cls(model, config, infer_cfg, method, device)
-        predictor.checkpoint_path = Path(path)
-        predictor.sequences = checkpoint_sequences(state)
+        return cls.from_checkpoints([path], device=device, infer_cfg=infer_cfg)
+
+    @classmethod
+    def from_checkpoints(
+        cls, paths: Sequence[str | Path], device: str | torch.device = "auto", infer_cfg: InferConfig | None = None
+    ) -> "Predictor":
+        """An ensemble of one or more checkpoint files (see the module docstring); one file is
+        exactly :meth:`from_checkpoint`. Config and normalisation come from the first member."""
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise ValueError("no checkpoint given")
+        states = [load_checkpoint(p, map_location="cpu") for p in paths]
+        check_members(states, paths)
+        configs = [checkpoint_config(state) for state in states]
+        models = []
+        for state, config in zip(states, configs):
+            model = build_model(config.model)
+            model.load_state_dict(_strip_prefixes(state["model"]))
+            models.append(model)
+        config = configs[0]
+        method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
+        predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:])
+        predictor.checkpoint_path = paths[0]
+        predictor.checkpoint_paths = paths
+        predictor.checkpoint_sha256 = [file_sha256(p) for p in paths]
+        predictor.sequences = checkpoint_sequences(states[0])
+        predictor.members = [
+            {"path": str(p.resolve()), "sha256": sha, "epoch": st.get("epoch"), "fold": st.get("fold"),
+             "best_metric": st.get("best_metric")}
+            for p, sha, st in zip(paths, predictor.checkpoint_sha256, states)
+        ]  # fmt: skip
         return predictor
 
     # ------------------------------------------------------------------ public API
@@ -162,8 +238,8 @@ class Predictor:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``D x H x W x C`` volume -> ``D x H x W`` float32 mean probability.
 
-        With ``return_passes`` also the per-pass maps ``P x D x H x W`` (one per flip-TTA
-        pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
+        With ``return_passes`` also the per-pass maps ``P x D x H x W`` (one per member
+        and flip-TTA pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
         """
         volume = np.asarray(volume)
         if volume.ndim != 4:
@@ -175,11 +251,12 @@ class Predictor:
 
     @property
     def n_passes(self) -> int:
-        """Probability maps averaged per slice: 2 with flip TTA, else 1."""
-        return 2 if self.infer_cfg.postprocess.tta_flip else 1
+        """Probability maps averaged per slice: one per member, times 2 with flip TTA."""
+        return len(self.models) * (2 if self.infer_cfg.postprocess.tta_flip else 1)
 
     def iter_passes(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-        """Per image, the ``P x H x W`` float32 maps of every pass (plain, then flipped when TTA is on).
+        """Per image, the ``P x H x W`` float32 maps of every pass: for each member, plain then
+        flipped when TTA is on.
 
         Each image is a 1-slice volume (2.5D: its own neighbours); use :meth:`predict_volume`
         or :meth:`iter_volume_passes` for the slices of one volume.
@@ -226,9 +303,11 @@ class Predictor:
             indices = range(start, min(start + chunk, len(images)))
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
             prepared.forget_before(indices[-1] + 1 - self.context_slices)  # later slices need no earlier ones
-            passes = [self._infer(batch)[:, 0].numpy()]
-            if self.infer_cfg.postprocess.tta_flip:
-                passes.append(self._infer(batch.flip(-1)).flip(-1)[:, 0].numpy())
+            passes = []
+            for model in self.models:
+                passes.append(self._infer(model, batch)[:, 0].numpy())
+                if self.infer_cfg.postprocess.tta_flip:
+                    passes.append(self._infer(model, batch.flip(-1)).flip(-1)[:, 0].numpy())
             for k in range(len(indices)):
                 yield np.stack([self._restore(p[k], height, width) for p in passes])
 
@@ -268,10 +347,10 @@ class Predictor:
             prob = prob.copy()  # never hand out a view of the batch buffer
         return np.clip(prob, 0.0, 1.0, out=prob)
 
-    def _forward(self, tiles: torch.Tensor) -> torch.Tensor:
+    def _forward(self, model: torch.nn.Module, tiles: torch.Tensor) -> torch.Tensor:
         if self.cuda:
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(self.model(tiles).float())
+        return torch.sigmoid(model(tiles).float())
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.cuda:
@@ -279,14 +358,14 @@ class Predictor:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
 
-    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
-        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities (tiled, blended)."""
+    def _infer(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities of ``model`` (tiled, blended)."""
         with torch.inference_mode(), self._autocast():
             out = sliding_window_inference(
                 batch,
                 roi_size=(self.tile_size, self.tile_size),
                 sw_batch_size=self.infer_cfg.tile_batch,
-                predictor=self._forward,
+                predictor=lambda tiles: self._forward(model, tiles),
                 overlap=self.infer_cfg.overlap,
                 mode=self.infer_cfg.blend,
                 padding_mode="constant",

@@ -1,6 +1,7 @@
 """Evaluate a trained checkpoint on one split: patient metrics, plots and an HTML report.
 
-    python -m mri_seg.pipelines.evaluate --run-dir RUN [--split test] [--checkpoint PATH]
+    python -m mri_seg.pipelines.evaluate --run-dir RUN [--split test] [--checkpoint PATH ...]
+        [--checkpoint-name best|last]
         [--config FILE] [--set eval.k=v] [--threshold F] [--min-component N] [--tta | --no-tta]
         [--input-sequences all|flair_only] [--device auto|cpu|cuda]
 
@@ -8,6 +9,12 @@ Writes RUN/eval/<split>/{patients.csv, slices.csv, summary.json, dice_by_patient
 volume_scatter.png, dice_vs_size.png, uncertainty_vs_dice.png, report.html}, a page per
 patient in RUN/eval/<split>/patients/ (eval.patient_pages) and RUN/config_evaluate.yaml
 (RUN/eval/<split>_flair_only/ with ``--input-sequences flair_only``).
+
+``--checkpoint`` (repeatable) is a checkpoint file or a folder; the default, RUN/checkpoints,
+is the run's deliverable: each fold<K>/ folder's shipped checkpoint when the run was
+trained in folds, else its single shipped checkpoint (``train.ship_checkpoint``, or
+``--checkpoint-name``). Several checkpoints are an ensemble: their probabilities (and flip
+passes) are averaged before thresholding; summary.json lists every file with its sha256.
 
 Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
 --tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
@@ -37,10 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True, help="run directory (manifest.csv, splits.csv)")
     parser.add_argument("--split", choices=("train", "val", "test"), default=None, help="default: eval.split")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: RUN/checkpoints/best.pt")
+    add_checkpoint_args(parser, "default: RUN/checkpoints, the run's deliverable")
     add_eval_options(parser)
     add_config_args(parser)
     return parser
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser, default_text: str, required: bool = False) -> None:
+    """--checkpoint (repeatable: file or folder) and --checkpoint-name, shared by evaluate and infer."""
+    parser.add_argument(
+        "--checkpoint", type=Path, action="append", default=None, required=required, metavar="PATH",
+        help="checkpoint file, or a folder such as RUN/checkpoints (each fold's shipped checkpoint, else the "
+        f"single shipped one); repeat for an ensemble ({default_text})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--checkpoint-name", choices=("best", "last"), default=None,
+        help="which file a checkpoint folder means (default: train.ship_checkpoint stored in it)",
+    )  # fmt: skip
 
 
 def add_eval_options(parser: argparse.ArgumentParser) -> None:
@@ -135,14 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     from mri_seg.evaluation.core import EvalOptions, evaluate_run
     from mri_seg.reports.outputs import write_eval_outputs
     from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
-    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, resolve_checkpoints
 
     run_dir: Path = args.run_dir
     if not run_dir.is_dir():
         raise StageError(f"run directory not found: {run_dir}")
-    checkpoint = args.checkpoint or run_dir / "checkpoints" / "best.pt"
-    if not checkpoint.is_file():
-        raise StageError(f"checkpoint not found: {checkpoint} (train first, or pass --checkpoint)")
+    try:
+        checkpoints = resolve_checkpoints(args.checkpoint or [run_dir / "checkpoints"], args.checkpoint_name)
+    except FileNotFoundError as exc:
+        raise StageError(f"{exc} (train first, or pass --checkpoint)") from exc
+    except CheckpointError as exc:
+        raise StageError(str(exc)) from exc
+    checkpoint = checkpoints[0]
     try:
         state = load_checkpoint(checkpoint)
         ckpt_cfg = checkpoint_config(state)
@@ -164,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     infer_cfg = config_from_dict(config_to_dict(cfg)).infer
     infer_cfg.postprocess = cfg.eval.postprocess  # the predictor applies flip TTA from here
     try:
-        predictor = Predictor.from_checkpoint(checkpoint, device=args.device, infer_cfg=infer_cfg)
-    except ValueError as exc:  # unusable device or inference settings
+        predictor = Predictor.from_checkpoints(checkpoints, device=args.device, infer_cfg=infer_cfg)
+    except ValueError as exc:  # unusable device or inference settings, members that disagree
         raise StageError(str(exc)) from exc
     out_dir = eval_output_dir(run_dir, split, cfg.eval.input_sequences)
     on_case = None
@@ -182,16 +206,18 @@ def main(argv: list[str] | None = None) -> int:
         "epoch": state.get("epoch"),
         "best_metric": state.get("best_metric"),
     }
+    result.summary["checkpoints"] = predictor.members  # every member: path, sha256, epoch, fold
     result.summary["device"] = args.device
     result.summary["provenance"] = provenance()
     save_resolved_config(cfg, run_dir, "evaluate")
     result.summary["seconds"] = round(time.perf_counter() - start, 2)
     paths = write_eval_outputs(result, out_dir, run_dir=run_dir, patient_pages=cfg.eval.patient_pages)
     s = result.summary
+    ensemble = f", ensemble of {len(checkpoints)} checkpoints" if len(checkpoints) > 1 else ""
     print(
         f"{split}: {s['n_patients']} patients, {s['n_slices']} slices; patient Dice mean {s['dice_mean']:.4f} "
         f"(95% CI {s['dice_ci95'][0]:.4f}-{s['dice_ci95'][1]:.4f}), median {s['dice_median']:.4f}; "
-        f"{s['seconds']:.1f} s -> {paths['report.html']}"
+        f"{s['seconds']:.1f} s{ensemble} -> {paths['report.html']}"
     )
     return 0
 

@@ -1,6 +1,7 @@
 """Segment new scans with a trained checkpoint: masks, overlays and ``predictions.csv``.
 
-    python -m mri_seg.pipelines.infer --checkpoint CKPT --input SCANS --output OUT
+    python -m mri_seg.pipelines.infer --checkpoint CKPT [--checkpoint CKPT2 ...] --input SCANS --output OUT
+        [--checkpoint-name best|last]
         [--config FILE] [--set infer.k=v] [--device auto|cpu|cuda] [--tile-size N] [--overlap F]
         [--tile-batch N] [--tta | --no-tta] [--threshold F] [--min-component N]
         [--save-probabilities] [--with-truth] [--overwrite] [--no-progress]
@@ -14,6 +15,10 @@ model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets t
 masks and overlays (mirroring the input tree), ``predictions.csv`` (with the review
 flag), ``report.html`` + ``report_files/`` (a page per scan; ``infer.report``) and
 ``config_infer.yaml`` (the checkpoint's config with this run's ``infer`` section).
+``--checkpoint`` is a file or a folder (RUN/checkpoints: the run's deliverable, each
+fold's shipped checkpoint as an ensemble), repeatable; several checkpoints average their
+probabilities before thresholding. ``predictions.csv`` names the files (``checkpoints``)
+and their sha256 (``checkpoint_sha256``), ';'-joined.
 
 Exit code: 0 when every scan is ok (or skipped), 1 when some failed, 2 when the batch
 could not start (bad checkpoint, no scans, OUT would overwrite inputs). Under torchrun
@@ -30,11 +35,12 @@ from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolv
 from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
+from mri_seg.pipelines.evaluate import add_checkpoint_args
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.infer", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="trained checkpoint (e.g. RUN/checkpoints/best.pt)")
+    add_checkpoint_args(p, "e.g. RUN/checkpoints/best.pt", required=True)
     p.add_argument("--input", type=Path, required=True, help="folder of scans (recursive) or one scan file")
     p.add_argument("--output", type=Path, required=True, help="output folder (never the input folder)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -86,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         raise StageError(str(exc)) from exc
 
     from mri_seg.inference.predictor import Predictor  # torch/monai import after the cheap checks
-    from mri_seg.training.checkpoint import CheckpointError
+    from mri_seg.training.checkpoint import CheckpointError, resolve_checkpoints
 
     device = args.device
     if shard.distributed and device in ("cuda", "auto"):
@@ -95,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             torch.cuda.set_device(shard.local_rank)
             device = f"cuda:{shard.local_rank}"
+    given = " ".join(map(str, args.checkpoint))
     try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, device=device, infer_cfg=cfg.infer)
-    except (CheckpointError, ValueError, RuntimeError) as exc:
-        raise StageError(f"cannot use checkpoint {args.checkpoint}: {exc}") from exc
+        checkpoints = resolve_checkpoints(args.checkpoint, args.checkpoint_name)
+        predictor = Predictor.from_checkpoints(checkpoints, device=device, infer_cfg=cfg.infer)
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise StageError(f"cannot use checkpoint {given}: {exc}") from exc
     try:
         read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
     except ValueError as exc:

@@ -131,14 +131,15 @@ def stage_io(name: str, ctx: StageContext, args: list[str] = ()) -> tuple[list[s
             [run / "checkpoints", run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
             [run / "eval" / "cv" / "summary.json"],
         )
+    deliverable = run / "checkpoints"  # the shipped checkpoint, or the fold models' ensemble
     if name == "evaluate":
         return (
-            ["--run-dir", str(run), "--checkpoint", str(ckpt)],
-            [ckpt, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
+            ["--run-dir", str(run), "--checkpoint", str(deliverable)],
+            [deliverable, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
             [],
         )
     if name == "infer":
-        return ["--checkpoint", str(ckpt)], [ckpt], []
+        return ["--checkpoint", str(deliverable)], [deliverable], []
     if name == "synthesize":
         return [], [], []
     raise StageError(f"unknown stage '{name}'")

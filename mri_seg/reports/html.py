@@ -153,7 +153,8 @@ def _run_info(summary: dict[str, Any]) -> str:
         ("input sequences", summary.get("input_sequences")),
         ("seconds", summary.get("seconds")),
     ]
-    for member in summary.get("checkpoints") or []:  # several models (folds, ensemble members)
+    members = summary.get("checkpoints") or []
+    for member in members if len(members) > 1 else []:  # several models (folds, ensemble members)
         label = f"fold {member['fold']}" if member.get("fold") is not None else "member"
         items.append((f"checkpoint ({label})", f"{member.get('path')} (epoch {member.get('epoch')})"))
     body = "".join(

@@ -106,7 +106,7 @@ def shipped_checkpoint(folder: str | Path, name: str | None = None) -> Path:
     if name is None:
         stored = [folder / f"{n}.pt" for n in ("last", "best") if (folder / f"{n}.pt").is_file()]
         if not stored:
-            raise FileNotFoundError(f"no checkpoint in {folder} (expected best.pt or last.pt): train first")
+            raise FileNotFoundError(f"no checkpoint in {folder} (expected best.pt, last.pt or fold<K>/ folders)")
         config = load_checkpoint(stored[0])["config"]
         name = _check_ship_name(str((config.get("train") or {}).get("ship_checkpoint", "best")),
                                 f"train.ship_checkpoint in {stored[0]}")  # fmt: skip
@@ -114,7 +114,7 @@ def shipped_checkpoint(folder: str | Path, name: str | None = None) -> Path:
         _check_ship_name(name, "the checkpoint name")
     path = folder / f"{name}.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (train first, or pass a checkpoint file)")
+        raise FileNotFoundError(f"checkpoint not found: {path}")
     return path
 
 
