@@ -76,7 +76,7 @@ def test_fold_trains_on_other_folds_validates_on_its_own_and_writes_its_folder(
     assert "train fold 1 done: 1 epochs" in capsys.readouterr().out
     folder = run / "checkpoints" / "fold1"
     assert sorted(p.name for p in folder.iterdir() if p.is_file()) == [
-        "best.pt", "config_train.yaml", "last.pt", "train_log.csv"]  # fmt: skip
+        "best.pt", "config_train.yaml", "last.pt", "learning_curves.png", "train_log.csv"]  # fmt: skip
     assert not (run / "checkpoints" / "last.pt").exists() and not (run / "train_log.csv").exists()
     log = pd.read_csv(folder / "train_log.csv")
     assert list(log.columns) == LOG_COLUMNS and log["epoch"].tolist() == [1]
