@@ -32,7 +32,8 @@ class ConfigError(ValueError):
 class DataConfig:
     image_size: int = 256  # native slice size of the Kaggle dataset
     scale: float = 1.0  # resampling factor applied to slices before the model (0.5: 256 -> 128)
-    normalisation: str = "zscore_nonzero"  # z-score over non-zero pixels per channel: per slice | zscore_volume: per patient volume
+    # z-score of each channel over its non-zero pixels: zscore_nonzero per slice | zscore_volume per patient volume
+    normalisation: str = "zscore_nonzero"
     context_slices: int = 0  # 2.5D: k neighbours each side as extra channels (0 = 2D); model.in_channels = C*(2k+1)
     cache_in_memory: bool = True
     num_workers: int = 2
@@ -136,6 +137,8 @@ class TrainConfig:
 class PostprocessConfig:
     threshold: float = 0.5
     min_component_pixels: int = 0  # remove connected components smaller than this (per slice)
+    min_component_voxels: int = 0  # remove 3D components (26-connected, stacked slices) smaller than this
+    largest_only: bool = False  # keep only the largest 3D component (drop all not connected to it)
     tta_flip: bool = False
 
 

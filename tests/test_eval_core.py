@@ -91,7 +91,8 @@ def test_evaluate_cases_tables_and_summary():
     assert s["hd95_n_undefined"] == 1 and s["hd95_mean"] == pytest.approx((0.0 + 3.0) / 2)
     lo, hi = s["dice_ci95"]
     assert lo <= s["dice_mean"] <= hi
-    assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True}
+    assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True,
+                            "min_component_voxels": 0, "largest_only": False}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)

@@ -102,7 +102,8 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_patients"] == len(test_ids) and summary["n_slices"] == len(slices)
     assert summary["checkpoint"]["epoch"] == 1 and summary["checkpoint"]["path"].endswith("best.pt")
-    assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": False}
+    assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": False,
+                                  "min_component_voxels": 0, "largest_only": False}
     assert summary["seconds"] > 0 and summary["bootstrap"]["samples"] == 100
 
     parser = _Parser()
@@ -136,4 +137,5 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     assert evaluate.main(["--run-dir", str(run_dir), "--tta", "--min-component", "5", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert seen["tta"] is True
-    assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 5, "tta_flip": True}
+    assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 5, "tta_flip": True,
+                                  "min_component_voxels": 0, "largest_only": False}

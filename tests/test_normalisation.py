@@ -1,4 +1,5 @@
-"""data.normalisation: zscore_nonzero (per slice) and zscore_volume (per patient volume), same in training and inference."""
+"""data.normalisation: zscore_nonzero (per slice) and zscore_volume (per patient volume),
+the same in training and inference."""
 
 from __future__ import annotations
 

@@ -157,7 +157,10 @@ class Augmenter:
         out = self.intensity(image=image)
         image = out["image"]
         self.replaced_sequences = [
-            c for name, params in out["applied_transforms"] if name == ReplaceWithFlair.__name__ for c in params["replace"]
+            c
+            for name, params in out["applied_transforms"]
+            if name == ReplaceWithFlair.__name__
+            for c in params["replace"]
         ]  # a per-volume normalisation must then use FLAIR's statistics for them, as inference of such a scan does
         return np.where(background, np.uint8(0), image).astype(np.uint8, copy=False), mask
 

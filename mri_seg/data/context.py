@@ -30,7 +30,9 @@ def context_indices(depth: int, index: int, k: int) -> list[int]:
     return [min(max(index + offset, 0), depth - 1) for offset in range(-k, k + 1)]
 
 
-def stack_context(volume: np.ndarray | Sequence[np.ndarray], k: int, indices: Sequence[int] | None = None) -> np.ndarray:
+def stack_context(
+    volume: np.ndarray | Sequence[np.ndarray], k: int, indices: Sequence[int] | None = None
+) -> np.ndarray:
     """``D x H x W x C`` volume -> ``N x H x W x C*(2k+1)`` inputs of slices ``indices`` (default: all).
 
     ``volume`` may also be any sequence of ``H x W x C`` slices (indexing and ``len``

@@ -11,8 +11,9 @@ channel before prediction -- what inference does with a single-sequence scan -- 
 figure for FLAIR-only input is measured on the same patients.
 
 Postprocessing options act only through their mechanism: ``threshold`` binarises the
-probability map, ``min_component_pixels`` removes small connected components
-(both via :func:`mri_seg.inference.postprocess.postprocess`), ``tta_flip`` is applied
+probability map, ``min_component_pixels`` removes small connected components per slice,
+``min_component_voxels`` / ``largest_only`` filter 3D components of the patient's stacked
+volume (all via :func:`mri_seg.inference.postprocess.apply_postprocess`), ``tta_flip`` is applied
 by the predictor when it computes the probabilities (it is recorded here).
 """
 
@@ -31,7 +32,7 @@ from mri_seg.config import Config, EvalConfig, PostprocessConfig, ReviewConfig
 from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.evaluation import INPUT_SEQUENCES
-from mri_seg.inference.postprocess import postprocess
+from mri_seg.inference.postprocess import apply_postprocess
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.reports.shape import prefixed_shape_features
 from mri_seg.uncertainty import review_summary, scan_uncertainty
@@ -59,16 +60,23 @@ class EvalOptions:
     threshold: float = 0.5
     min_component_pixels: int = 0
     tta_flip: bool = False
+    min_component_voxels: int = 0
+    largest_only: bool = False
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
-        return cls(float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip))
+        return cls(
+            float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip),
+            int(pp.min_component_voxels), bool(pp.largest_only),
+        )  # fmt: skip
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.min_component_pixels < 0:
             raise ValueError(f"min_component_pixels must be >= 0, got {self.min_component_pixels}")
+        if self.min_component_voxels < 0:
+            raise ValueError(f"min_component_voxels must be >= 0, got {self.min_component_voxels}")
 
 
 @dataclass
@@ -108,8 +116,8 @@ class EvalResult:
 
 
 def binarise(prob: np.ndarray, options: EvalOptions) -> np.ndarray:
-    """Threshold + small-component removal (the inference stage's postprocess)."""
-    return np.asarray(postprocess(prob, options.threshold, options.min_component_pixels), dtype=bool)
+    """Threshold + component filtering per slice and in 3D (the inference stage's postprocess)."""
+    return np.asarray(apply_postprocess(prob, options), dtype=bool)
 
 
 def _montage_slices(case: PatientCase, pred: np.ndarray, slice_dice: list[float], limit: int) -> list[MontageSlice]:

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from mri_seg.config import InferConfig
 from mri_seg.inference.overlay import write_overlay
-from mri_seg.inference.postprocess import postprocess
+from mri_seg.inference.postprocess import apply_postprocess
 from mri_seg.inference.sharding import Shard, barrier
 from mri_seg.io.registry import (
     Discovery,
@@ -177,7 +177,7 @@ def segment_scan(
         slices = scan.slices  # training layout, model's channel order (1 channel: a broadcast view)
         pp = cfg.postprocess
         volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold)
-        mask = postprocess(volume_prob, pp.threshold, pp.min_component_pixels)
+        mask = apply_postprocess(volume_prob, pp)  # per slice and 3D components over the whole volume
         prob = volume_prob if cfg.save_probabilities else None
         write_outputs(source, scan, paths, mask, prob)
         row.update(uncertainty.columns(cfg.review.threshold))

@@ -1,16 +1,42 @@
-"""Probabilities -> binary mask: threshold, then drop small connected components.
+"""Probabilities -> binary mask: threshold, then drop connected components (per slice, then in 3D).
 
-Components are found per 2D slice (8-connectivity, ``cv2.connectedComponentsWithStats``),
-also for volumes. Why per slice: the model predicts each slice independently, slices
-can be far apart (Kaggle volumes have 2.5-5 mm spacing, arbitrary NIfTI may be
-anisotropic), and evaluation uses the same rule, so ``min_component_pixels`` means the
-same thing for a PNG slice and for a slice of a volume.
+Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
+
+1. ``prob >= threshold``;
+2. ``min_component_pixels``: drop 8-connected components smaller than this *per 2D slice*
+   (``cv2.connectedComponentsWithStats``). Per slice because slices can be far apart
+   (Kaggle volumes have 2.5-5 mm spacing, arbitrary NIfTI may be anisotropic), so it
+   means the same thing for a PNG slice and for a slice of a volume;
+3. ``min_component_voxels``: drop components of the stacked ``D x H x W`` volume smaller
+   than this many voxels (26-connectivity: slices touching across the slice axis, also
+   diagonally, are one component). A tumour spans several slices; a false positive is
+   usually a speck on one or two;
+4. ``largest_only``: keep only the largest 3D component, dropping every predicted
+   component not connected to it (LGGs are almost always one lesion). A slice predicted
+   empty inside a tumour splits it into two components, of which only the larger is kept.
+
+A 2D image is a one-slice volume: steps 3 and 4 then act on its 2D (8-connected) components.
+Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import cv2
 import numpy as np
+from scipy import ndimage
+
+_CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)  # 26-neighbourhood
+
+
+class PostprocessSettings(Protocol):
+    """What :func:`apply_postprocess` reads (:class:`mri_seg.config.PostprocessConfig` has it)."""
+
+    threshold: float
+    min_component_pixels: int
+    min_component_voxels: int
+    largest_only: bool
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -23,18 +49,52 @@ def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
-def postprocess(prob: np.ndarray, threshold: float = 0.5, min_component_pixels: int = 0) -> np.ndarray:
-    """``prob >= threshold`` (``H x W`` or ``D x H x W``), small components removed per slice; bool."""
+def filter_components_3d(volume: np.ndarray, min_voxels: int = 0, largest_only: bool = False) -> np.ndarray:
+    """Drop 26-connected components of a ``D x H x W`` bool volume smaller than ``min_voxels``,
+    then (``largest_only``) all but the largest; ties keep the first in label order."""
+    if (min_voxels <= 1 and not largest_only) or not volume.any():
+        return volume
+    labels, n = ndimage.label(volume, structure=_CONNECTIVITY_3D)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[1:] = sizes[1:] >= max(min_voxels, 1)
+    if largest_only and keep.any():
+        largest = int(np.argmax(np.where(keep, sizes, -1)))
+        keep[:] = False
+        keep[largest] = True
+    return keep[labels]
+
+
+def postprocess(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    min_component_pixels: int = 0,
+    min_component_voxels: int = 0,
+    largest_only: bool = False,
+) -> np.ndarray:
+    """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring)."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if min_component_pixels < 0:
         raise ValueError(f"min_component_pixels must be >= 0, got {min_component_pixels}")
+    if min_component_voxels < 0:
+        raise ValueError(f"min_component_voxels must be >= 0, got {min_component_voxels}")
     prob = np.asarray(prob)
     if prob.ndim not in (2, 3):
         raise ValueError(f"expected an H x W or D x H x W array, got shape {prob.shape}")
-    mask = prob >= threshold
+    planes = (prob >= threshold) if prob.ndim == 3 else (prob >= threshold)[None]
     if min_component_pixels > 1:
-        planes = mask if mask.ndim == 3 else mask[None]
         planes = np.stack([remove_small_components(p, min_component_pixels) for p in planes])
-        mask = planes if mask.ndim == 3 else planes[0]
-    return mask
+    planes = filter_components_3d(planes, min_component_voxels, largest_only)
+    return planes if prob.ndim == 3 else planes[0]
+
+
+def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.ndarray:
+    """:func:`postprocess` with every setting of a ``PostprocessConfig`` (or ``EvalOptions``)."""
+    return postprocess(
+        prob,
+        settings.threshold,
+        settings.min_component_pixels,
+        settings.min_component_voxels,
+        settings.largest_only,
+    )

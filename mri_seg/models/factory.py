@@ -93,7 +93,9 @@ def _segresnet(cfg: ModelConfig) -> torch.nn.Module:
             f"model.name segresnet doubles its filters per level: model.channels must be {doubling}, got {cfg.channels}"
         )
     if any(s != 2 for s in cfg.strides):
-        raise ValueError(f"model.name segresnet downsamples by 2 per level: model.strides must all be 2, got {cfg.strides}")
+        raise ValueError(
+            f"model.name segresnet downsamples by 2 per level: model.strides must all be 2, got {cfg.strides}"
+        )
     blocks = segresnet_blocks(cfg)
     return SegResNet(
         spatial_dims=2,
@@ -137,7 +139,9 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
     """The 2D network named by ``model.name`` (see the module docstring)."""
     _check(cfg)
     if cfg.in_channels < 1 or cfg.out_channels < 1:
-        raise ValueError(f"model.in_channels and model.out_channels must be >= 1, got {cfg.in_channels}, {cfg.out_channels}")
+        raise ValueError(
+            f"model.in_channels and model.out_channels must be >= 1, got {cfg.in_channels}, {cfg.out_channels}"
+        )
     return _BUILDERS[cfg.name](cfg)
 
 

@@ -149,6 +149,8 @@ def _run_info(summary: dict[str, Any]) -> str:
         ("checkpoint epoch", checkpoint.get("epoch")),
         ("threshold", options.get("threshold")),
         ("min component (pixels)", options.get("min_component_pixels")),
+        ("min 3D component (voxels)", options.get("min_component_voxels")),
+        ("largest 3D component only", options.get("largest_only")),
         ("flip TTA", options.get("tta_flip")),
         ("input sequences", summary.get("input_sequences")),
         ("seconds", summary.get("seconds")),

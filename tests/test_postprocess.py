@@ -1,0 +1,107 @@
+"""3D post-processing on hand-made volumes: small 3D components, largest component only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mri_seg.config import PostprocessConfig
+from mri_seg.evaluation.core import EvalOptions, binarise
+from mri_seg.inference.postprocess import apply_postprocess, filter_components_3d, postprocess
+
+
+def _volume() -> np.ndarray:
+    """A 'tumour' of 3 x 4 x 4 = 48 voxels over slices 1-3, a 2-slice blob of 2 x 2 x 2 = 8 voxels
+    touching nothing, a 1-voxel speck, and a diagonal neighbour of the tumour on slice 4."""
+    prob = np.zeros((6, 16, 16), np.float32)
+    prob[1:4, 2:6, 2:6] = 0.9  # tumour: 48
+    prob[4, 6, 6] = 0.8  # touches the tumour's corner (3, 5, 5) diagonally across slices: 26-connected
+    prob[2:4, 10:12, 10:12] = 0.7  # blob: 8
+    prob[5, 14, 1] = 0.6  # speck: 1
+    return prob
+
+
+def test_min_component_voxels_drops_small_3d_components_only():
+    prob = _volume()
+    assert postprocess(prob, 0.5).sum() == 48 + 1 + 8 + 1
+    kept = postprocess(prob, 0.5, min_component_voxels=8)
+    assert kept.sum() == 49 + 8  # tumour with its diagonal neighbour (49) and the 8-voxel blob stay
+    assert kept[4, 6, 6] and kept[2, 10, 10] and not kept[5, 14, 1]
+    assert postprocess(prob, 0.5, min_component_voxels=9).sum() == 49
+    assert postprocess(prob, 0.5, min_component_voxels=50).sum() == 0
+
+
+def test_3d_components_are_not_per_slice_components():
+    prob = np.zeros((4, 8, 8), np.float32)
+    prob[:, 3:5, 3:5] = 0.9  # 4 voxels per slice, 16 in 3D
+    assert postprocess(prob, 0.5, min_component_pixels=5).sum() == 0  # per slice: each 4-pixel piece is small
+    assert postprocess(prob, 0.5, min_component_voxels=16).sum() == 16  # in 3D it is one 16-voxel component
+
+
+def test_largest_only_keeps_the_component_everything_else_is_not_connected_to():
+    prob = _volume()
+    largest = postprocess(prob, 0.5, largest_only=True)
+    expected = np.zeros_like(largest)
+    expected[1:4, 2:6, 2:6] = True
+    expected[4, 6, 6] = True
+    np.testing.assert_array_equal(largest, expected)
+    # a threshold that removes the tumour leaves the blob as the largest
+    prob[1:4, 2:6, 2:6] = 0.55
+    assert postprocess(prob, 0.6, largest_only=True).sum() == 8
+    # both filters: too-small components first, then the largest of the rest (none left here)
+    assert postprocess(prob, 0.6, min_component_voxels=9, largest_only=True).sum() == 0
+
+
+def test_largest_only_ties_and_empty_volumes():
+    vol = np.zeros((2, 6, 6), bool)
+    vol[0, 0, 0] = vol[1, 5, 5] = True  # two 1-voxel components
+    out = filter_components_3d(vol, largest_only=True)
+    assert out.sum() == 1 and out[0, 0, 0]  # first in label order
+    empty = np.zeros((3, 4, 4), bool)
+    assert not filter_components_3d(empty, 5, True).any()
+    assert filter_components_3d(vol, 0, False) is vol  # off: untouched
+
+
+def test_2d_image_is_a_one_slice_volume():
+    prob = np.zeros((10, 10), np.float32)
+    prob[1:4, 1:4] = 0.9  # 9 pixels
+    prob[7, 7] = prob[8, 8] = 0.9  # diagonal pair: one 8-connected component of 2
+    assert postprocess(prob, 0.5, min_component_voxels=3).sum() == 9
+    assert postprocess(prob, 0.5, largest_only=True).sum() == 9
+    assert postprocess(prob, 0.5, min_component_voxels=2).shape == (10, 10)
+
+
+def test_evaluation_and_inference_read_the_same_settings():
+    prob = _volume()
+    pp = PostprocessConfig(threshold=0.5, min_component_voxels=8, largest_only=False)
+    options = EvalOptions.from_config(pp)
+    assert options.min_component_voxels == 8 and options.largest_only is False
+    np.testing.assert_array_equal(binarise(prob, options), apply_postprocess(prob, pp))
+    pp.largest_only = True
+    np.testing.assert_array_equal(binarise(prob, EvalOptions.from_config(pp)), apply_postprocess(prob, pp))
+    assert apply_postprocess(prob, pp).sum() == 49
+    with pytest.raises(ValueError, match="min_component_voxels must be >= 0"):
+        EvalOptions(min_component_voxels=-1)
+    with pytest.raises(ValueError, match="min_component_voxels must be >= 0"):
+        postprocess(prob, 0.5, min_component_voxels=-1)
+
+
+def test_batch_inference_filters_3d_components_of_the_whole_scan(synthetic_dir, tmp_path):
+    import cv2
+
+    from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
+    from mri_seg.pipelines.infer import main as infer_main
+
+    ckpt = write_untrained_checkpoint(tmp_path / "ckpt.pt", tiny_config(scale=0.5), seed=3)
+    patient = sorted(p for p in synthetic_dir.iterdir() if p.is_dir())[0]
+
+    def masks(out, *extra):
+        assert infer_main(["--checkpoint", str(ckpt), "--input", str(patient), "--output", str(out), "--device", "cpu",
+                           "--no-progress", "--threshold", "0.5", *extra]) == 0  # fmt: skip
+        files = sorted((out / patient.name).glob("*_mask.tif"), key=lambda p: int(p.stem.split("_")[-2]))
+        return np.stack([cv2.imread(str(f), cv2.IMREAD_UNCHANGED) > 0 for f in files])
+
+    plain = masks(tmp_path / "plain")
+    largest = masks(tmp_path / "largest", "--set", "infer.postprocess.largest_only=true")
+    assert plain.sum() > largest.sum() > 0  # an untrained model predicts scattered components
+    np.testing.assert_array_equal(largest, filter_components_3d(plain, largest_only=True))
