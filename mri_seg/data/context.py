@@ -36,7 +36,8 @@ def stack_context(
     """``D x H x W x C`` volume -> ``N x H x W x C*(2k+1)`` inputs of slices ``indices`` (default: all).
 
     ``volume`` may also be any sequence of ``H x W x C`` slices (indexing and ``len``
-    only): only the slices the requested inputs need are read.
+    only): only the slices the requested inputs need are read. With ``k = 0`` and one
+    index the result is a view of that slice (no copy of a large image); treat it as read-only.
     """
     depth = len(volume)
     indices = range(depth) if indices is None else indices
@@ -48,7 +49,7 @@ def stack_context(
         out.append(blocks[0] if k == 0 else np.concatenate(blocks, axis=-1))
     if not out:
         raise ValueError("stack_context: no slices requested")
-    return np.stack(out)
+    return out[0][None] if len(out) == 1 else np.stack(out)
 
 
 def channels_per_slice(in_channels: int, k: int) -> int:
