@@ -8,6 +8,7 @@ in a file or an override, raise :class:`ConfigError` naming the key.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -197,6 +198,52 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
 
 
+# --------------------------------------------------------------------------- what each stage reads
+
+# The config sections (or dotted keys) each stage reads. The pipeline runner fingerprints
+# only these (with the stage's input files), like DVC's per-stage ``params``: changing
+# ``eval.*`` re-runs evaluate alone, ``infer.*`` infer alone, and the training sections
+# re-train. ``train --resume`` compares exactly the "train" entry with the checkpoint's.
+# A new stage adds its line here.
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "synthesize": (),
+    "prepare": ("prepare",),
+    "split": ("split",),
+    "train": ("data", "augment", "model", "train"),
+    "cv": ("eval",),
+    "evaluate": ("eval",),
+    "infer": ("infer",),
+}
+
+# Keys that bound how a stage runs but never what it computes: left out of stage
+# fingerprints and of the --resume comparison. (The time cap only stops a run early;
+# the run is then unfinished and resumable, so raising the cap must not re-train.)
+RUN_ONLY_KEYS: tuple[str, ...] = ("train.max_time_minutes",)
+
+
+def stage_params(cfg: "Config", stage: str) -> dict[str, Any]:
+    """The part of ``cfg`` that ``stage`` reads (see :data:`STAGE_PARAMS`), as a nested dict."""
+    if stage not in STAGE_PARAMS:
+        raise KeyError(f"no STAGE_PARAMS entry for stage '{stage}'")
+    full = config_to_dict(cfg)
+    out: dict[str, Any] = {}
+    for dotted in STAGE_PARAMS[stage]:
+        src, dst = full, out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            src = src[key]
+            dst = dst.setdefault(key, {})
+        dst[leaf] = copy.deepcopy(src[leaf])
+    for dotted in RUN_ONLY_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = out
+        for key in parents:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -253,11 +300,12 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_values(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, recursively for nested mappings (inputs unchanged)."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_values(out[key], value)
         else:
             out[key] = value
     return out
@@ -274,6 +322,30 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), yaml.safe_load(raw) if raw.strip() else ""
 
 
+def _read_mapping(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return loaded
+
+
+def explicit_values(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Only the keys a YAML file and ``key.path=value`` overrides set (file first), as a nested
+    dict; for stages that layer them over another base than the defaults (a checkpoint's config).
+    Validate with :func:`load_config` first."""
+    tree = _read_mapping(path) if path is not None else {}
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        node: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            node = {key: node}
+        tree = merge_values(tree, node)
+    return tree
+
+
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
@@ -286,14 +358,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file (if any), then each ``key.path=value`` override."""
     values = config_to_dict(Config())
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        loaded = _read_mapping(path)
         _build(Config, loaded)  # validate keys against the schema before merging
-        values = _merge(values, loaded)
+        values = merge_values(values, loaded)
     for text in overrides or []:
         keys, value = parse_override(text)
         node = values

@@ -37,7 +37,8 @@ def test_precedence_checkpoint_file_set_flags(tmp_path):
     cfg = resolve_config(ckpt, recipe)
     assert cfg.eval.postprocess.threshold == 0.4 and cfg.eval.postprocess.tta_flip is True
     assert cfg.eval.postprocess.min_component_pixels == 7  # not in the file: checkpoint value kept
-    assert cfg.eval.bootstrap_samples == 10 and cfg.infer.overlap == 0.25
+    assert cfg.eval.bootstrap_samples == 10
+    assert cfg.infer.overlap == 0.5  # evaluate reads only eval.* (the runner re-runs it only when that changes)
     assert cfg.model.channels == [4, 8, 16]  # the model is the checkpoint's, whatever the file says
     cfg = resolve_config(ckpt, recipe, ["eval.postprocess.threshold=0.45"])
     assert cfg.eval.postprocess.threshold == 0.45

@@ -109,7 +109,9 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
     raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
                                  "slices_with_tumour", "seconds", "status", "message", "sequences",
-                                 "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256"]
+                                 "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
+                                 "settings_hash", "input_stamp"]
+    assert set(raw["checkpoint_sha256"]) == {hashlib.sha256(ckpt.read_bytes()).hexdigest()}
     assert list(raw["path"]) == sorted(raw["path"])
     assert set(raw["checkpoints"]) == {str(ckpt)} and set(raw["checkpoint_sha256"]) == {file_sha256(ckpt)}
     t = raw.set_index("path")
@@ -228,13 +230,55 @@ def test_rerun_skips_finished_scans_and_overwrite_recomputes(tmp_path, ckpt):
     assert changed == {out / "x_mask.tif"}
     assert (out / "x_overlay.png").is_file()
 
-    (out / "predictions.csv").unlink()  # outputs exist but no previous row: reported as skipped
+    inodes = {p: p.stat().st_ino for p in masks}
+    (out / "predictions.csv").unlink()  # outputs exist but no row says what made them: recomputed
     assert _run(ckpt, inp, out) == 0
-    assert set(_table(out)["status"]) == {"skipped"}
+    assert set(_table(out)["status"]) == {"ok"}
+    assert all(p.stat().st_ino != inodes[p] for p in masks)
 
+    inodes = {p: p.stat().st_ino for p in masks}
     assert _run(ckpt, inp, out, "--overwrite") == 0
     assert set(_table(out)["status"]) == {"ok"}
-    assert all(p.stat().st_ino != inodes[p] for p in masks if p != out / "x_mask.tif")
+    assert all(p.stat().st_ino != inodes[p] for p in masks)
+
+
+def _inodes(out: Path) -> dict[Path, int]:
+    return {p: p.stat().st_ino for p in sorted(out.rglob("*_mask.*"))}
+
+
+def test_rerun_recomputes_when_checkpoint_settings_or_input_change(tmp_path, ckpt, capsys):
+    inp, out = make_inputs(tmp_path / "in", corrupt=False), tmp_path / "out"
+    assert _run(ckpt, inp, out) == 0
+    first = _table(out)
+    assert first["settings_hash"].nunique() == 1 and first["input_stamp"].nunique() == len(first)
+    assert _run(ckpt, inp, out, "--tile-batch", "3") == 0  # batching never changes a mask: all kept
+    assert "7 ok (7 unchanged since the last run, kept)" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(_table(out), first)
+
+    # a mask-shaping setting changed: every scan recomputed, the new settings recorded
+    before = _inodes(out)
+    assert _run(ckpt, inp, out, "--threshold", "0.4") == 0
+    assert "7 ok (0 unchanged" in capsys.readouterr().err
+    second = _table(out)
+    assert all(ino != before[p] for p, ino in _inodes(out).items())
+    assert second["settings_hash"].nunique() == 1 and set(second["settings_hash"]) != set(first["settings_hash"])
+
+    # another checkpoint (the retrained model): recomputed, and the table names its sha256
+    retrained = write_untrained_checkpoint(tmp_path / "retrained.pt", tiny_config(scale=0.5), seed=1)
+    before = _inodes(out)
+    assert _run(retrained, inp, out, "--threshold", "0.4") == 0
+    third = _table(out)
+    assert set(third["checkpoint_sha256"]) == {hashlib.sha256(retrained.read_bytes()).hexdigest()}
+    assert all(ino != before[p] for p, ino in _inodes(out).items())
+
+    # one input edited (new modification time): only that scan is recomputed
+    before = _inodes(out)
+    stat = (inp / "x.tif").stat()
+    os.utime(inp / "x.tif", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert _run(retrained, inp, out, "--threshold", "0.4") == 0
+    changed = {p for p, ino in _inodes(out).items() if ino != before[p]}
+    assert changed == {out / "x_mask.tif"}
+    assert _table(out).loc["x.tif", "input_stamp"] != third.loc["x.tif", "input_stamp"]
 
 
 def test_with_truth_adds_dice_and_probabilities_are_saved(tmp_path, ckpt):
@@ -327,7 +371,7 @@ def test_command_line_exit_code_and_error_line(tmp_path, ckpt):
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.tif" in errors[0]
-    assert "1 ok, 0 skipped, 1 failed" in proc.stderr
+    assert "1 ok (0 unchanged since the last run, kept), 1 failed" in proc.stderr
     assert _table(tmp_path / "out").loc["ok.png", "status"] == "ok"
 
 

@@ -59,7 +59,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     )
     assert proc.returncode != 0  # one scan failed: rank 0 exits 1
     assert "infer[rank 0/2]: 3 scans" in proc.stderr and "infer[rank 1/2]: 2 scans" in proc.stderr, proc.stderr
-    assert "5 scans: 4 ok, 0 skipped, 1 failed" in proc.stderr
+    assert "5 scans: 4 ok (0 unchanged since the last run, kept), 1 failed" in proc.stderr
     pd.testing.assert_frame_equal(_table(sharded), _table(single))
     assert not list(sharded.glob(".predictions.part-*"))
     for png in sorted(single.rglob("*_mask.png")):

@@ -66,9 +66,12 @@ def test_runs_then_skips_then_reruns_what_changed(tmp_path: Path, dataset: Path,
 
     assert runner.run_pipeline(specs, ctx, log=lambda *_: None) == {"prepare": "skipped", "split": "skipped"}
 
-    # a config override changes only the split stage's fingerprint... and prepare's, since both get it
+    # a split.* override changes only the split stage's fingerprint (prepare does not read split.*)
     out = runner.run_pipeline(specs, ctx, overrides=["split.seed=2"], log=lambda *_: None)
-    assert out == {"prepare": "ran", "split": "ran"}
+    assert out == {"prepare": "skipped", "split": "ran"}
+    assert json.loads((run_dir / "stages" / "split.json").read_text())["params"] == {
+        "split": {**record["params"]["split"], "seed": 2}
+    }
 
     # --force re-runs one stage; the split's inputs are byte-identical, so it is skipped
     out = runner.run_pipeline(specs, ctx, overrides=["split.seed=2"], force={"prepare"}, log=lambda *_: None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from mri_seg.config import config_to_dict, load_config
 from mri_seg.metrics import dice_score
 from mri_seg.models import build_model
-from mri_seg.pipelines._cli import StageError
+from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.train import main as train_main
 from mri_seg.training.checkpoint import checkpoint_config
 from mri_seg.training.engine import TrainingError, data_hash, train
@@ -113,6 +114,44 @@ def test_resume_of_a_finished_run_trains_nothing(trained, tmp_path):
     assert pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1]
 
 
+def test_resume_with_another_training_config_stops_with_one_line_and_exit_2(trained, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(trained[0], run)
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_main(train_main, ["--run-dir", str(run), "--resume", "--set", "train.seed=1", "--set", "train.lr=0.01"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot resume from")
+    assert "train.lr (0.001 -> 0.01), train.seed (0 -> 1)" in err[0]
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+    # the run-only time cap is not a training setting; a finished run says so and trains nothing
+    assert train_main(["--run-dir", str(run), "--resume", "--set", "train.max_time_minutes=5"]) == 0
+    assert "is a finished run (1 of 1 epochs" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_restart_moves_the_old_run_aside_and_trains_afresh(trained, tmp_path, capsys):
+    run = tmp_path / "copy"
+    shutil.copytree(trained[0], run)
+    old_last = (run / "checkpoints" / "last.pt").read_bytes()
+    old_config = (run / "config_train.yaml").read_text()
+    with pytest.raises(SystemExit) as exc:  # neither flag: refused, nothing overwritten
+        run_main(train_main, ["--run-dir", str(run), *[a for s in tiny(run, 1) for a in ("--set", s)]])
+    assert exc.value.code == 2 and "pass --resume" in capsys.readouterr().err
+    summary = train(run, load_config(None, tiny(run, 2, "train.seed=3")), restart=True, device="cpu")
+    assert summary["epochs_completed"] == 2 and summary["stopped"] == "completed"
+    (moved,) = (run / "superseded").iterdir()
+    assert moved.name.startswith("train-") and f"moved to {moved}" in capsys.readouterr().out
+    assert (moved / "checkpoints" / "last.pt").read_bytes() == old_last
+    assert (moved / "config_train.yaml").read_text() == old_config
+    assert pd.read_csv(moved / "train_log.csv")["epoch"].tolist() == [1]
+    assert pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1, 2]
+    assert "seed: 3" in (run / "config_train.yaml").read_text()
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]["train"]["seed"] == 3
+
+
 def test_early_stopping_on_a_frozen_model(synthetic_run, tmp_path):
     # lr 0 and instance norm (no running stats): val Dice never changes, so it never improves
     run = fresh_run(synthetic_run, tmp_path / "run")
@@ -124,11 +163,21 @@ def test_early_stopping_on_a_frozen_model(synthetic_run, tmp_path):
     assert log["val_patient_dice_mean"].nunique() == 1
 
 
-def test_time_budget_and_val_every_with_plateau(synthetic_run, tmp_path):
+def test_time_cap_stops_unfinished_and_resume_continues_and_val_every_with_plateau(synthetic_run, tmp_path, capsys):
     run = fresh_run(synthetic_run, tmp_path / "run")
     cfg = load_config(None, tiny(run, 3, "train.max_time_minutes=0.0001", "train.scheduler=plateau"))
     summary = train(run, cfg, device="cpu")
-    assert summary["stopped"] == "time_budget" and summary["epochs_completed"] == 1
+    assert summary["stopped"] == "time_cap" and summary["epochs_completed"] == 1
+    assert "time cap reached: train.max_time_minutes=0.0001" in capsys.readouterr().out
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["extra"]["finished"] is False and state["extra"]["stopped"] == "time_cap"
+    # the cap is not part of the training config: a resume with a larger one continues the same run
+    summary = train(run, load_config(None, tiny(run, 3, "train.scheduler=plateau")), resume=True, device="cpu")
+    assert summary["stopped"] == "completed" and summary["epochs_completed"] == 3
+    assert pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1, 2, 3]
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["extra"]["finished"] is True
+    assert state["config"]["train"]["max_time_minutes"] == 0.0001  # stored config: the one the run started with
 
     run2 = fresh_run(synthetic_run, tmp_path / "run2")
     train(run2, load_config(None, tiny(run2, 2, "train.val_every=2")), device="cpu")
@@ -181,11 +230,8 @@ def test_warmup_cosine_schedule_shape():
     assert warmup_cosine(60, 10, 110) == pytest.approx(MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5)
     assert warmup_cosine(110, 10, 110) == pytest.approx(MIN_LR_RATIO)
     assert warmup_cosine(0, 0, 10) == pytest.approx(1.0)
-    # a used-up time budget pulls the decay forward; it never pushes it back
-    assert warmup_cosine(10, 10, 110, time_fraction=1.0) == pytest.approx(MIN_LR_RATIO)
-    assert warmup_cosine(60, 10, 110, time_fraction=0.5) == pytest.approx(warmup_cosine(60, 10, 110))
-    assert warmup_cosine(60, 10, 110, time_fraction=0.1) == pytest.approx(warmup_cosine(60, 10, 110))
-    assert warmup_cosine(5, 10, 110, time_fraction=1.0) == pytest.approx(0.6)  # warm-up first
+    # the schedule is a function of steps and configured epochs only (no wall-clock input)
+    assert list(inspect.signature(warmup_cosine).parameters) == ["step", "warmup_steps", "total_steps", "min_ratio"]
 
 
 def test_rng_state_survives_weights_only_round_trip(tmp_path):

@@ -16,8 +16,13 @@ Report (``infer.report``): each scan's viewer page is written with its outputs
 merge. Review flag: the uncertainty of the prediction's passes (:mod:`mri_seg.uncertainty`)
 goes into the ``uncertainty`` and ``review_flag`` columns.
 
-Re-runs: a scan whose outputs all exist is not recomputed (its previous row is kept,
-or a ``skipped`` row when there is none) unless ``infer.overwrite``.
+Re-runs: every row records what made its mask -- ``checkpoint_sha256`` (the model's
+checkpoint file(s), ';'-joined for an ensemble), ``settings_hash`` (the ``infer``
+settings that shape a mask, see :func:`settings_hash`) and ``input_stamp`` (size and
+modification time of the scan's files). A re-run keeps a scan's previous row and files
+only when all three are unchanged and its outputs exist; anything else (another model,
+threshold, TTA, tiling..., an edited input, a missing row) recomputes it.
+``infer.overwrite`` recomputes everything.
 
 Sharding: under torchrun each rank takes its share (:mod:`mri_seg.inference.sharding`),
 writes its rows to ``OUT/.predictions.part-<rank>.csv`` (every 10 s and at the end; a
@@ -27,6 +32,8 @@ merges the parts into ``predictions.csv`` (sorted by path) after a barrier.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 import warnings
@@ -38,7 +45,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mri_seg.config import InferConfig
+from mri_seg.config import InferConfig, config_to_dict
 from mri_seg.inference.overlay import write_overlay
 from mri_seg.inference.postprocess import apply_postprocess
 from mri_seg.inference.sharding import Shard, barrier
@@ -64,7 +71,13 @@ PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
     "seconds", "status", "message", "sequences", "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
+    "settings_hash", "input_stamp",
 ]  # fmt: skip
+# infer keys that never change a mask (batching, what is written, re-run policy): left out
+# of settings_hash. Every other infer key (threshold, min component, TTA, tile size,
+# overlap, blend, NIfTI orientation and sequence settings...) is in it.
+NOT_MASK_SHAPING = ("tile_batch", "save_probabilities", "overwrite")
+PROVENANCE = ("checkpoint_sha256", "settings_hash", "input_stamp")
 DICE_COLUMN = "dice"
 RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)
 PART_WRITE_SECONDS = 10.0  # how often a rank saves its rows while it works
@@ -117,6 +130,43 @@ def plan_batch(input_path: str | Path, out_dir: str | Path) -> Plan:
                 raise InferError(f"output {p} of {source.rel} collides with the output of {owners[rp]}")
             owners[rp] = str(source.rel)
     return Plan(input_path, out_dir, found, scans)
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def settings_hash(cfg: InferConfig, device_type: str = "cpu") -> str:
+    """Short sha256 of the settings that shape a mask: every ``infer`` key but
+    :data:`NOT_MASK_SHAPING`, and the device type (CUDA predicts under autocast)."""
+    values = {k: v for k, v in config_to_dict(cfg).items() if k not in NOT_MASK_SHAPING}
+    payload = json.dumps({"infer": values, "device": device_type}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def input_stamp(source: Source, with_truth: bool) -> str:
+    """Short sha256 of the name, size and modification time of the scan's files (and its
+    reference masks with ``--with-truth``): a changed input is recomputed."""
+    from mri_seg.io.kaggle import truth_path
+
+    files = list(source.members) or [source.path]
+    if with_truth:
+        files += [truth_path(m) for m in source.members] or ([source.truth] if source.truth else [])
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f.name}|missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def provenance_of(predictor, cfg: InferConfig) -> dict[str, str]:
+    """The batch-wide provenance columns (the per-scan ``input_stamp`` is added per row)."""
+    return {
+        "checkpoint_sha256": checkpoint_columns(predictor)["checkpoint_sha256"],
+        "settings_hash": settings_hash(cfg, getattr(getattr(predictor, "device", None), "type", "cpu")),
+    }
 
 
 # ----------------------------------------------------------------------------- one scan
@@ -266,13 +316,20 @@ def write_table(path: Path, rows: list[dict[str, Any]], with_truth: bool) -> Non
 
 
 def _can_skip(
-    previous: dict[str, Any] | None, paths: OutputPaths, cfg: InferConfig, with_truth: bool, page: Path | None = None
+    previous: dict[str, Any] | None, paths: OutputPaths, cfg: InferConfig, with_truth: bool, made_by: dict[str, str],
+    page: Path | None = None,
 ) -> bool:
-    if cfg.overwrite or not all(p.is_file() for p in paths.all(cfg.save_probabilities)):
+    """Keep a scan only when its previous ``ok`` row was made by the same checkpoint, settings
+    and input (``made_by``) and its outputs all exist."""
+    if cfg.overwrite or previous is None or previous.get("status") != "ok":
+        return False
+    if any(not made_by[k] or previous.get(k, "") != made_by[k] for k in PROVENANCE):
+        return False
+    if not all(p.is_file() for p in paths.all(cfg.save_probabilities)):
         return False
     if page is not None and not page.is_file():  # report asked for, page missing: redo the scan
         return False
-    return not with_truth or (previous is not None and previous.get(DICE_COLUMN, "") != "")
+    return not with_truth or previous.get(DICE_COLUMN, "") != ""
 
 
 # ----------------------------------------------------------------------------- batch
@@ -297,13 +354,16 @@ def run_batch(
     last_write = time.monotonic()
     bar = tqdm(mine, desc=f"infer[{shard.rank}]" if shard.distributed else "infer", unit="scan",
                disable=not progress or not shard.is_main, file=sys.stderr)
+    batch_provenance = provenance_of(predictor, cfg)
     for source, paths in bar:
         prev = previous.get(str(source.rel))
         page = out_dir / ASSETS_DIR / f"{scan_key(str(source.rel))}.html" if cfg.report else None
-        if _can_skip(prev, paths, cfg, with_truth, page):
-            row = dict(prev) if prev is not None else {**_row(source, with_truth), "status": "skipped"}
+        made_by = {**batch_provenance, "input_stamp": input_stamp(source, with_truth)}
+        if _can_skip(prev, paths, cfg, with_truth, made_by, page):
+            row = {**prev, "_reused": True}  # counted by summarise; not a column
         else:
             row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir)
+            row.update(made_by)
             if row["status"] == "error":
                 message = row["message"]
                 where = "" if str(source.path) in message else f"{source.path}: "
@@ -328,5 +388,8 @@ def run_batch(
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts of ``ok`` / ``error`` rows, and ``reused``: ok rows kept unchanged from the previous run."""
     statuses = [str(r.get("status", "")) for r in rows]
-    return {s: statuses.count(s) for s in ("ok", "skipped", "error")}
+    counts = {s: statuses.count(s) for s in ("ok", "error")}
+    counts["reused"] = sum(1 for r in rows if r.get("_reused"))
+    return counts

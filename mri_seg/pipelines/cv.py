@@ -10,7 +10,7 @@ fold (``train --all-folds``). Each fold's checkpoint is its shipped one
 Writes the files of ``evaluate`` (patients.csv with a ``fold`` column, slices.csv,
 summary.json with a per-fold table and the checkpoints' sha256, plots, report.html) to
 RUN/eval/cv/ (RUN/eval/cv_flair_only/ with ``--input-sequences flair_only``, or ``--out-dir``),
-and RUN/config_cv.yaml. Settings precedence as in evaluate (the eval/infer sections only).
+and RUN/config_cv.yaml. Settings precedence as in evaluate (the eval section only).
 Test patients are never read.
 """
 
@@ -22,7 +22,14 @@ import time
 from pathlib import Path
 
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main
-from mri_seg.pipelines.evaluate import USER_SECTIONS, add_eval_options, eval_flags, eval_output_dir, resolve_config
+from mri_seg.pipelines.evaluate import (
+    USER_SECTIONS,
+    add_eval_options,
+    eval_flags,
+    eval_infer_config,
+    eval_output_dir,
+    resolve_config,
+)
 
 TITLE = "mri_seg cross-validation (out-of-fold)"
 
@@ -59,7 +66,7 @@ def fold_checkpoints(run_dir: Path, name: str | None) -> dict[int, Path]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
-    from mri_seg.config import config_from_dict, config_to_dict, save_resolved_config
+    from mri_seg.config import save_resolved_config
     from mri_seg.data.manifest import FoldError
     from mri_seg.evaluation.core import EvalOptions
     from mri_seg.evaluation.cross_validation import SPLIT_NAME, FoldModel, OutOfFoldError, evaluate_out_of_fold
@@ -84,13 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(checkpoint_config(first), args.config, args.overrides, eval_flags(args))
     ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
     if ignored:
-        print(f"note: cv uses the checkpoints' settings outside eval/infer; ignored: {ignored}", file=sys.stderr)
+        print(f"note: cv uses the checkpoints' settings outside eval; ignored: {ignored}", file=sys.stderr)
     try:
         options = EvalOptions.from_config(cfg.eval.postprocess)
     except ValueError as exc:
         raise StageError(str(exc)) from exc
-    infer_cfg = config_from_dict(config_to_dict(cfg)).infer
-    infer_cfg.postprocess = cfg.eval.postprocess  # the predictor applies flip TTA from here
+    infer_cfg = eval_infer_config(cfg)
     out_dir = args.out_dir or eval_output_dir(run_dir, SPLIT_NAME, cfg.eval.input_sequences)
     on_case = None
     if cfg.eval.patient_pages:

@@ -18,8 +18,10 @@ passes) are averaged before thresholding; summary.json lists every file with its
 
 Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
 --tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
-``eval`` and ``infer`` sections can be changed; data/model settings always come from the
-checkpoint, because they describe the trained model.
+``eval`` section can be changed (it is all that evaluate reads, so the pipeline runner
+re-runs evaluate exactly when it changes); data/model settings always come from the
+checkpoint, because they describe the trained model. Slices are predicted whole at the
+training size (the ``infer`` tiling settings are for the infer stage's inputs of any size).
 """
 
 from __future__ import annotations
@@ -30,14 +32,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mri_seg.config import Config, config_from_dict, config_to_dict, load_config, parse_override
+from mri_seg.config import (
+    Config,
+    InferConfig,
+    config_from_dict,
+    config_to_dict,
+    explicit_values,
+    load_config,
+    merge_values,
+)
 from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main
 from mri_seg.utils.provenance import provenance
 
-USER_SECTIONS = ("eval", "infer")  # the sections --config/--set may change
+USER_SECTIONS = ("eval",)  # the sections --config/--set may change (mri_seg.config.STAGE_PARAMS["evaluate"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,28 +104,11 @@ def eval_output_dir(run_dir: Path, name: str, input_sequences: str) -> Path:
     return run_dir / "eval" / (name if input_sequences == "all" else f"{name}_{input_sequences}")
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _explicit_tree(config_path: Path | None, overrides: list[str]) -> dict[str, Any]:
-    """The keys the user set explicitly (file, then --set), as a nested dict."""
-    tree: dict[str, Any] = {}
-    if config_path is not None:
-        tree = _merge(tree, yaml.safe_load(Path(config_path).read_text()) or {})
-    for text in overrides:
-        keys, value = parse_override(text)
-        node: dict[str, Any] = {}
-        leaf = node
-        for key in keys[:-1]:
-            leaf[key] = {}
-            leaf = leaf[key]
-        leaf[keys[-1]] = value
-        tree = _merge(tree, node)
-    return tree
+def eval_infer_config(cfg: Config) -> InferConfig:
+    """How evaluate and cv predict: whole slices at the training size (default tiling, not the
+    infer stage's ``infer.*``, so a change there never alters an evaluation), flip TTA from
+    ``eval.postprocess``, ``eval.batch_size`` slices per forward pass."""
+    return InferConfig(tile_batch=cfg.eval.batch_size, postprocess=cfg.eval.postprocess)
 
 
 def resolve_config(
@@ -126,17 +117,17 @@ def resolve_config(
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
 ) -> Config:
-    """Checkpoint config < --config < --set < flags, for the eval/infer sections only.
+    """Checkpoint config < --config < --set < flags, for the eval section only.
 
     ``flags`` maps dotted keys (``eval.postprocess.threshold``) to values; ``None`` values are skipped.
     """
     overrides = list(overrides or [])
     load_config(config_path, overrides)  # validates keys and types; raises ConfigError naming the key
     values = config_to_dict(checkpoint_cfg)
-    explicit = _explicit_tree(config_path, overrides)
+    explicit = explicit_values(config_path, overrides)
     for section in USER_SECTIONS:
         if isinstance(explicit.get(section), dict):
-            values[section] = _merge(values[section], explicit[section])
+            values[section] = merge_values(values[section], explicit[section])
     for dotted, value in (flags or {}).items():
         if value is None:
             continue
@@ -176,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = resolve_config(ckpt_cfg, args.config, args.overrides, flags)
     ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
     if ignored:
-        print(f"note: evaluate uses the checkpoint's settings outside eval/infer; ignored: {ignored}", file=sys.stderr)
+        print(f"note: evaluate uses the checkpoint's settings outside eval; ignored: {ignored}", file=sys.stderr)
     split = cfg.eval.split
     try:
         options = EvalOptions.from_config(cfg.eval.postprocess)
@@ -185,10 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from mri_seg.inference.predictor import Predictor
 
-    infer_cfg = config_from_dict(config_to_dict(cfg)).infer
-    infer_cfg.postprocess = cfg.eval.postprocess  # the predictor applies flip TTA from here
     try:
-        predictor = Predictor.from_checkpoints(checkpoints, device=args.device, infer_cfg=infer_cfg)
+        predictor = Predictor.from_checkpoints(checkpoints, device=args.device, infer_cfg=eval_infer_config(cfg))
     except ValueError as exc:  # unusable device or inference settings, members that disagree
         raise StageError(str(exc)) from exc
     out_dir = eval_output_dir(run_dir, split, cfg.eval.input_sequences)

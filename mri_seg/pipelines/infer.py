@@ -20,7 +20,7 @@ fold's shipped checkpoint as an ensemble), repeatable; several checkpoints avera
 probabilities before thresholding. ``predictions.csv`` names the files (``checkpoints``)
 and their sha256 (``checkpoint_sha256``), ';'-joined.
 
-Exit code: 0 when every scan is ok (or skipped), 1 when some failed, 2 when the batch
+Exit code: 0 when every scan is ok, 1 when some failed, 2 when the batch
 could not start (bad checkpoint, no scans, OUT would overwrite inputs). Under torchrun
 rank 0 returns the merged table's status and the other ranks 0.
 """
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     if not shard.is_main:
         return 0  # rank 0 reports the merged table's status
     print(
-        f"infer: {len(rows)} scans: {counts['ok']} ok, {counts['skipped']} skipped, {counts['error']} failed "
-        f"-> {args.output / 'predictions.csv'}"
+        f"infer: {len(rows)} scans: {counts['ok']} ok ({counts['reused']} unchanged since the last run, kept), "
+        f"{counts['error']} failed -> {args.output / 'predictions.csv'}"
         + (f", report {args.output / 'report.html'}" if cfg.infer.report else ""),
         file=sys.stderr,
     )

@@ -5,11 +5,21 @@
 A pipeline file (``pipelines/*.yaml``) lists stages, each with the config recipe it
 runs with (paths relative to the pipeline file) and optional extra arguments and
 input paths, in which ``{run_dir}`` and ``{data_dir}`` are filled in.
-Each stage's record, ``RUN/stages/<stage>.json``, holds a fingerprint of what it
-consumed (input file hashes, resolved config, arguments) and its status. A stage is
-skipped when its last record is ``ok`` with the same fingerprint and its outputs
-exist; otherwise it runs, and so do the stages after it whose inputs change.
-A failed stage stops the run with its error; the next run starts from that stage.
+
+Per-stage fingerprints (DVC's per-stage ``params``): each stage's record,
+``RUN/stages/<stage>.json``, holds a fingerprint of only what that stage reads -- its
+input files' hashes, its pipeline arguments and the config sections it reads
+(``mri_seg.config.STAGE_PARAMS``: ``eval.*`` is evaluate's alone, ``infer.*`` infer's,
+data/augment/model/train are train's) -- and its status. A stage is skipped when its
+last record is ``ok`` with the same fingerprint and its outputs exist; otherwise it
+runs, and so do the later stages whose inputs change (a new checkpoint changes
+evaluate's and infer's inputs).
+
+Training is never silently extended or mixed: train runs with ``--resume`` only to
+continue the same unfinished run (same fingerprint; killed, failed or stopped by the
+time cap), and otherwise with ``--restart`` (the previous run is moved to
+``RUN/superseded/``). A failed stage stops the run with its error; the next run starts
+from that stage.
 """
 
 from __future__ import annotations
@@ -24,9 +34,10 @@ from pathlib import Path
 
 import yaml
 
-from mri_seg.config import config_to_dict, load_config
+from mri_seg.config import config_to_dict, load_config, stage_params
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.utils.atomic import atomic_write_json
+from mri_seg.utils.hashing import file_sha256
 from mri_seg.utils.provenance import provenance
 
 STAGE_MODULES = ("synthesize", "prepare", "split", "train", "cv", "evaluate", "infer")
@@ -76,14 +87,6 @@ def load_pipeline(path: str | Path) -> list[StageSpec]:
 # ----------------------------------------------------------------------------- fingerprints
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def tree_digest(root: Path) -> str:
     """Cheap fingerprint of a folder: relative paths, sizes and modification times."""
     h = hashlib.sha256()
@@ -98,7 +101,7 @@ def path_digest(path: Path) -> str:
     if path.is_dir():
         return "tree:" + tree_digest(path)
     if path.is_file():
-        return "file:" + file_digest(path)
+        return "file:" + file_sha256(path)
     return "missing"
 
 
@@ -117,11 +120,11 @@ def stage_io(name: str, ctx: StageContext, args: list[str] = ()) -> tuple[list[s
     if name == "split":
         return ["--run-dir", str(run)], [run / "manifest.csv", run / "patients.csv"], [run / "splits.csv"]
     if name == "train" and "--all-folds" in args:  # config_train.yaml is written after the last fold
-        return ["--run-dir", str(run), "--resume"], [run / "manifest.csv", run / "splits.csv"], [
+        return ["--run-dir", str(run)], [run / "manifest.csv", run / "splits.csv"], [
             run / "checkpoints", run / "config_train.yaml"]  # fmt: skip
     if name == "train":
-        return (  # --resume: a re-run after a failure continues from last.pt (a no-op on a fresh run)
-            ["--run-dir", str(run), "--resume"],
+        return (  # the runner adds --resume or --restart (see train_mode)
+            ["--run-dir", str(run)],
             [run / "manifest.csv", run / "splits.csv"],
             [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
         )
@@ -150,9 +153,32 @@ def expand(text: str, ctx: StageContext) -> str:
     return text.format(run_dir=ctx.run_dir, data_dir=ctx.data_dir or "")
 
 
-def fingerprint(spec: StageSpec, argv: list[str], inputs: dict[str, str], config: dict) -> str:
-    payload = json.dumps({"stage": spec.name, "argv": argv, "inputs": inputs, "config": config}, sort_keys=True)
+def fingerprint(spec: StageSpec, args: list[str], inputs: dict[str, str], params: dict) -> str:
+    """Hash of what the stage reads: its pipeline arguments, input digests and config params."""
+    payload = json.dumps({"stage": spec.name, "args": args, "inputs": inputs, "params": params}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def train_mode(
+    previous: dict | None, fp: str, run_dir: Path, args: list[str], forced: bool, log
+) -> tuple[str, bool]:
+    """``(flag, up_to_date)`` for the train stage: ``--resume`` only for the same unfinished run,
+    else ``--restart``. ``up_to_date``: same fingerprint, recorded ``ok``, and training finished
+    (every fold's, with ``--all-folds``)."""
+    from mri_seg.data.manifest import fold_ids, read_splits
+    from mri_seg.training.rundir import training_status
+
+    same = previous is not None and previous.get("fingerprint") == fp
+    status = None
+    if same and not forced:
+        folds = fold_ids(read_splits(run_dir), run_dir / "splits.csv") if "--all-folds" in args else None
+        status = training_status(run_dir, folds)
+    if status is None:
+        return "--restart", False
+    if status["finished"]:  # not recorded ok (e.g. killed while closing): --resume just confirms it
+        return ("--restart", True) if previous.get("status") == "ok" else ("--resume", False)
+    log(f"[train] the same training is unfinished ({status['state']}): resuming it")
+    return "--resume", False
 
 
 # ----------------------------------------------------------------------------- running
@@ -194,11 +220,13 @@ def run_pipeline(
     for spec in specs:
         base_argv, input_paths, outputs = stage_io(spec.name, ctx, spec.args)
         config = load_config(spec.config, overrides)
+        args = [expand(a, ctx) for a in spec.args]
         argv = base_argv + (["--config", str(spec.config)] if spec.config else [])
-        argv += [a for o in overrides for a in ("--set", o)] + [expand(a, ctx) for a in spec.args]
+        argv += [a for o in overrides for a in ("--set", o)] + args
         input_paths = list(input_paths) + [Path(expand(p, ctx)) for p in spec.inputs]
         inputs = {str(p): path_digest(p) for p in input_paths}
-        fp = fingerprint(spec, argv, inputs, config_to_dict(config))
+        params = stage_params(config, spec.name)
+        fp = fingerprint(spec, args, inputs, params)
         previous = read_record(ctx.run_dir, spec.name)
         unchanged = (
             previous is not None
@@ -206,6 +234,10 @@ def run_pipeline(
             and previous.get("fingerprint") == fp
             and all(p.exists() for p in outputs)
         )
+        if spec.name == "train":
+            flag, up_to_date = train_mode(previous, fp, ctx.run_dir, args, spec.name in force, log)
+            unchanged = unchanged and up_to_date
+            argv.insert(len(base_argv), flag)
         if unchanged and spec.name not in force:
             log(f"[{spec.name}] unchanged, skipped")
             outcome[spec.name] = "skipped"
@@ -215,6 +247,7 @@ def run_pipeline(
             "stage": spec.name,
             "argv": argv,
             "inputs": inputs,
+            "params": params,
             "config": config_to_dict(config),
             "fingerprint": fp,
             "provenance": provenance(),

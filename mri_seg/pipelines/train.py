@@ -1,7 +1,7 @@
 """Train a UNet on a prepared and split run directory.
 
     python -m mri_seg.pipelines.train --run-dir RUN [--config FILE] [--set k=v]
-        [--device auto|cpu|cuda] [--resume] [--epochs N] [--fold K | --all-folds]
+        [--device auto|cpu|cuda] [--resume | --restart] [--epochs N] [--fold K | --all-folds]
     torchrun --nproc_per_node=N -m mri_seg.pipelines.train --run-dir RUN ...   # DDP
 
 Writes RUN/train_log.csv, RUN/checkpoints/{last,best}.pt and RUN/config_train.yaml.
@@ -9,10 +9,15 @@ Writes RUN/train_log.csv, RUN/checkpoints/{last,best}.pt and RUN/config_train.ya
 patients, validates on fold K and writes RUN/checkpoints/fold<K>/{last,best}.pt,
 train_log.csv and config_train.yaml; ``--all-folds`` trains every fold in turn (each
 resumable on its own with ``--resume``). Test patients are never used.
-With ``--resume`` and no ``--config``, the config stored in last.pt is
-the base that ``--set``/``--epochs``/``--device`` change. ``--resume`` without a last.pt
-starts from epoch 1; a different dataset (data_hash) or model/data.scale is refused.
-Changing ``train.epochs`` on resume re-shapes the rest of the cosine decay.
+
+``--resume`` continues an unfinished run (killed, or stopped by the time cap) from its
+last.pt; without ``--config`` the checkpoint's config is the base that
+``--set``/``--epochs``/``--device`` change. Any difference in the training config
+(data, augment, model, train sections; not train.max_time_minutes) or the data is
+refused with one line naming the keys (exit 2); a finished run is reported finished and
+not trained further. ``--restart`` moves the run's previous training (every fold's too)
+to RUN/superseded/train-<UTC time>/ and trains afresh. Without either, an existing
+last.pt is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, required=True, help="run directory (manifest.csv, splits.csv)")
     add_config_args(parser)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the unfinished run in RUN/checkpoints/last.pt")
+    mode.add_argument(
+        "--restart", action="store_true", help="move the previous training run to RUN/superseded/ and train afresh"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="total epochs (train.epochs)")
     folds = parser.add_mutually_exclusive_group()
     folds.add_argument("--fold", type=int, default=None, metavar="K",
@@ -71,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         folds = _folds(args)
-        for fold in folds:
+        for i, fold in enumerate(folds):
             cfg = _config(args, fold)
-            summary = train(args.run_dir, cfg, resume=args.resume, device=cfg.train.device, fold=fold)
+            restart = args.restart and i == 0  # the first moves the whole previous run (all folds) aside
+            summary = train(args.run_dir, cfg, resume=args.resume, restart=restart, device=cfg.train.device, fold=fold)
             if env_context().is_main:
                 print(_summary_line(summary))
         if args.all_folds and env_context().is_main:
@@ -98,12 +108,17 @@ def _folds(args: argparse.Namespace) -> list[int | None]:
 def _summary_line(s: dict) -> str:
     mean, median = s["best_val_patient_dice_mean"], s["best_val_patient_dice_median"]
     scores = f"{mean:.4f}/{median:.4f}" if mean is not None else "n/a"
-    what = "train done" if s.get("fold") is None else f"train fold {s['fold']} done"
-    return (
-        f"{what}: {s['epochs_completed']} epochs ({s['stopped']}), best epoch {s['best_epoch']}, "
-        f"val patient Dice mean/median {scores}, {s['wall_seconds'] / 60:.1f} min, "
-        f"{s['images_per_s'] or 0:.1f} img/s; checkpoints: best {s['best_checkpoint']}, last {s['last_checkpoint']}"
-    )
+    what = "train" if s.get("fold") is None else f"train fold {s['fold']}"
+    best = (f"best epoch {s['best_epoch']}, val patient Dice mean/median {scores}; "
+            f"checkpoints: best {s['best_checkpoint']}, last {s['last_checkpoint']}")
+    if s["stopped"] == "already_finished":
+        return (f"{what}: nothing to do, {s['last_checkpoint']} is a finished run ({s['epochs_completed']} of "
+                f"{s['epochs']} epochs; --restart trains afresh); {best}")
+    timing = f"{s['wall_seconds'] / 60:.1f} min, {s['images_per_s'] or 0:.1f} img/s"
+    if s["stopped"] == "time_cap":
+        return (f"{what} STOPPED BY THE TIME CAP (train.max_time_minutes): {s['epochs_completed']} of "
+                f"{s['epochs']} epochs, unfinished (--resume continues it), {timing}; {best}")
+    return f"{what} done: {s['epochs_completed']} epochs ({s['stopped']}), {timing}; {best}"
 
 
 def cli() -> None:

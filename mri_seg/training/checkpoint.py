@@ -30,7 +30,6 @@ stored in the folder's checkpoints, unless the caller names one.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from pathlib import Path
@@ -42,6 +41,7 @@ from mri_seg import __version__
 from mri_seg.config import Config, config_from_dict
 from mri_seg.io.sequences import TRAINING_SEQUENCES, model_sequences
 from mri_seg.utils.atomic import atomic_write_bytes
+from mri_seg.utils.hashing import file_sha256  # noqa: F401 (re-exported)
 
 REQUIRED_KEYS = ("model", "config", "normalisation", "epoch")
 
@@ -136,14 +136,6 @@ def resolve_checkpoints(paths: str | Path | list[str | Path], name: str | None =
         else:
             raise FileNotFoundError(f"checkpoint not found: {item}")
     return out
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_sequences(state: dict[str, Any]) -> tuple[str, ...]:

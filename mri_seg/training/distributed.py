@@ -61,15 +61,6 @@ def sync_buffers(model: torch.nn.Module, ctx: DistContext) -> None:
             dist.broadcast(buf, src=0)
 
 
-def broadcast_float(value: float, ctx: DistContext, device: torch.device) -> float:
-    """Rank 0's ``value`` on every rank."""
-    if not ctx.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(t, src=0)
-    return float(t.item())
-
-
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The bare model inside a DistributedDataParallel wrapper."""
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

@@ -4,16 +4,26 @@ Outputs in the run dir (rank 0 only): ``train_log.csv``, ``config_train.yaml``,
 ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best mean val
 patient Dice), optional ``tensorboard/``.
 
-Reproducibility and resume: every epoch reseeds torch/numpy/random, the augmentation
-and the sampler from ``(train.seed, epoch, rank)``, and the LR schedule is stepped per
-optimiser step and saved; so ``resume=True`` continues from ``last.pt`` at the same
-point of the schedule with the same data order, and a killed run loses at most the
-epoch that was running. (With ``train.max_time_minutes`` the cosine decay also follows
-the share of the time budget used, which depends on wall time: see
-:mod:`mri_seg.training.optim`.) Resuming checks ``data_hash`` (sha256 of manifest.csv +
-splits.csv) and refuses a different dataset or a different model/data-scale config.
-``resume=True`` without a ``last.pt`` starts from epoch 1 (so a pipeline can always pass
-it); ``resume=False`` with an existing ``last.pt`` is refused rather than overwriting it.
+Reproducibility: every epoch reseeds torch/numpy/random, the augmentation and the
+sampler from ``(train.seed, epoch, rank)``, and the LR schedule follows the configured
+epochs only (never wall time); so the same data, config and seed on the same machine
+give the same weights, whatever else the machine is doing. ``train.max_time_minutes``
+is a safety cap: when it fires the run stops after an epoch, says so, and stays
+unfinished (resumable).
+
+Resume and restart (training is never silently extended or mixed):
+
+- ``resume=True`` continues an *unfinished* ``last.pt`` (killed, or stopped by the time
+  cap) at the same point of the schedule with the same data order; a killed run loses
+  at most the epoch that was running. It refuses other data (``data_hash``: sha256 of
+  manifest.csv + splits.csv) and any difference in the training config
+  (``STAGE_PARAMS["train"]``), naming the differing keys. A finished run is not trained
+  further: resume reports it finished and returns. Without a ``last.pt`` it starts at
+  epoch 1. The config stored in the checkpoints stays the one the run started with.
+- ``restart=True`` moves the run's previous training outputs (all folds' too: a run is
+  never a mix of trainings) into ``RUN/superseded/`` (see :mod:`mri_seg.training.rundir`)
+  and trains from epoch 1.
+- neither, with an existing ``last.pt``: refused rather than overwriting it.
 
 Cross-validation folds (``fold=K``, splits.csv made with ``split.n_folds > 1``): train on
 the train+val patients whose fold is not K, validate on fold K, never touch test
@@ -36,7 +46,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
+from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config, stage_params
 from mri_seg.data.context import channels_per_slice, check_input_channels
 from mri_seg.data.dataset import SliceDataset, build_dataset, dataset_from_frame
 from mri_seg.data.scale import scaled_size
@@ -47,13 +57,13 @@ from mri_seg.models import build_model, size_divisor
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
 from mri_seg.training.optim import (
-    TimeProgress,
     build_optimizer,
     build_scheduler,
     current_lr,
     step_after_validation,
     step_per_batch,
 )
+from mri_seg.training.rundir import CHECKPOINT_DIR, is_finished, supersede
 from mri_seg.training.runlog import LOG_FILE, TrainLog
 from mri_seg.training.runtime import (
     Precision,
@@ -69,9 +79,6 @@ from mri_seg.training.runtime import (
 from mri_seg.training.samplers import build_train_sampler
 from mri_seg.training.validate import validate
 
-CHECKPOINT_DIR = "checkpoints"
-# Config sections/keys that must match the checkpoint when resuming (the weights depend on them).
-_RESUME_FIXED = ("model", "data.scale", "data.normalisation", "data.context_slices")
 
 
 class TrainingError(ValueError):
@@ -197,19 +204,28 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def _check_resume(state: dict, cfg: Config, run_dir: Path, path: Path) -> list[str]:
-    """Refuse a checkpoint trained on other data or with another model; return other changed keys."""
+def _lookup(tree: dict, dotted: str):
+    for key in dotted.split("."):
+        tree = tree.get(key) if isinstance(tree, dict) else None
+    return tree
+
+
+def _check_resume(state: dict, cfg: Config, run_dir: Path, path: Path) -> None:
+    """Refuse a checkpoint trained on other data or with any other training config."""
     current = data_hash(run_dir)
     if state.get("data_hash") != current:
         raise TrainingError(
             f"cannot resume from {path}: it was trained on different data (data_hash {state.get('data_hash')} "
-            f"!= {current} of {run_dir / MANIFEST_FILE} + {SPLITS_FILE}); start a new run dir instead"
+            f"!= {current} of {run_dir / MANIFEST_FILE} + {SPLITS_FILE}); pass --restart to train afresh"
         )
-    changed = _diff_keys(state["config"], config_to_dict(cfg))
-    fixed = [k for k in changed if any(k == f or k.startswith(f + ".") for f in _RESUME_FIXED)]
-    if fixed:
-        raise TrainingError(f"cannot resume from {path}: config keys {fixed} differ from the checkpoint's")
-    return changed
+    theirs, ours = stage_params(config_from_dict(state["config"]), "train"), stage_params(cfg, "train")
+    changed = _diff_keys(theirs, ours)
+    if changed:
+        diffs = ", ".join(f"{k} ({_lookup(theirs, k)!r} -> {_lookup(ours, k)!r})" for k in changed)
+        raise TrainingError(
+            f"cannot resume from {path}: config keys differ from the checkpoint's: {diffs}; "
+            "resume continues only the same training (pass --restart to train afresh)"
+        )
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -270,14 +286,15 @@ def _train_epoch(
 # --------------------------------------------------------------------------- train
 
 
-def _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra, fold, patients) -> dict:
+def _state(model, optimizer, scheduler, precision, epoch, config: dict, metrics, best, hash_, extra, fold, patients):
+    cfg = config_from_dict(config)
     return {
         "model": D.unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": precision.scaler.state_dict(),
         "epoch": epoch,
-        "config": config_to_dict(cfg),
+        "config": config,
         "normalisation": normalisation_spec(cfg.data.normalisation),
         "metrics": metrics,
         "best_metric": best,
@@ -288,13 +305,18 @@ def _state(model, optimizer, scheduler, precision, epoch, cfg, metrics, best, ha
     }
 
 
-def train(run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None) -> dict:
+def train(
+    run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None,
+    restart: bool = False,
+) -> dict:
     """Train on the run dir's train split, validate on its val split; returns a summary dict.
 
     With ``fold=K``: train on the other folds' train+val patients, validate on fold K (see
-    the module docstring). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank;
-    only rank 0 writes.
+    the module docstring). ``resume``/``restart``: see the module docstring (they exclude
+    each other). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank; only rank 0 writes.
     """
+    if resume and restart:
+        raise TrainingError("--resume and --restart exclude each other")
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)
     env = D.env_context()
@@ -304,14 +326,14 @@ def train(run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto"
         raise TrainingError(str(exc)) from exc
     ctx = D.init_distributed(dev.type)
     try:
-        return _train(run_dir, cfg, resume, dev, ctx, wall_start, fold)
+        return _train(run_dir, cfg, resume, restart, dev, ctx, wall_start, fold)
     finally:
         D.cleanup_distributed()
 
 
 def _train(
-    run_dir: Path, cfg: Config, resume: bool, dev: torch.device, ctx: D.DistContext, wall_start: float,
-    fold: int | None,
+    run_dir: Path, cfg: Config, resume: bool, restart: bool, dev: torch.device, ctx: D.DistContext,
+    wall_start: float, fold: int | None,
 ):
     last_path, best_path = checkpoint_paths(run_dir, fold)
     out_dir = output_dir(run_dir, fold)
@@ -323,19 +345,28 @@ def _train(
         except FoldError as exc:
             raise TrainingError(str(exc)) from exc
     state = None
-    if resume and not last_path.is_file():
+    hash_ = data_hash(run_dir)  # before moving anything: a run dir without data is an error
+    if restart:
+        if main:
+            moved = supersede(run_dir)
+            if moved is not None:
+                print(f"{tag} --restart: previous training run moved to {moved}", flush=True)
+        D.barrier(ctx)
+    elif resume and not last_path.is_file():
         if main:
             print(f"{tag} --resume: no {last_path} yet, starting from epoch 1", flush=True)
     elif resume:
         state = load_checkpoint(last_path)
-        changed = _check_resume(state, cfg, run_dir, last_path)
-        if changed and main:
-            print(f"{tag} resuming with changed config keys: {', '.join(changed)}", flush=True)
+        _check_resume(state, cfg, run_dir, last_path)
+        if is_finished(state):
+            return _finished_summary(state, last_path, best_path, out_dir, dev, ctx, wall_start, main, tag)
     elif last_path.is_file():
         raise TrainingError(
-            f"{last_path} already exists: pass --resume to continue that run, or use a new run dir"
+            f"{last_path} already exists: pass --resume to continue an unfinished run, or --restart to train "
+            "afresh (the old run is moved to RUN/superseded/)"
         )
-    hash_ = data_hash(run_dir)
+    # the config stored in every checkpoint of a run is the one the run started with
+    stored_config = state["config"] if state is not None else config_to_dict(cfg)
     loss_fn = _check_recipe(cfg)  # bad loss/model/2.5D settings fail before the slices are cached
     configure_backend(dev)
     seed_everything(cfg.train.seed + ctx.rank)
@@ -348,8 +379,7 @@ def _train(
     if dev.type == "cuda" and cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.train)
-    time_progress = TimeProgress()
-    scheduler = build_scheduler(optimizer, cfg.train, len(train_loader), time_progress)
+    scheduler = build_scheduler(optimizer, cfg.train, len(train_loader))
     precision = make_precision(dev, cfg.train.amp)
 
     start_epoch, best, extra = 1, None, {"best_epoch": 0, "best_metrics": {}, "elapsed_seconds": 0.0}
@@ -370,7 +400,8 @@ def _train(
 
     log = TrainLog(out_dir, tensorboard=main)
     if main:
-        save_resolved_config(cfg, out_dir, "train")
+        if state is None or not (out_dir / "config_train.yaml").is_file():
+            save_resolved_config(config_from_dict(stored_config), out_dir, "train")
         log.load_existing(start_epoch - 1)
         print(
             f"{tag} {len(train_ds)} train / {len(val_ds)} val slices, device {dev} ({precision.name}), "
@@ -381,12 +412,9 @@ def _train(
     prior_elapsed = float(extra["elapsed_seconds"])
     session_start = wall_start
     epochs_done, stopped, throughputs = start_epoch - 1, "completed", []
-    budget = cfg.train.max_time_minutes * 60
+    cap = cfg.train.max_time_minutes * 60  # safety cap on this session's wall time; 0: none
     for epoch in range(start_epoch, cfg.train.epochs + 1):
         epoch_start = time.perf_counter()
-        if budget > 0:  # the cosine decay also follows the share of the time budget used
-            used = (prior_elapsed + epoch_start - session_start) / budget
-            time_progress.value = D.broadcast_float(min(used, 1.0), ctx, dev)
         seed = epoch_seed(cfg.train.seed, epoch, ctx.rank)
         seed_everything(seed)
         train_ds.set_seed(seed)
@@ -421,18 +449,22 @@ def _train(
         patience = cfg.train.early_stop_patience
         if patience > 0 and extra["best_epoch"] > 0 and epoch - extra["best_epoch"] >= patience:
             stop = "early_stop"
-        if stop is None and budget > 0 and extra["elapsed_seconds"] + seconds > budget and epoch < cfg.train.epochs:
-            stop = "time_budget"
+        session = time.perf_counter() - session_start
+        if stop is None and cap > 0 and session + seconds > cap and epoch < cfg.train.epochs:
+            stop = "time_cap"  # the next epoch would overrun the cap
         if D.broadcast_flag(stop is not None, ctx, dev):
             stop = stop or "stopped_by_rank0"
         else:
             stop = None
         if main:
             extra["rng"] = rng_state()
+            extra["stopped"] = stop or ("completed" if epoch == cfg.train.epochs else "running")
+            extra["finished"] = stop == "early_stop" or (stop is None and epoch == cfg.train.epochs)
             metrics = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
             metrics["patient_dice"] = val.get("patient_dice", {})
             ckpt = _state(
-                model, optimizer, scheduler, precision, epoch, cfg, metrics, best, hash_, extra, fold, train_patients
+                model, optimizer, scheduler, precision, epoch, stored_config, metrics, best, hash_, extra, fold,
+                train_patients,
             )
             log.append(row)
             if improved:
@@ -442,12 +474,20 @@ def _train(
         D.barrier(ctx)
         if stop is not None:
             stopped = stop
+            if main and stop == "time_cap":
+                print(
+                    f"{tag} time cap reached: train.max_time_minutes={cfg.train.max_time_minutes:g} would be "
+                    f"overrun by epoch {epoch + 1}, stopped after epoch {epoch} of {cfg.train.epochs}; the run is "
+                    "unfinished (train --resume, or re-running the pipeline, continues it)",
+                    flush=True,
+                )
             break
     log.close()
     wall = time.perf_counter() - wall_start
     best_metrics = extra.get("best_metrics") or {}
     return {
         "epochs_completed": epochs_done,
+        "epochs": cfg.train.epochs,
         "stopped": stopped,
         "best_epoch": int(extra["best_epoch"]),
         "best_val_patient_dice_mean": best_metrics.get("val_patient_dice_mean"),
@@ -460,6 +500,33 @@ def _train(
         "precision": precision.name,
         "world_size": ctx.world_size,
         "fold": fold,
+        "train_log": str(out_dir / LOG_FILE),
+    }
+
+
+def _finished_summary(state, last_path, best_path, out_dir, dev, ctx, wall_start, main, tag) -> dict:
+    """``resume`` of a finished run: nothing is trained; the summary describes the finished run."""
+    extra = state.get("extra") or {}
+    epochs = int(state["config"]["train"]["epochs"])
+    if main:
+        print(f"{tag} {last_path} is a finished run (epoch {state['epoch']} of {epochs}, "
+              f"{extra.get('stopped') or 'completed'}): nothing to resume; --restart trains afresh", flush=True)
+    best_metrics = extra.get("best_metrics") or {}
+    return {
+        "epochs_completed": int(state["epoch"]),
+        "epochs": epochs,
+        "stopped": "already_finished",
+        "best_epoch": int(extra.get("best_epoch", 0)),
+        "best_val_patient_dice_mean": best_metrics.get("val_patient_dice_mean"),
+        "best_val_patient_dice_median": best_metrics.get("val_patient_dice_median"),
+        "wall_seconds": time.perf_counter() - wall_start,
+        "images_per_s": None,
+        "last_checkpoint": str(last_path),
+        "best_checkpoint": str(best_path) if best_path.is_file() else None,
+        "device": str(dev),
+        "precision": "n/a",
+        "world_size": ctx.world_size,
+        "fold": state.get("fold"),
         "train_log": str(out_dir / LOG_FILE),
     }
 
