@@ -128,7 +128,9 @@ class TrainConfig:
     tversky_alpha: float = 0.5  # tversky_bce: weight of false positives
     tversky_beta: float = 0.5  # tversky_bce: weight of false negatives (> alpha fights under-segmentation)
     focal_gamma: float = 2.0  # dice_focal: focusing exponent of the focal loss (0 = BCE)
-    max_time_minutes: float = 0.0  # stop after this wall time; 0 disables
+    # safety cap (minutes) on one invocation's wall time: training stops after an epoch when the next
+    # would overrun it, says so, and stays unfinished (resumable); it never shapes the LR schedule. 0: none
+    max_time_minutes: float = 0.0
     # the deliverable: which file of RUN/checkpoints (or of each fold<K>/) `--checkpoint RUN/checkpoints`
     # means: best (the validation-selected epoch) | last (the end of the schedule)
     ship_checkpoint: str = "best"

@@ -29,6 +29,7 @@ def test_small_demo_runs_every_stage_and_reruns_nothing(tmp_path: Path, capsys) 
     printed = capsys.readouterr().out
     assert "demo finished" in printed and "report.html" in printed
     assert f"inference report: {out / 'predictions' / 'report.html'}" in printed
+    assert "training:     epoch 2 of 2 (completed)\n" in printed
 
     for stage in ("prepare", "split", "train", "evaluate", "infer"):
         record = json.loads((out / "stages" / f"{stage}.json").read_text())

@@ -252,3 +252,41 @@ def test_cpu_precision_is_a_no_op():
     assert precision.name == "fp32" and not precision.scaler.is_enabled()
     with precision.autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+class _BusyClock:
+    """``time`` as a machine 1000x busier would see it: every wall-clock reading is scaled."""
+
+    def __init__(self, factor: float = 1000.0):
+        import time as real
+
+        self._real, self._factor = real, factor
+
+    def perf_counter(self) -> float:
+        return self._real.perf_counter() * self._factor
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def test_same_data_config_and_seed_give_identical_weights_however_busy_the_machine(
+    synthetic_run, tmp_path, monkeypatch
+):
+    # a large time cap (it never fires here) must not change the schedule: the busy run sees
+    # ~1000x the wall time, which under a budget-following LR decay gave other weights
+    overrides = tiny(synthetic_run, 2, "train.max_time_minutes=600", "train.warmup_epochs=1")
+    quiet = fresh_run(synthetic_run, tmp_path / "quiet")
+    train(quiet, load_config(None, overrides), device="cpu")
+    busy = fresh_run(synthetic_run, tmp_path / "busy")
+    from mri_seg.training import engine
+
+    monkeypatch.setattr(engine, "time", _BusyClock())
+    train(busy, load_config(None, overrides), device="cpu")
+    a = torch.load(quiet / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(busy / "checkpoints" / "last.pt", weights_only=True)
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert (quiet / "checkpoints" / "best.pt").is_file() and b["extra"]["stopped"] == "completed"
+    logs = [pd.read_csv(run / "train_log.csv").drop(columns=["images_per_s", "seconds"]) for run in (quiet, busy)]
+    pd.testing.assert_frame_equal(*logs)

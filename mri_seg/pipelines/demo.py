@@ -19,6 +19,7 @@ from mri_seg.data.demo_scans import make_inference_scans
 from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.run import StageContext, load_pipeline, run_pipeline
+from mri_seg.training.rundir import training_status
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PIPELINE = REPO_ROOT / "pipelines" / "demo.yaml"
@@ -52,6 +53,11 @@ def summarise(out: Path) -> str:
             f"  test patients: {s.get('n_patients')}  Dice mean {s['dice_mean']:.3f}  "
             f"median {s['dice_median']:.3f}  95% CI [{lo:.3f}, {hi:.3f}]"
         )
+    status = training_status(out)
+    if status is not None:
+        note = "" if status["finished"] else (
+            "  UNFINISHED: the train.max_time_minutes safety cap stopped it; re-run the demo to continue")
+        lines.append(f"  training:     {status['state']}{note}")
     lines += [
         f"  report:       {out / 'eval' / 'test' / 'report.html'}",
         f"  masks:        {out / 'predictions'}",

@@ -18,7 +18,7 @@ from typing import Any
 CHECKPOINT_DIR = "checkpoints"
 SUPERSEDED_DIR = "superseded"
 # Everything one training run writes into the run dir (moved aside together).
-TRAIN_OUTPUTS = (CHECKPOINT_DIR, "train_log.csv", "config_train.yaml", "tensorboard")
+TRAIN_OUTPUTS = (CHECKPOINT_DIR, "train_log.csv", "learning_curves.png", "config_train.yaml", "tensorboard")
 
 
 def last_checkpoint(run_dir: str | Path, fold: int | None = None) -> Path:
