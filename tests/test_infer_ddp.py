@@ -57,7 +57,7 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
          "--output", str(sharded), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300,
     )
-    assert proc.returncode != 0  # one scan failed: rank 0 exits 1
+    assert proc.returncode == 1  # one scan failed: rank 0 exits 1, torchrun passes it on
     assert "infer[rank 0/2]: 3 scans" in proc.stderr and "infer[rank 1/2]: 2 scans" in proc.stderr, proc.stderr
     assert "5 scans: 4 ok (0 unchanged since the last run, kept), 1 failed" in proc.stderr
     pd.testing.assert_frame_equal(_table(sharded), _table(single))

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from mri_seg.data.kaggle_lgg import read_slice as read_training_slice
 from mri_seg.io import images, kaggle, nifti
 from mri_seg.io.registry import discover, file_type_of, output_paths, read_source, read_truth, write_outputs
 from mri_seg.io.scan import ChannelWarning, ScanError, to_model_channels
@@ -279,10 +280,9 @@ def test_single_file_input(tmp_path):
 
 
 def test_kaggle_slices_read_exactly_like_training(tmp_path):
-    kaggle_lgg = pytest.importorskip("mri_seg.data.kaggle_lgg")
     patient = _kaggle_patient(tmp_path / "TCGA_AB_1234_20000101", [1, 2])
     rgb = np.random.default_rng(3).integers(0, 255, (32, 32, 3), dtype=np.uint8)
     cv2.imwrite(str(patient / f"{patient.name}_2.tif"), rgb)
     scan = read_source(discover(tmp_path).sources[0])
     for k, i in enumerate((1, 2)):
-        assert np.array_equal(scan.array[k], kaggle_lgg.read_slice(patient / f"{patient.name}_{i}.tif"))
+        assert np.array_equal(scan.array[k], read_training_slice(patient / f"{patient.name}_{i}.tif"))

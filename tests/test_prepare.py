@@ -139,7 +139,7 @@ def test_cli_default_lists_defects_then_strict_fails(synthetic_dir, tmp_path):
 
     strict_run = tmp_path / "strict"
     proc = run_cli("--data-dir", str(data), "--run-dir", str(strict_run), "--strict")
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "[image_without_mask]" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in proc.stderr
     assert json.loads((strict_run / "prepare_report.json").read_text())["status"] == "failed_strict"

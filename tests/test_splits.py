@@ -140,3 +140,47 @@ def test_cli_without_manifest_fails_cleanly(tmp_path):
     with pytest.raises(SystemExit) as exc:
         run_main(split_stage.main, ["--run-dir", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def with_second_studies(patients: pd.DataFrame, every: int = 3) -> pd.DataFrame:
+    """``patients`` (with case_id) plus a second dated folder for every ``every``-th patient."""
+    patients = patients.assign(case_id=patients["patient_id"].str.rsplit("_", n=1).str[0])
+    extra = patients.iloc[::every].assign(patient_id=lambda f: f["case_id"] + "_20050505", tumour_pixels_total=7)
+    return pd.concat([patients, extra], ignore_index=True)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_dated_folders_of_one_patient_share_split_and_fold(seed):
+    patients = with_second_studies(cohort(30, seed=seed))
+    splits = make_splits(patients, SplitConfig(seed=seed, n_folds=4)).merge(patients, on="patient_id")
+    assert len(splits) == len(patients) == 40 and splits["patient_id"].is_unique
+    per_case = splits.groupby("case_id")
+    assert (per_case["split"].nunique() == 1).all() and (per_case["fold"].nunique() == 1).all()
+    assert splits.groupby("case_id").size().max() == 2
+    # sizes are counted in patients (cases), not folders: within one of the fractions of 30
+    cases = splits.drop_duplicates("case_id")["split"].value_counts()
+    for name, frac in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        assert abs(cases[name] - 30 * frac) <= 1, dict(cases)
+
+
+def test_prepared_dataset_with_two_dated_folders_of_one_patient(tmp_path):
+    from mri_seg.data.kaggle_lgg import prepare_dataset
+    from mri_seg.data.synthetic import generate_dataset
+
+    data = generate_dataset(tmp_path / "kaggle_3m", n_patients=7, seed=4, min_slices=4, max_slices=5, size=32)
+    first = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    case = first.name.rsplit("_", 1)[0]
+    second = data / f"{case}_20111111"  # a later study of the same patient
+    second.mkdir()
+    for f in first.iterdir():
+        shutil.copy(f, second / f.name.replace(first.name, second.name))
+    cfg = load_config(None, ["prepare.workers=1", "split.n_folds=2"])
+    run = tmp_path / "run"
+    prepare_dataset(data, run, cfg, progress=False)
+    manifest = read_manifest(run)
+    assert set(manifest.loc[manifest["case_id"] == case, "patient_id"]) == {first.name, second.name}
+    for seed in range(6):
+        cfg.split.seed = seed
+        splits = split_run_dir(run, cfg).set_index("patient_id")
+        assert splits.loc[first.name, "split"] == splits.loc[second.name, "split"], seed
+        assert splits.loc[first.name, "fold"] == splits.loc[second.name, "fold"], seed

@@ -3,8 +3,11 @@
 Why patient level: slices of one patient are strongly correlated; a slice-level split
 would leak a patient's anatomy into the test set and inflate every metric.
 
-How: each patient is one row (so every group is a single row, and group-awareness is
-automatic). Strata are tumour-burden quantile bins (``tumour_bins``, on
+How: the unit of splitting is the patient (``case_id``, TCGA_<inst>_<id>), not the
+folder: two dated folders (studies) of one patient are one unit, whose tumour pixels are
+summed, so they can never land in different splits or folds. Each unit is one row (so
+group-awareness is automatic), and splits.csv then lists every folder (``patient_id``)
+with its unit's split. Strata are tumour-burden quantile bins (``tumour_bins``, on
 ``tumour_pixels_total``) crossed with institution; strata too small for the splitter are
 collapsed (rare institutions pooled within their burden bin, then fewer bins, then
 no stratification) until scikit-learn accepts them. Test patients are drawn first, then
@@ -130,17 +133,39 @@ def _assign_folds(frame: pd.DataFrame, bins: np.ndarray, n_bins: int, k: int, se
     raise ConfigError(f"cannot make {k} folds from {len(frame)} train+val patients")
 
 
+def split_units(patients: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The units of splitting: one row per patient (``case_id``; a folder without one is its
+    own unit), with ``institution`` and the summed ``tumour_pixels_total``; and each folder's unit."""
+    folders = patients["patient_id"].astype(str)
+    case = patients["case_id"].astype(str) if "case_id" in patients.columns else folders
+    unit = case.where(case.str.len() > 0, folders).rename("unit")
+    grouped = patients.assign(unit=unit).groupby("unit", sort=True)
+    units = grouped.agg(institution=("institution", "first"), tumour_pixels_total=("tumour_pixels_total", "sum"))
+    units = units.reset_index().rename(columns={"unit": "patient_id"})  # the splitter's id column
+    return units, unit
+
+
 def make_splits(patients: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
-    """``patient_id, split[, fold]`` for every patient (one row each), sorted by patient_id."""
+    """``patient_id, split[, fold]`` for every patient folder (one row each), sorted by patient_id;
+    all folders of one ``case_id`` share their split and fold (see the module docstring)."""
     validate_split_config(cfg)
     missing = [c for c in REQUIRED if c not in patients.columns]
     if missing:
         raise ValueError(f"patients table lacks columns {missing}")
     if patients["patient_id"].duplicated().any():
         raise ValueError("patients table lists a patient more than once")
-    frame = patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
-    if frame.empty:
+    if patients.empty:
         raise ValueError("no patients to split")
+    folders = patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
+    frame, unit_of = split_units(folders)
+    by_unit = _split_units(frame, cfg).set_index("patient_id")
+    out = by_unit.loc[unit_of.to_numpy()].reset_index(drop=True)
+    out.insert(0, "patient_id", folders["patient_id"])
+    return out
+
+
+def _split_units(frame: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
+    """``patient_id, split[, fold]`` for one row per unit (``frame`` sorted by its id)."""
     bins = burden_bins(frame["tumour_pixels_total"].astype(float), cfg.tumour_bins)
     n_bins = int(bins.max()) + 1
     sizes = split_sizes(len(frame), cfg)
@@ -165,10 +190,13 @@ def patients_from_run(run_dir: Path) -> pd.DataFrame:
     manifest = read_manifest(run_dir)
     path = Path(run_dir) / PATIENTS_FILE
     if path.is_file():
-        patients = pd.read_csv(path, dtype={"patient_id": str, "institution": str}, keep_default_na=False)
+        patients = pd.read_csv(
+            path, dtype={"patient_id": str, "case_id": str, "institution": str}, keep_default_na=False
+        )
     else:
         patients = manifest.groupby("patient_id", sort=True).agg(
-            institution=("institution", "first"), tumour_pixels_total=("tumour_pixels", "sum")
+            case_id=("case_id", "first"), institution=("institution", "first"),
+            tumour_pixels_total=("tumour_pixels", "sum"),
         ).reset_index()  # fmt: skip
     unknown = set(manifest["patient_id"]) ^ set(patients["patient_id"])
     if unknown:

@@ -73,10 +73,10 @@ COLUMNS = [
     "seconds", "status", "message", "sequences", "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
     "settings_hash", "input_stamp",
 ]  # fmt: skip
-# infer keys that never change a mask (batching, what is written, re-run policy): left out
+# infer keys that never change a mask or its row (batching, which files are written, re-run policy): left out
 # of settings_hash. Every other infer key (threshold, min component, TTA, tile size,
 # overlap, blend, NIfTI orientation and sequence settings...) is in it.
-NOT_MASK_SHAPING = ("tile_batch", "save_probabilities", "overwrite")
+NOT_MASK_SHAPING = ("tile_batch", "save_probabilities", "overwrite", "report")
 PROVENANCE = ("checkpoint_sha256", "settings_hash", "input_stamp")
 DICE_COLUMN = "dice"
 RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)
@@ -150,7 +150,10 @@ def input_stamp(source: Source, with_truth: bool) -> str:
 
     files = list(source.members) or [source.path]
     if with_truth:
-        files += [truth_path(m) for m in source.members] or ([source.truth] if source.truth else [])
+        if source.format == "kaggle":  # one reference mask per slice
+            files += [truth_path(m) for m in source.members]
+        elif source.truth is not None:
+            files.append(source.truth)
     h = hashlib.sha256()
     for f in files:
         try:

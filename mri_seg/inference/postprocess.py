@@ -49,6 +49,18 @@ def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
     return keep[labels]
 
 
+def to_native_size(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A model-resolution ``h x w`` probability map resized (bilinear) to the slice's ``height x width``,
+    clipped to [0, 1]; a new float32 array. Inference and training validation both use it, so the
+    validation Dice in train_log.csv is the Dice evaluate reports for the same checkpoint."""
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.shape != (height, width):
+        prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        prob = prob.copy()  # never hand out a view of the caller's buffer
+    return np.clip(prob, 0.0, 1.0, out=prob)
+
+
 def filter_components_3d(volume: np.ndarray, min_voxels: int = 0, largest_only: bool = False) -> np.ndarray:
     """Drop 26-connected components of a ``D x H x W`` bool volume smaller than ``min_voxels``,
     then (``largest_only``) all but the largest; ties keep the first in label order."""

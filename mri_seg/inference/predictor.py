@@ -45,6 +45,7 @@ from mri_seg.config import Config, InferConfig
 from mri_seg.data.context import channels_per_slice, stack_context
 from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
 from mri_seg.data.scale import scaled_size
+from mri_seg.inference.postprocess import to_native_size
 from mri_seg.io.scan import to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
@@ -339,13 +340,8 @@ class Predictor:
         return image
 
     def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
-        """Model-resolution map back to the input size, clipped to [0, 1]."""
-        prob = np.asarray(prob, dtype=np.float32)
-        if prob.shape != (height, width):
-            prob = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
-        else:
-            prob = prob.copy()  # never hand out a view of the batch buffer
-        return np.clip(prob, 0.0, 1.0, out=prob)
+        """Model-resolution map back to the input size, clipped to [0, 1] (as validation does)."""
+        return to_native_size(prob, height, width)
 
     def _forward(self, model: torch.nn.Module, tiles: torch.Tensor) -> torch.Tensor:
         if self.cuda:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from mri_seg.data.dataset import SliceDataset
+from mri_seg.inference.postprocess import postprocess, to_native_size
 from mri_seg.training.distributed import DistContext, all_reduce_sum
 from mri_seg.training.runtime import Precision
 
@@ -42,18 +42,6 @@ def patient_dice(counts: np.ndarray, patient_ids: list[str]) -> dict[str, float]
         i, p, t = counts[ids == pid].sum(axis=0)
         out[str(pid)] = float(dice_from_counts(i, p, t))
     return out
-
-
-def _native_probs(probs: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
-    """Resize ``B x 1 x h x w`` probabilities to each native ``(H, W)``."""
-    if all(s == shapes[0] for s in shapes):
-        if tuple(probs.shape[-2:]) != shapes[0]:
-            probs = F.interpolate(probs, size=shapes[0], mode="bilinear", align_corners=False)
-        return list(probs[:, 0])
-    return [
-        F.interpolate(p[None], size=s, mode="bilinear", align_corners=False)[0, 0] if tuple(p.shape[-2:]) != s else p[0]
-        for p, s in zip(probs, shapes)
-    ]
 
 
 @torch.no_grad()
@@ -79,16 +67,11 @@ def validate(
             logits = model(images)
         loss, _ = loss_fn(logits.float(), masks)
         loss_sum += torch.tensor([loss.item() * len(images), len(images)], dtype=torch.float64, device=device)
-        probs = torch.sigmoid(logits.float())
-        index = batch["index"].tolist()
-        natives = [dataset.native_mask(i) for i in index]
-        resized = _native_probs(probs, [tuple(m.shape) for m in natives])
-        for i, prob, native in zip(index, resized, natives):
-            pred = prob >= THRESHOLD
-            truth = torch.from_numpy(native).to(device)
-            counts[i, 0] = (pred & truth).sum()
-            counts[i, 1] = pred.sum()
-            counts[i, 2] = truth.sum()
+        probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        for i, prob in zip(batch["index"].tolist(), probs):
+            truth = dataset.native_mask(i)
+            pred = postprocess(to_native_size(prob, *truth.shape), THRESHOLD, 0)  # what inference does
+            counts[i] = torch.tensor([(pred & truth).sum(), pred.sum(), truth.sum()], dtype=torch.float64)
     all_reduce_sum(counts, ctx)
     all_reduce_sum(loss_sum, ctx)
     c = counts.cpu().numpy()
