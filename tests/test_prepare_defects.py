@@ -129,11 +129,14 @@ def test_mask_with_values_0_1_is_accepted(data, tmp_path):
     assert row["tumour_pixels"].item() == 20 and bool(row["has_tumour"].item())
 
 
-@pytest.mark.parametrize("channels", [1, 4])
+@pytest.mark.parametrize("channels", [1, 2, 4])
 def test_image_with_wrong_channel_count(data, tmp_path, channels):
     p = patients(data)[1]
     array = np.full((32, 32, channels), 90, np.uint8)
-    tifffile.imwrite(img(p, 2), array[..., 0] if channels == 1 else array)
+    if channels == 2:  # a real 2-sample TIFF (OpenCV alone would silently read it as 1 channel)
+        tifffile.imwrite(img(p, 2), array, photometric="minisblack", planarconfig="contig")
+    else:
+        tifffile.imwrite(img(p, 2), array[..., 0] if channels == 1 else array)
     result = prepare(data, tmp_path / "run")
     problem = only_problem(result, "image_channels")
     assert f"{channels} channel" in problem.reason and 2 not in slice_indices(result, p)
@@ -285,3 +288,23 @@ def test_strict_failure_lists_everything_writes_report_and_no_manifest(data, tmp
     report = json.loads((run / "prepare_report.json").read_text())
     assert report["status"] == "failed_strict" and len(report["problems"]) == 2
     assert not (run / "manifest.csv").exists() and not (run / "patients.csv").exists()
+
+
+def test_tiff_suffix_is_read_by_prepare_and_infer_alike(data, tmp_path):
+    """One file-name pattern and one slice reader: a patient stored as .tiff is prepared and inferred."""
+    from mri_seg.data.kaggle_lgg import read_slice
+    from mri_seg.io.registry import discover, read_source
+
+    p = patients(data)[0]
+    n = len(list(p.glob("*_mask.tif")))
+    for f in sorted(p.iterdir()):
+        f.rename(f.with_suffix(".tiff"))
+    result = prepare(data, tmp_path / "run", strict=True)
+    rows = result.manifest[result.manifest["patient_id"] == p.name]
+    assert len(rows) == n and rows["image_path"].str.endswith(".tiff").all()
+    assert rows["mask_path"].str.endswith("_mask.tiff").all()
+    (source,) = [s for s in discover(data).sources if s.path == p]
+    assert source.format == "kaggle" and len(source.members) == n
+    scan = read_source(source)
+    for k, path in enumerate(rows.sort_values("slice_index")["image_path"]):
+        assert np.array_equal(scan.array[k], read_slice(path))

@@ -17,9 +17,11 @@ In strict mode any error or warning fails the stage: the report is still written
 lists every problem) but manifest.csv and patients.csv are not, and stale copies from an
 earlier run are removed, so no later stage can run on data that failed the check.
 
-Slice channels are returned exactly as ``cv2.imread(path, IMREAD_UNCHANGED)`` gives them
-(OpenCV's BGR order of the file's RGB samples: 0 post-contrast, 1 FLAIR, 2 pre-contrast
-for the Kaggle files). Training, evaluation and inference all read through the same call.
+Slices are decoded by the one image reader, :func:`mri_seg.io.images.decode_image`
+(OpenCV's ``IMREAD_UNCHANGED``, BGR order of the file's RGB samples: 0 post-contrast,
+1 FLAIR, 2 pre-contrast for the Kaggle files), and slice file names parsed by the one
+pattern, :func:`mri_seg.io.kaggle.parse_kaggle_name` (``.tif`` and ``.tiff``): prepare,
+training, evaluation and inference all read through the same calls.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -39,6 +40,9 @@ from tqdm import tqdm
 from mri_seg.config import Config
 from mri_seg.data.manifest import MANIFEST_COLUMNS, MANIFEST_FILE, PATIENTS_FILE, REPORT_FILE
 from mri_seg.data.synthetic import DATA_CSV_COLUMNS  # noqa: F401 - re-exported: the Kaggle data.csv columns
+from mri_seg.io.images import decode_image
+from mri_seg.io.kaggle import parse_kaggle_name
+from mri_seg.io.scan import ScanError
 from mri_seg.utils.atomic import atomic_write_csv, atomic_write_json
 from mri_seg.utils.opencv import quiet_opencv
 
@@ -104,16 +108,16 @@ class PrepareResult:
 
 
 def _imread(path: str | Path) -> np.ndarray | None:
+    """The decoded file (the inference reader's decoder), or None when it cannot be read."""
     try:
-        return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
+        return decode_image(path)
+    except ScanError:
         return None
 
 
 def read_slice(path: str | Path) -> np.ndarray:
     """An ``H x W x 3`` uint8 slice, channels in cv2 order; ValueError naming the file otherwise."""
-    with quiet_opencv():
-        image = _imread(path)
+    image = _imread(path)
     if image is None:
         raise ValueError(f"{path}: unreadable image (missing, truncated or not an image)")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -123,8 +127,7 @@ def read_slice(path: str | Path) -> np.ndarray:
 
 def read_mask(path: str | Path) -> np.ndarray:
     """An ``H x W`` bool mask (any non-zero pixel is tumour); ValueError naming the file otherwise."""
-    with quiet_opencv():
-        mask = _imread(path)
+    mask = _imread(path)
     if mask is None:
         raise ValueError(f"{path}: unreadable mask (missing, truncated or not an image)")
     if mask.ndim != 2:
@@ -189,20 +192,19 @@ def _scan_folder(folder: Path, problems: list[Problem]) -> _Folder:
     """Pair images with masks by slice number; naming and pairing defects become problems."""
     pid = folder.name
     inst = PATIENT_RE.match(pid).group(1)
-    name_re = re.compile(rf"^{re.escape(pid)}_(\d+)(_mask)?\.tiff?$", re.IGNORECASE)
     files = sorted(p for p in folder.iterdir() if not _is_stray(p))
     images: dict[int, list[Path]] = {}
     masks: dict[int, list[Path]] = {}
     stems: set[str] = set()
     for path in files:
-        m = name_re.match(path.name)
+        parsed = parse_kaggle_name(path.name)
         stem = re.sub(r"(_mask)?\.tiff?$", "", path.name, flags=re.IGNORECASE)
         stems.add(stem)
-        if m is None:
+        if parsed is None or parsed[0] != pid:
             problems.append(Problem(str(path), pid, "bad_slice_name", ERROR,
                                     f"file name does not parse as {pid}_<n>.tif or {pid}_<n>_mask.tif"))  # fmt: skip
             continue
-        (masks if m.group(2) else images).setdefault(int(m.group(1)), []).append(path)
+        (masks if parsed[2] else images).setdefault(parsed[1], []).append(path)
     if not files:
         problems.append(Problem(str(folder), pid, "empty_patient_folder", ERROR, "patient folder holds no TIFF slices"))
     pairs = []

@@ -50,22 +50,9 @@ from mri_seg.io.scan import to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
 from mri_seg.training.checkpoint import checkpoint_config, checkpoint_sequences, file_sha256, load_checkpoint
+from mri_seg.utils.device import resolve_device
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device '{name}' (use auto, cpu or cuda)")
-    return device
 
 
 # What every ensemble member must agree on: what its input is made of.

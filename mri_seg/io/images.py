@@ -11,6 +11,7 @@ name, OpenCV's log lines silenced in favour of one clear error).
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import cv2
@@ -58,13 +59,31 @@ def _cv2_decode(data: np.ndarray) -> np.ndarray | None:
 
 
 def _tiff_samples_per_pixel(data: np.ndarray) -> int | None:
-    import tifffile
+    """SamplesPerPixel of the first page (read from the header: prepare decodes every slice)."""
+    try:
+        return _classic_tiff_samples(data)
+    except (ValueError, IndexError, struct.error):
+        pass
+    import tifffile  # BigTIFF or an unusual layout
 
     try:
         with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tif:
             return int(tif.pages[0].samplesperpixel)
     except Exception:
         return None
+
+
+def _classic_tiff_samples(data: np.ndarray) -> int:
+    """Tag 277 of a classic TIFF's first IFD (1 when absent, the TIFF default); ValueError otherwise."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2].tobytes())
+    if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
+        raise ValueError("not a classic TIFF")
+    ifd = struct.unpack_from(order + "I", data, 4)[0]
+    for k in range(struct.unpack_from(order + "H", data, ifd)[0]):
+        tag, kind = struct.unpack_from(order + "HH", data, ifd + 2 + 12 * k)
+        if tag == 277:
+            return struct.unpack_from(order + ("H" if kind == 3 else "I"), data, ifd + 10 + 12 * k)[0]
+    return 1
 
 
 def _tifffile_decode(data: np.ndarray) -> np.ndarray | None:

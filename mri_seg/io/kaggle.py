@@ -1,4 +1,4 @@
-"""Kaggle LGG layout: a patient folder of ``TCGA_<inst>_<id>_<date>_<n>.tif`` slices is one volume.
+"""Kaggle LGG layout: a patient folder of ``TCGA_<inst>_<id>_<date>_<n>.tif`` (or ``.tiff``) slices is one volume.
 
 Slices are stacked in numeric order of ``<n>``; ``..._<n>_mask.tif`` files are
 reference masks (ignored, or used for Dice with ``--with-truth``). Slices are read
@@ -15,7 +15,8 @@ import numpy as np
 from mri_seg.io.images import decode_image, read_mask_image
 from mri_seg.io.scan import Scan, ScanError
 
-KAGGLE_PATTERN = re.compile(r"^(?P<prefix>TCGA_\w+?)_(?P<index>\d+)(?P<mask>_mask)?\.tif$", re.IGNORECASE)
+# The one Kaggle slice file-name pattern (prepare and infer): <prefix>_<n>[_mask].tif or .tiff
+KAGGLE_PATTERN = re.compile(r"^(?P<prefix>TCGA_\w+?)_(?P<index>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 
 
 def parse_kaggle_name(name: str) -> tuple[str, int, bool] | None:

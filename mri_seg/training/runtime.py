@@ -14,18 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name not in DEVICES:
-        raise ValueError(f"unknown device '{name}' (known: {', '.join(DEVICES)})")
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available (use --device cpu or auto)")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+from mri_seg.utils.device import DEVICES, resolve_device  # noqa: F401 (re-exported)
 
 
 @dataclass
