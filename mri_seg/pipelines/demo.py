@@ -19,10 +19,10 @@ from mri_seg.data.demo_scans import make_inference_scans
 from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.run import StageContext, load_pipeline, run_pipeline
+from mri_seg.recipes import PIPELINES
 from mri_seg.training.rundir import training_status
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PIPELINE = REPO_ROOT / "pipelines" / "demo.yaml"
+DEFAULT_PIPELINE = PIPELINES / "demo.yaml"  # shipped in the package: the demo runs from an installed wheel
 MARKER = ".mri_seg_demo"  # marks a folder the demo created, so it never writes into a user's folder
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     args = parser.parse_args(argv)
     if not args.pipeline.is_file():
-        raise StageError(f"pipeline definition not found: {args.pipeline} (run the demo from a clone of the repo)")
+        raise StageError(f"pipeline definition not found: {args.pipeline}")
     start = time.time()
     out = args.out.resolve()
     prepare_out_dir(out)

@@ -36,6 +36,7 @@ import yaml
 
 from mri_seg.config import config_to_dict, load_config, stage_params
 from mri_seg.pipelines._cli import StageError, run_main
+from mri_seg.recipes import PIPELINES, packaged_pipeline
 from mri_seg.utils.atomic import atomic_write_json
 from mri_seg.utils.hashing import file_sha256
 from mri_seg.utils.provenance import provenance
@@ -60,10 +61,18 @@ class StageContext:
 
 
 def load_pipeline(path: str | Path) -> list[StageSpec]:
-    """Parse a pipeline YAML file into stage specs (config paths resolved against the file)."""
+    """Parse a pipeline YAML file into stage specs (config paths resolved against the file).
+
+    A bare name that is not a file here (``demo``, ``lgg_cpu``) means the pipeline shipped in
+    the package (:mod:`mri_seg.recipes`), so an installed wheel runs them without a clone.
+    """
     path = Path(path)
     if not path.is_file():
-        raise StageError(f"pipeline file not found: {path}")
+        packaged = packaged_pipeline(str(path))
+        if packaged is None:
+            known = ", ".join(sorted(p.stem for p in PIPELINES.glob("*.yaml")))
+            raise StageError(f"pipeline file not found: {path} (or a shipped pipeline name: {known})")
+        path = packaged
     doc = yaml.safe_load(path.read_text()) or {}
     stages = doc.get("stages")
     if not isinstance(stages, list) or not stages:
@@ -276,7 +285,9 @@ def run_pipeline(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mri_seg.pipelines.run", description=__doc__.split("\n")[0])
-    parser.add_argument("pipeline", type=Path, help="pipeline definition, e.g. pipelines/lgg.yaml")
+    parser.add_argument(
+        "pipeline", type=Path, help="pipeline definition, e.g. pipelines/lgg.yaml, or a shipped one by name: lgg_cpu"
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (for the prepare stage)")
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--force", action="append", default=[], metavar="STAGE", help="re-run STAGE even if unchanged")
