@@ -11,8 +11,9 @@
 
 Files of one case are grouped by folder and case name. They must share the voxel grid
 (shape and affine), else the case is an error row. The first file present of FLAIR, pre,
-post (in that order) is the reference: the mask is written in its geometry, with its
-suffix, as ``<case>_mask.nii.gz``. Any missing model sequence is replaced by FLAIR.
+post (in that order) is the reference whose geometry and header the mask is written in, as
+``<case>_mask.nii.gz`` (``.nii`` when the case's files are). Any missing model sequence is
+replaced by FLAIR.
 """
 
 from __future__ import annotations
@@ -123,12 +124,3 @@ def _check_same_grid(path: Path, image, ref_path: Path, ref_image) -> None:
         raise ScanError(f"{path}: affine differs from {ref_path.name}'s; a case's sequences must share one "
                         "voxel grid (register/resample them first)")  # fmt: skip
 
-
-def reference_path(files: CaseFiles, options: ReadOptions | None = None) -> Path:
-    """The file whose geometry and suffix the case's outputs take (before reading: by key)."""
-    options = options or ReadOptions()
-    try:
-        named = member_names(files, options)
-    except ScanError:
-        return next(iter(files.members.values()))
-    return next(named[n] for n in REFERENCE_ORDER if n in named)
