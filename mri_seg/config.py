@@ -3,7 +3,8 @@
 One config object (:class:`Config`) carries every stage's settings. A recipe file
 only needs the keys it changes; everything else takes the defaults below.
 Command-line overrides use dotted paths: ``--set train.epochs=3``. Unknown keys,
-in a file or an override, raise :class:`ConfigError` naming the key.
+in a file or an override, raise :class:`ConfigError` naming the key; so does a value outside
+the key's valid range or set (the table in :mod:`mri_seg.config_rules`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from typing import Any
 
 import yaml
 
+from mri_seg.errors import StageError
 from mri_seg.utils.atomic import atomic_write_text
 
 
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-class ConfigError(ValueError):
-    """A config file or override is invalid (unknown key, wrong type)."""
+class ConfigError(StageError, ValueError):
+    """A config file or override is invalid (unknown key, wrong type, value outside its rule)."""
 
 
 @dataclass
@@ -352,12 +354,29 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    return _build(Config, values)
+def config_from_dict(values: dict[str, Any], validate: bool = True) -> Config:
+    """Build and validate: every value must follow its rule in :mod:`mri_seg.config_rules`.
+
+    ``validate=False`` checks keys and types only (for a partial config that is merged
+    into another one, which is validated after the merge).
+    """
+    cfg = _build(Config, values)
+    if validate:
+        validate_config(cfg)
+    return cfg
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (if any), then each ``key.path=value`` override."""
+def validate_config(cfg: Config) -> None:
+    """Raise :class:`ConfigError` (one line: key, value, what is allowed) for the first bad value."""
+    from mri_seg.config_rules import config_violations
+
+    problems = config_violations(config_to_dict(cfg))
+    if problems:
+        raise ConfigError(problems[0])
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, validate: bool = True) -> Config:
+    """Defaults, then the YAML file (if any), then each ``key.path=value`` override; validated (see above)."""
     values = config_to_dict(Config())
     if path is not None:
         loaded = _read_mapping(path)
@@ -373,7 +392,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if keys[-1] not in node:
             raise ConfigError(f"unknown config key '{'.'.join(keys)}' in override '{text}'")
         node[keys[-1]] = value
-    return config_from_dict(values)
+    return config_from_dict(values, validate)
 
 
 def dump_config(cfg: Config) -> str:

@@ -44,8 +44,9 @@ def test_empty_yaml_file_gives_defaults(tmp_path):
 def test_overrides_of_each_type_and_precedence_over_the_file(tmp_path):
     path = write(tmp_path / "c.yaml", {"train": {"epochs": 3, "lr": 0.1}})
     cfg = load_config(path, [
-        "train.epochs=5", "train.lr=2e-4", "train.amp=false", "model.channels=[8, 16]",
-        "data.normalisation=zscore_nonzero", "split.train=1", "eval.postprocess.threshold=0.3",
+        "train.epochs=5", "train.lr=2e-4", "train.amp=false", "model.channels=[8, 16]", "model.strides=[2]",
+        "data.normalisation=zscore_nonzero", "split.train=1", "split.val=0", "split.test=0",
+        "eval.postprocess.threshold=0.3",
     ])  # fmt: skip
     assert cfg.train.epochs == 5 and isinstance(cfg.train.epochs, int)
     assert cfg.train.lr == 2e-4
@@ -95,7 +96,7 @@ def test_wrong_type_in_file_and_non_mapping_file(tmp_path):
 
 
 def test_dict_round_trip_and_resolved_file_reloads(tmp_path):
-    cfg = load_config(None, ["train.epochs=7", "model.channels=[4, 8, 16]"])
+    cfg = load_config(None, ["train.epochs=7", "model.channels=[4, 8, 16]", "model.strides=[2, 2]"])
     assert config_from_dict(config_to_dict(cfg)) == cfg
     path = save_resolved_config(cfg, tmp_path, "train")
     assert path == tmp_path / "config_train.yaml"

@@ -119,7 +119,7 @@ def test_flair_only_input_copies_flair_into_every_channel(folded_run):
             np.testing.assert_array_equal(img[..., c], img[..., FLAIR_CHANNEL])
     assert any(img[..., FLAIR_CHANNEL].any() for img in images)
 
-    with pytest.raises(ValueError, match="eval.input_sequences must be one of all, flair_only, got 't1'"):
+    with pytest.raises(ValueError, match="config key 'eval.input_sequences' is 't1'; allowed: one of all, flair_only"):
         evaluate_out_of_fold(folded_run, models, load_config(None, ["eval.input_sequences=t1"]), progress=False)
 
 

@@ -108,7 +108,7 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
 
     raw = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
-                                 "slices_with_tumour", "seconds", "status", "message", "sequences",
+                                 "slices_with_tumour", "seconds", "status", "message", "warnings", "sequences",
                                  "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
                                  "settings_hash", "input_stamp"]
     assert set(raw["checkpoint_sha256"]) == {hashlib.sha256(ckpt.read_bytes()).hexdigest()}
@@ -131,7 +131,8 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
     assert t.loc["vol/seq.nii", "sequences"] == "post=volume[..., 0]; flair=volume[..., 1]; pre=volume[..., 2]"
     assert t.loc["png/gray.png", "sequences"] == ("post=flair (missing: substituted); flair=gray; "
                                                   "pre=flair (missing: substituted)")
-    assert "1 channel replicated" in t.loc["png/gray.png", "message"]
+    assert "1 channel replicated" in t.loc["png/gray.png", "warnings"]  # warnings have their own column
+    assert t.loc["png/gray.png", "message"] == ""
     err = capsys.readouterr().err
     assert "corrupt.png" in err and "1 channel replicated" in err
 

@@ -187,13 +187,14 @@ def test_volume_without_affine_is_sliced_in_index_space_with_a_warning(tmp_path,
         with pytest.warns(ChannelWarning):
             assert read_source(discover(tmp_path / "bare.nii").sources[0], 0).slices.shape == (10, 9, 4, 3)
     assert _run(ckpt, tmp_path / "bare.nii", tmp_path / "out") == 0
-    message = _table(tmp_path / "out").loc["bare.nii", "message"]
+    message = _table(tmp_path / "out").loc["bare.nii", "warnings"]  # scan warnings have their own column
     assert "no usable affine" in message and "1 channel replicated" in message
     assert "no usable affine" in capsys.readouterr().err
     assert nib.load(str(tmp_path / "out" / "bare_mask.nii")).shape == (10, 9, 4)
 
 
-@pytest.mark.parametrize("value,text", [("3", "must be auto, 0, 1 or 2, got 3"), ("sideways", "got 'sideways'"),
+@pytest.mark.parametrize("value,text", [("3", "is 3; allowed: one of auto, 0, 1, 2"),
+                                        ("sideways", "is 'sideways'; allowed: one of auto, 0, 1, 2"),
                                         ("1.5", "must be an integer or a string")])
 def test_bad_nifti_axis_stops_before_any_scan(tmp_path, ckpt, value, text, capsys):
     (tmp_path / "in").mkdir()
@@ -374,7 +375,7 @@ def test_missing_sequence_is_replaced_by_flair_and_reported(tmp_path, ckpt, thre
     assert _run(ckpt, inp, tmp_path / "out", "--threshold", str(threshold)) == 0
     t = _table(tmp_path / "out")
     assert t.loc["c/c", "sequences"] == "post=flair (missing: substituted); flair=c_flair.nii.gz; pre=c_t1.nii.gz"
-    assert "no post-contrast input; FLAIR used in its place" in t.loc["c/c", "message"]
+    assert "no post-contrast input; FLAIR used in its place" in t.loc["c/c", "warnings"]
     assert "no post-contrast input" in capsys.readouterr().err
     got = np.asarray(nib.load(str(tmp_path / "out" / "c" / "c_mask.nii.gz")).dataobj)
     assert np.array_equal(got, np.asarray(nib.load(str(tmp_path / "out" / "c" / "expected_mask.nii.gz")).dataobj))

@@ -153,9 +153,10 @@ def test_restart_moves_the_old_run_aside_and_trains_afresh(trained, tmp_path, ca
 
 
 def test_early_stopping_on_a_frozen_model(synthetic_run, tmp_path):
-    # lr 0 and instance norm (no running stats): val Dice never changes, so it never improves
+    # lr 1e-30 (below float32 resolution of the weights; lr 0 is refused by the config rules) and
+    # instance norm (no running stats): val Dice never changes, so it never improves
     run = fresh_run(synthetic_run, tmp_path / "run")
-    cfg = load_config(None, tiny(run, 6, "train.lr=0.0", "model.norm=instance", "train.early_stop_patience=2"))
+    cfg = load_config(None, tiny(run, 6, "train.lr=1e-30", "model.norm=instance", "train.early_stop_patience=2"))
     summary = train(run, cfg, device="cpu")
     assert summary["stopped"] == "early_stop" and summary["epochs_completed"] == 3 and summary["best_epoch"] == 1
     log = pd.read_csv(run / "train_log.csv")

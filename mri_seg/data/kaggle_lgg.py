@@ -192,7 +192,13 @@ def _scan_folder(folder: Path, problems: list[Problem]) -> _Folder:
     """Pair images with masks by slice number; naming and pairing defects become problems."""
     pid = folder.name
     inst = PATIENT_RE.match(pid).group(1)
-    files = sorted(p for p in folder.iterdir() if not _is_stray(p))
+    name_re = re.compile(rf"^{re.escape(pid)}_(\d+)(_mask)?\.tiff?$", re.IGNORECASE)
+    try:
+        files = sorted(p for p in folder.iterdir() if not _is_stray(p))
+    except OSError as exc:  # unreadable folder: reported, the other patients go on
+        problems.append(Problem(str(folder), pid, "unreadable_folder", ERROR,
+                                f"patient folder cannot be read ({exc.strerror or exc}); skipped"))  # fmt: skip
+        return _Folder(folder, pid, pid.rsplit("_", 1)[0], inst, [], 0)
     images: dict[int, list[Path]] = {}
     masks: dict[int, list[Path]] = {}
     stems: set[str] = set()
@@ -255,6 +261,10 @@ def inspect_pair(pair: _Pair) -> tuple[dict | None, list[Problem]]:
     if image is None:
         problems.append(Problem(str(pair.image), pid, "unreadable_image", ERROR,
                                 "image cannot be decoded (truncated, corrupt or not a TIFF)"))  # fmt: skip
+    elif image.dtype.kind == "f" and not np.isfinite(image).all():
+        count = int(np.count_nonzero(~np.isfinite(image)))
+        problems.append(Problem(str(pair.image), pid, "non_finite_image", ERROR,
+                                f"image has {count} NaN/inf pixel value(s); the slice is excluded"))  # fmt: skip
     elif image.dtype != np.uint8:
         problems.append(Problem(str(pair.image), pid, "image_dtype", ERROR, f"image is {image.dtype}, expected uint8"))
     elif image.ndim != 3 or image.shape[2] != 3:

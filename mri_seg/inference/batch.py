@@ -24,16 +24,28 @@ only when all three are unchanged and its outputs exist; anything else (another 
 threshold, TTA, tiling..., an edited input, a missing row) recomputes it.
 ``infer.overwrite`` recomputes everything.
 
-Sharding: under torchrun each rank takes its share (:mod:`mri_seg.inference.sharding`),
-writes its rows to ``OUT/.predictions.part-<rank>.csv`` (every 10 s and at the end; a
-re-run after a crash reads them as previous rows), and rank 0
-merges the parts into ``predictions.csv`` (sorted by path) after a barrier.
+Crashes and kills: each rank appends every finished scan's row to its journal
+``OUT/.predictions.part-<rank>.jsonl`` (one JSON line, flushed and fsynced), so a run
+killed at any point leaves whole outputs (every file is written atomically) and the rows
+of the scans it finished; the same command again skips those scans and does the rest.
+A scan that fails leaves none of its outputs behind; a full disk stops the batch at once
+(:class:`mri_seg.utils.atomic.DiskFullError`, one line naming the file).
+
+Warnings about a scan (channels adapted, NaN/inf intensities replaced, one page of a
+multi-page TIFF used, orientation or sequence notes: :class:`mri_seg.io.scan.ScanWarning`)
+go to its ``warnings`` column; ``message`` holds errors and Dice notes.
+
+Sharding: under torchrun each rank takes its share (:mod:`mri_seg.inference.sharding`)
+and rank 0 merges the journals into ``predictions.csv`` (sorted by path) after a barrier.
+Folders discovery could not search are rank 0's rows (``error`` or ``skipped``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -61,17 +73,17 @@ from mri_seg.io.registry import (
 )
 from mri_seg.io.kaggle import parse_kaggle_name
 from mri_seg.io.options import ReadOptions
-from mri_seg.io.scan import ScanError, ScanWarning
+from mri_seg.io.scan import ScanError, ScanWarning, replace_nonfinite
 from mri_seg.metrics import dice_score
 from mri_seg.reports.inference_report import ASSETS_DIR, REPORT_FILE, scan_key, write_inference_report, write_scan_page
 from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
-from mri_seg.utils.atomic import atomic_write_csv
+from mri_seg.utils.atomic import DISK_FULL, DiskFullError, atomic_write_csv
 
 PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
-    "seconds", "status", "message", "sequences", "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
-    "settings_hash", "input_stamp",
+    "seconds", "status", "message", "warnings", "sequences", "uncertainty", "review_flag", "checkpoints",
+    "checkpoint_sha256", "settings_hash", "input_stamp",
 ]  # fmt: skip
 # infer keys that never change a mask or its row (batching, which files are written, re-run policy): left out
 # of settings_hash. Every other infer key (threshold, min component, TTA, tile size,
@@ -80,7 +92,6 @@ NOT_MASK_SHAPING = ("tile_batch", "save_probabilities", "overwrite", "report")
 PROVENANCE = ("checkpoint_sha256", "settings_hash", "input_stamp")
 DICE_COLUMN = "dice"
 RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)
-PART_WRITE_SECONDS = 10.0  # how often a rank saves its rows while it works
 
 
 class InferError(ValueError):
@@ -93,6 +104,13 @@ class Plan:
     out_dir: Path
     discovery: Discovery
     scans: list[tuple[Source, OutputPaths]]
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop
+        return path.absolute()
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -121,7 +139,7 @@ def plan_batch(input_path: str | Path, out_dir: str | Path) -> Plan:
         raise InferError(f"{out_dir} holds input files named like the batch outputs {RESERVED}; choose another --output")
     for source, paths in scans:
         for p in paths.all(with_probs=True):
-            rp = p.resolve()
+            rp = _resolve(p)
             if rp in found.input_files:
                 raise InferError(
                     f"output {p} for {source.rel} would overwrite the input file {rp}; choose another --output"
@@ -183,6 +201,19 @@ def _row(source: Source, with_truth: bool) -> dict[str, Any]:
     return row
 
 
+def _unusable_row(item, root: Path, with_truth: bool) -> dict[str, Any]:
+    """The row of a folder discovery could not search (unreadable, or a link loop)."""
+    try:
+        rel = item.path.relative_to(root).as_posix()
+    except ValueError:
+        rel = str(item.path)
+    row: dict[str, Any] = {c: "" for c in COLUMNS}
+    row.update(path=rel, format="folder", status=item.status, message=item.reason)
+    if with_truth:
+        row[DICE_COLUMN] = ""
+    return row
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, (ScanError, OSError)) else f"{type(exc).__name__}: {text}"
@@ -215,19 +246,22 @@ def segment_scan(
     start = time.perf_counter()
     row = _row(source, with_truth)
     notes: list[str] = []
+    cautions: list[str] = []
+    existed = {p for p in paths.all(with_probs=True) if p.exists()}
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ScanWarning)
             try:
                 scan = read_source(source, read_options(predictor, cfg))
+                row["shape"] = scan.shape_text()
+                row["sequences"] = scan.sequences
+                # training layout, model's channel order (1 channel: a broadcast view); NaN/inf -> background
+                slices = replace_nonfinite(scan.slices, source.path)
             finally:
                 for w in caught:
                     if issubclass(w.category, ScanWarning):
-                        notes.append(str(w.message))
+                        cautions.append(str(w.message))
                         tqdm.write(f"warning: {w.message}", file=sys.stderr)
-        row["shape"] = scan.shape_text()
-        row["sequences"] = scan.sequences
-        slices = scan.slices  # training layout, model's channel order (1 channel: a broadcast view)
         pp = cfg.postprocess
         volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold)
         mask = apply_postprocess(volume_prob, pp)  # per slice and 3D components over the whole volume
@@ -252,17 +286,31 @@ def segment_scan(
                 notes.append(f"dice: {_one_line(exc)}")
         if cfg.report and out_dir is not None:
             try:
-                write_scan_page(out_dir, {**row, "message": "; ".join(notes)}, slices, mask, slice_names(scan))
+                write_scan_page(out_dir, {**row, "message": "; ".join(notes), "warnings": "; ".join(cautions)},
+                                slices, mask, slice_names(scan))  # fmt: skip
             except Exception as exc:  # a page that cannot be drawn does not fail the segmentation
                 notes.append(f"report page: {_one_line(exc)}")
         write_overlay(paths.overlay, slices, mask, slice_names(scan))  # last: marks a complete scan
+    except DiskFullError:  # every later write would fail too: stop the batch with one line
+        _remove_new_outputs(paths, existed)
+        raise
     except Exception as exc:  # one bad scan must not stop the batch
         row["status"] = "error"
         notes.append(_one_line(exc))
+        _remove_new_outputs(paths, existed)
     row["message"] = "; ".join(notes)
+    row["warnings"] = "; ".join(cautions)
     row["seconds"] = round(time.perf_counter() - start, 3)
     row.update(checkpoint_columns(predictor))
     return row
+
+
+def _remove_new_outputs(paths: OutputPaths, existed: set[Path]) -> None:
+    """A failed scan leaves no partial set of outputs: remove those this attempt created."""
+    for p in paths.all(with_probs=True):
+        if p not in existed:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def predict_with_uncertainty(predictor, slices: np.ndarray, threshold: float) -> tuple[np.ndarray, Uncertainty]:
@@ -292,24 +340,62 @@ def checkpoint_columns(predictor) -> dict[str, str]:
 
 
 def _part_path(out_dir: Path, rank: int) -> Path:
-    return out_dir / f".predictions.part-{rank}.csv"
+    return out_dir / f".predictions.part-{rank}.jsonl"
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of ``predictions.csv`` or of a journal (a line cut short by a kill is ignored)."""
+    if path.suffix == ".jsonl":
+        rows = []
+        with contextlib.suppress(OSError):
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    row = json.loads(line)
+                    if isinstance(row, dict):
+                        rows.append({k: "" if v is None else str(v) for k, v in row.items()})
+        return rows
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
     except Exception:  # unreadable previous table: recompute instead
         return []
 
 
+def _journals(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.glob(".predictions.part-*.jsonl"))
+
+
 def previous_rows(out_dir: Path) -> dict[str, dict[str, Any]]:
-    """Rows of an earlier run (``predictions.csv``, then leftover part files of an interrupted one)."""
+    """Rows of an earlier run (``predictions.csv``, then the journals of an interrupted one)."""
     rows: dict[str, dict[str, Any]] = {}
-    paths = [out_dir / PREDICTIONS, *sorted(out_dir.glob(".predictions.part-*.csv"))]
-    for path in paths:
+    for path in [out_dir / PREDICTIONS, *_journals(out_dir)]:
         if path.is_file():
             rows.update({r["path"]: r for r in _read_rows(path) if "path" in r})
     return rows
+
+
+class Journal:
+    """Append-only log of finished rows: a kill loses at most the scan in progress."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = None
+
+    def append(self, row: dict[str, Any]) -> None:
+        try:
+            if self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(json.dumps({k: ("" if v is None else v) for k, v in row.items()}, default=str) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise DiskFullError(self.path, exc) from exc
+            raise
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], with_truth: bool) -> None:
@@ -353,39 +439,47 @@ def run_batch(
     barrier(shard)  # every rank has read the previous rows before any part file changes
     mine = shard.take(plan.scans)
     rows: list[dict[str, Any]] = []
-    part = _part_path(out_dir, shard.rank)
-    last_write = time.monotonic()
+    journal = Journal(_part_path(out_dir, shard.rank))
     bar = tqdm(mine, desc=f"infer[{shard.rank}]" if shard.distributed else "infer", unit="scan",
                disable=not progress or not shard.is_main, file=sys.stderr)
     batch_provenance = provenance_of(predictor, cfg)
-    for source, paths in bar:
-        prev = previous.get(str(source.rel))
-        page = out_dir / ASSETS_DIR / f"{scan_key(str(source.rel))}.html" if cfg.report else None
-        made_by = {**batch_provenance, "input_stamp": input_stamp(source, with_truth)}
-        if _can_skip(prev, paths, cfg, with_truth, made_by, page):
-            row = {**prev, "_reused": True}  # counted by summarise; not a column
-        else:
-            row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir)
-            row.update(made_by)
-            if row["status"] == "error":
-                message = row["message"]
-                where = "" if str(source.path) in message else f"{source.path}: "
-                tqdm.write(f"error: {where}{message}", file=sys.stderr)
-        rows.append(row)
-        if time.monotonic() - last_write > PART_WRITE_SECONDS:  # progress survives a crash
-            write_table(part, rows, with_truth)
-            last_write = time.monotonic()
-    write_table(part, rows, with_truth)
+    try:
+        for source, paths in bar:
+            prev = previous.get(str(source.rel))
+            page = out_dir / ASSETS_DIR / f"{scan_key(str(source.rel))}.html" if cfg.report else None
+            made_by = {**batch_provenance, "input_stamp": input_stamp(source, with_truth)}
+            if _can_skip(prev, paths, cfg, with_truth, made_by, page):
+                row = {**prev, "_reused": True}  # counted by summarise; not a column
+            else:
+                row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir)
+                row.update(made_by)
+                if row["status"] == "error":
+                    message = row["message"]
+                    where = "" if str(source.path) in message else f"{source.path}: "
+                    tqdm.write(f"error: {where}{message}", file=sys.stderr)
+            rows.append(row)
+            journal.append(row)  # progress survives a crash or a kill
+    finally:
+        journal.close()
     barrier(shard)
     if not shard.is_main:
         return rows
-    merged = []
+    root = plan.input_path if plan.input_path.is_dir() else plan.input_path.parent
+    merged_by_path: dict[str, dict[str, Any]] = {}
     for rank in range(shard.world_size):
-        merged += _read_rows(_part_path(out_dir, rank)) if rank != shard.rank else rows
+        if rank != shard.rank:
+            merged_by_path.update({r["path"]: r for r in _read_rows(_part_path(out_dir, rank)) if "path" in r})
+    merged_by_path.update({str(r["path"]): r for r in rows})
+    for item in plan.discovery.unusable:
+        row = _unusable_row(item, root, with_truth)
+        tqdm.write(f"{'error' if item.status == 'error' else 'note'}: {item.path}: {item.reason}", file=sys.stderr)
+        merged_by_path[row["path"]] = row
+    planned = {str(s.rel) for s, _ in plan.scans} | {str(r["path"]) for r in rows}
+    merged = [r for p, r in merged_by_path.items() if p in planned or r.get("format") == "folder"]
     write_table(out_dir / PREDICTIONS, merged, with_truth)
     if cfg.report:
         write_inference_report(out_dir, merged)
-    for leftover in out_dir.glob(".predictions.part-*.csv"):  # also those of an interrupted run
+    for leftover in [*_journals(out_dir), *out_dir.glob(".predictions.part-*.csv")]:  # also an interrupted run's
         leftover.unlink(missing_ok=True)
     return merged
 

@@ -46,13 +46,22 @@ from mri_seg.data.context import channels_per_slice, stack_context
 from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
 from mri_seg.data.scale import scaled_size
 from mri_seg.inference.postprocess import to_native_size
-from mri_seg.io.scan import to_model_channels
+from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
-from mri_seg.training.checkpoint import checkpoint_config, checkpoint_sequences, file_sha256, load_checkpoint
+from mri_seg.training.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    checkpoint_sequences,
+    file_sha256,
+    load_checkpoint,
+)
 from mri_seg.utils.device import resolve_device
 
 _CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+# Largest |intensity| accepted: the per-image z-score runs in float32, where squares of
+# values beyond ~1e19 overflow (std = inf turns the slice into zeros, i.e. an empty mask).
+MAX_ABS_INTENSITY = 1e15
 
 
 # What every ensemble member must agree on: what its input is made of.
@@ -111,6 +120,48 @@ def _strip_prefixes(state: dict) -> dict:
                 key = key[len(prefix):]
         out[key] = value
     return out
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
+    """``load_state_dict`` with a one-line error when the weights do not fit the architecture.
+
+    (torch lists every missing/unexpected/mis-shaped tensor on dozens of lines.)
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or shapes:
+        example = (shapes or missing or unexpected)[0]
+        detail = f"e.g. {example}"
+        if example in shapes:
+            detail += f" is {tuple(weights[example].shape)} in the file, {tuple(own[example].shape)} in the model"
+        raise CheckpointError(
+            f"{path}: weights do not match the model its config describes ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(shapes)} of another shape; {detail})"
+        )
+    model.load_state_dict(weights)
+
+
+def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
+    """``load_state_dict`` with a one-line error when the weights do not fit the architecture.
+
+    (torch lists every missing/unexpected/mis-shaped tensor on dozens of lines.)
+    """
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
+    if missing or unexpected or shapes:
+        example = (shapes or missing or unexpected)[0]
+        detail = f"e.g. {example}"
+        if example in shapes:
+            detail += f" is {tuple(weights[example].shape)} in the file, {tuple(own[example].shape)} in the model"
+        raise CheckpointError(
+            f"{path}: weights do not match the model its config describes ({len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(shapes)} of another shape; {detail})"
+        )
+    model.load_state_dict(weights)
 
 
 class Predictor:
@@ -186,11 +237,15 @@ class Predictor:
             raise ValueError("no checkpoint given")
         states = [load_checkpoint(p, map_location="cpu") for p in paths]
         check_members(states, paths)
-        configs = [checkpoint_config(state) for state in states]
-        models = []
-        for state, config in zip(states, configs):
-            model = build_model(config.model)
-            model.load_state_dict(_strip_prefixes(state["model"]))
+        configs, models = [], []
+        for path, state in zip(paths, states):
+            try:
+                config = checkpoint_config(state)
+                model = build_model(config.model)
+            except ValueError as exc:  # ConfigError included: a stored value outside its rule
+                raise CheckpointError(f"{path}: its stored config is not usable: {exc}") from exc
+            load_weights(model, _strip_prefixes(state["model"]), path)
+            configs.append(config)
             models.append(model)
         config = configs[0]
         method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
@@ -281,7 +336,7 @@ class Predictor:
         height, width = images[0].shape[:2]
         for img in images:
             if img.shape[:2] != (height, width):
-                raise ValueError(
+                raise ScanError(
                     f"predict_proba_batch needs same-size slices, got {img.shape[:2]} and {(height, width)}"
                 )
         h, w = scaled_size(height, width, self.scale)
@@ -311,13 +366,25 @@ class Predictor:
         return normalise_image(self._resized(image), self.normalisation, stats)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
-        """Channels checked and adapted, resized by ``data.scale`` (input dtype kept where cv2 can)."""
+        """Channels checked and adapted, NaN/inf replaced by background (with a warning), resized by
+        ``data.scale`` (input dtype kept where cv2 can)."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3:
-            raise ValueError(f"expected an H x W x C image, got shape {image.shape}")
+            raise ScanError(f"expected an H x W x C image, got shape {image.shape}")
+        if image.dtype.kind not in "uifb":
+            raise ScanError(f"image of data type {image.dtype}; expected integer or real intensities")
         image = to_model_channels(image, self.channels_per_slice, "image")
+        image = replace_nonfinite(image, "image")
+        if image.dtype == np.bool_:
+            image = image.astype(np.uint8)
+        largest = max(abs(float(image.min())), abs(float(image.max()))) if image.size else 0.0
+        if largest > MAX_ABS_INTENSITY:
+            raise ScanError(
+                f"intensities up to {largest:.3g} are beyond what the normalisation can handle in float32 "
+                f"(|value| <= {MAX_ABS_INTENSITY:g}); rescale the scan"
+            )
         if self.scale != 1.0:
             if image.dtype not in _CV2_RESIZE_DTYPES:
                 image = image.astype(np.float32)

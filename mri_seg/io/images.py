@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mri_seg.io.scan import Scan, ScanError
+from mri_seg.io.scan import PageWarning, Scan, ScanError, require_scan_file
 from mri_seg.utils.atomic import atomic_write_bytes
 from mri_seg.utils.opencv import quiet_opencv
 
@@ -30,16 +31,31 @@ def decode_image(path: str | Path) -> np.ndarray:
 
     TIFFs whose samples per pixel OpenCV would silently reduce (2, or more than 4) or
     cannot decode are read with tifffile instead, so the channel rules see the real
-    channel count. Multi-page TIFFs: first page only.
+    channel count.
+
+    Decisions (issue 11): a multi-page TIFF is segmented from its first full-resolution
+    page with a :class:`PageWarning` naming the page count (the warning reaches the
+    scan's ``warnings`` column; store volumes as NIfTI or one slice per file). CMYK
+    images (4-component JPEG, separated TIFF) are refused: converting ink densities back
+    to three MRI sequences is a guess that decodes differently from the same pixels
+    saved as RGB, so the model would see intensities it was never trained on.
     """
-    path = Path(path)
+    path = require_scan_file(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ScanError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
+    if _jpeg_components(data) == 4:
+        raise ScanError(f"{path}: CMYK JPEG; save the scan as grayscale or RGB (CMYK cannot be mapped back to "
+                        "MRI sequences faithfully)")  # fmt: skip
     image = _cv2_decode(data)
     if path.suffix.lower() in (".tif", ".tiff") and data.size:
-        spp = _tiff_samples_per_pixel(data)
+        spp, pages, cmyk = _tiff_info(data)
+        if cmyk:
+            raise ScanError(f"{path}: CMYK (separated) TIFF; save the scan as grayscale or RGB")
+        if pages > 1:
+            warnings.warn(f"{path}: multi-page TIFF ({pages} full-size pages); only page 1 was segmented "
+                          "(store a volume as NIfTI or one slice per file)", PageWarning, stacklevel=2)  # fmt: skip
         if image is None or (spp is not None and spp not in (1, 3, 4)):
             image = _tifffile_decode(data)
     if image is None:
@@ -58,32 +74,77 @@ def _cv2_decode(data: np.ndarray) -> np.ndarray | None:
             return None
 
 
-def _tiff_samples_per_pixel(data: np.ndarray) -> int | None:
-    """SamplesPerPixel of the first page (read from the header: prepare decodes every slice)."""
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # JPEG start-of-frame markers
+_SEPARATED = 5  # TIFF PhotometricInterpretation of CMYK
+_MAX_PAGES = 100_000  # IFD chain walk limit (a looping chain in a damaged file)
+
+
+def _jpeg_components(data: np.ndarray) -> int | None:
+    """Number of colour components of a JPEG (3 YCbCr/RGB, 4 CMYK/YCCK), None when not a JPEG."""
+    raw = data[:65536].tobytes()
+    if raw[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(raw):
+        if raw[i] != 0xFF:
+            return None
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        if marker in _SOF_MARKERS:
+            return raw[i + 9] if i + 9 < len(raw) else None
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        i += 2 + int.from_bytes(raw[i + 2 : i + 4], "big")
+    return None
+
+
+def _tiff_info(data: np.ndarray) -> tuple[int | None, int, bool]:
+    """(samples per pixel of page 1, full-resolution page count, CMYK) of a TIFF.
+
+    Read from the header (prepare decodes every slice); tifffile for BigTIFF or an
+    unusual layout; ``(None, 1, False)`` when unparsable.
+    """
     try:
-        return _classic_tiff_samples(data)
+        return _classic_tiff_info(data)
     except (ValueError, IndexError, struct.error):
         pass
-    import tifffile  # BigTIFF or an unusual layout
+    import tifffile
 
     try:
         with tifffile.TiffFile(io.BytesIO(data.tobytes())) as tif:
-            return int(tif.pages[0].samplesperpixel)
+            first = tif.pages[0]
+            pages = sum(1 for p in tif.pages if not getattr(p, "is_reduced", False))
+            return int(first.samplesperpixel), max(pages, 1), int(first.photometric) == _SEPARATED
     except Exception:
-        return None
+        return None, 1, False
 
 
-def _classic_tiff_samples(data: np.ndarray) -> int:
-    """Tag 277 of a classic TIFF's first IFD (1 when absent, the TIFF default); ValueError otherwise."""
+def _classic_tiff_info(data: np.ndarray) -> tuple[int, int, bool]:
+    """:func:`_tiff_info` of a classic TIFF from its IFD chain (tags 254, 262, 277); ValueError otherwise."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2].tobytes())
     if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
         raise ValueError("not a classic TIFF")
-    ifd = struct.unpack_from(order + "I", data, 4)[0]
-    for k in range(struct.unpack_from(order + "H", data, ifd)[0]):
-        tag, kind = struct.unpack_from(order + "HH", data, ifd + 2 + 12 * k)
-        if tag == 277:
-            return struct.unpack_from(order + ("H" if kind == 3 else "I"), data, ifd + 10 + 12 * k)[0]
-    return 1
+    ifd, seen, pages, first = struct.unpack_from(order + "I", data, 4)[0], set(), 0, None
+    while ifd and ifd not in seen and len(seen) < _MAX_PAGES:
+        seen.add(ifd)
+        count = struct.unpack_from(order + "H", data, ifd)[0]
+        tags = {}
+        for k in range(count):
+            tag, kind = struct.unpack_from(order + "HH", data, ifd + 2 + 12 * k)
+            if tag in (254, 262, 277):
+                tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, ifd + 10 + 12 * k)[0]
+        if first is None:
+            first = tags
+        if not tags.get(254, 0) & 1:  # NewSubfileType bit 0: a reduced-resolution copy (thumbnail)
+            pages += 1
+        ifd = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)[0]
+    first = first or {}
+    return int(first.get(277, 1)), max(pages, 1), first.get(262) == _SEPARATED
 
 
 def _tifffile_decode(data: np.ndarray) -> np.ndarray | None:

@@ -29,7 +29,7 @@ import numpy as np
 
 from mri_seg.io.options import ReadOptions, as_options
 from mri_seg.io.orientation import AUTO, Layout, has_usable_affine, index_layout, oriented_layout
-from mri_seg.io.scan import OrientationWarning, Scan, ScanError
+from mri_seg.io.scan import OrientationWarning, Scan, ScanError, require_scan_file
 from mri_seg.utils.atomic import atomic_write_bytes
 
 _MM_PER_UNIT = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
@@ -51,6 +51,7 @@ def nifti_suffix(path: str | Path) -> str:
 
 
 def _load(path: Path) -> nib.Nifti1Image:
+    require_scan_file(path)
     try:
         image = nib.load(str(path))
     except Exception as exc:

@@ -13,6 +13,13 @@ Kaggle slices by patient folder and BraTS / nnU-Net files by case, treats every 
 supported file as one scan, and
 skips hidden entries, ``*_mask.*`` files (reference masks) and excluded folders (the
 output folder when it lies inside the input folder).
+
+Discovery never fails on a strange tree: linked folders are followed, each real folder
+once (a link loop becomes a ``skipped`` entry in :attr:`Discovery.unusable`); a folder
+that cannot be listed becomes an ``error`` entry; a broken link, link loop or special
+file (FIFO, socket, device) with a scan's name stays a scan whose reading fails with a
+one-line :class:`ScanError` (:func:`mri_seg.io.scan.unusable_reason`), so it gets its
+own error row and the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -122,20 +129,55 @@ class Source:
     base: str = ""  # output base name (file base, disambiguated when two inputs share it)
 
 
+@dataclass(frozen=True)
+class Unusable:
+    """A folder discovery could not search: ``status`` error (unreadable) or skipped (link loop)."""
+
+    path: Path
+    status: str
+    reason: str
+
+
 @dataclass
 class Discovery:
     sources: list[Source]
     input_files: set[Path] = field(default_factory=set)  # every file seen under the input (resolved)
     skipped: list[Path] = field(default_factory=list)  # files of unsupported types
+    unusable: list[Unusable] = field(default_factory=list)  # folders that could not be searched, and why
 
 
-def _walk(root: Path, exclude: list[Path]) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+def _resolve(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path when it cannot be resolved (link loop)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a symlink loop
+        return path.absolute()
+
+
+def _walk(root: Path, exclude: list[Path], unusable: list[Unusable]) -> list[Path]:
+    """Every visible file under ``root``; linked folders followed, each real folder searched once."""
+    files: list[Path] = []
+    searched: set[tuple[int, int]] = set()
+
+    def unreadable(exc: OSError) -> None:
+        reason = f"folder cannot be read ({exc.strerror or exc}); the scans in it were not searched"
+        unusable.append(Unusable(Path(exc.filename or root), "error", reason))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d for d in dirnames if not d.startswith(".") and (here / d).resolve() not in exclude
-        )
+        try:
+            st = os.stat(here)
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        if key is not None and key in searched:  # reached again through a folder link
+            unusable.append(Unusable(here, "skipped", "link to a folder already searched (a symbolic link loop "
+                                                      "or a second path to it); not searched twice"))  # fmt: skip
+            dirnames[:] = []
+            continue
+        if key is not None:
+            searched.add(key)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and _resolve(here / d) not in exclude)
         files += [here / f for f in sorted(filenames) if not f.startswith(".")]
     return files
 
@@ -164,13 +206,15 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
         # one file: its folder's files are its neighbours (reference masks) and are never written over
         root, files = input_path.parent, [input_path]
         neighbours = [p for p in root.iterdir() if p.is_file()]
+        unusable: list[Unusable] = []
     elif input_path.is_dir():
-        root, files = input_path, _walk(input_path, exclude)
+        unusable = []
+        root, files = input_path, _walk(input_path, exclude, unusable)
         neighbours = files
     else:
         raise FileNotFoundError(f"input not found: {input_path}")
     present = set(neighbours)
-    found = Discovery(sources=[], input_files={f.resolve() for f in neighbours})
+    found = Discovery(sources=[], input_files={_resolve(f) for f in neighbours}, unusable=unusable)
     case_groups, files = cases.group_cases(files)
     groups: dict[tuple[Path, str], list[Path]] = {}
     for f in files:

@@ -11,6 +11,9 @@ slices, rows anterior->posterior, columns patient right->left, see
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,12 @@ class ChannelWarning(ScanWarning):
 
 class OrientationWarning(ScanWarning):
     """A volume could not be oriented from its affine and was sliced in index space."""
+class NonFiniteWarning(ScanWarning):
+    """NaN/inf intensities were replaced by the background value 0."""
+
+
+class PageWarning(ScanWarning):
+    """A multi-page TIFF: only one page is segmented."""
 
 
 @dataclass
@@ -104,3 +113,65 @@ def to_model_channels(array: np.ndarray, channels: int, name: str | Path) -> np.
             return array[..., :3]
         raise ScanError(f"{name}: 4 channels with a non-constant alpha channel; expected {channels} channels or 1")
     raise ScanError(f"{name}: {have} channels; expected {channels} (the model's input sequences) or 1")
+
+
+BACKGROUND = 0  # the value NaN/inf intensities become: background, which the normalisation leaves at 0
+
+
+def replace_nonfinite(array: np.ndarray, name: str | Path) -> np.ndarray:
+    """``array`` with NaN/inf replaced by :data:`BACKGROUND` (a new array; the input is untouched).
+
+    Why replace rather than refuse: a few NaN voxels (a failed reconstruction, a
+    division in a preprocessing tool) would otherwise make the per-image normalisation
+    NaN and the whole slice's mask silently empty; as background they only affect
+    themselves. The :class:`NonFiniteWarning` (recorded in ``predictions.csv``) says how
+    many voxels in how many slices, so a badly damaged scan is visible.
+    """
+    if array.dtype.kind != "f":
+        return array
+    bad = ~np.isfinite(array)
+    if not bad.any():
+        return array
+    voxels = bad.any(axis=-1) if array.ndim >= 3 else bad  # a voxel counts once, whatever its channels
+    where = ""
+    if array.ndim == 4:
+        per_slice = voxels.reshape(voxels.shape[0], -1).any(axis=1)
+        where = f" in {int(per_slice.sum())} of {len(per_slice)} slices"
+    warnings.warn(f"{name}: {int(np.count_nonzero(voxels))} voxel(s) with NaN/inf intensities{where} replaced by "
+                  f"{BACKGROUND} (background)", NonFiniteWarning, stacklevel=2)  # fmt: skip
+    return np.where(bad, np.asarray(BACKGROUND, dtype=array.dtype), array)
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))  # fmt: skip
+
+
+def unusable_reason(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a scan file (broken link, link loop, FIFO...), or None.
+
+    Readers call this before opening: reading a FIFO would block forever, and a link
+    loop or dangling link deserves its own message rather than a decoder's.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "broken symbolic link (its target does not exist)" if os.path.islink(path) else "file not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back to itself)"
+        return f"cannot be accessed ({exc.strerror or exc})"
+    for test, kind in _SPECIAL:
+        if test(mode):
+            return f"not a regular file but {kind}"
+    if not os.access(path, os.R_OK):
+        return "not readable (permission denied)"
+    return None
+
+
+def require_scan_file(path: str | Path) -> Path:
+    """``path`` if it is a readable regular file, else :class:`ScanError` saying why."""
+    reason = unusable_reason(path)
+    if reason is not None:
+        raise ScanError(f"{path}: {reason}")
+    return Path(path)

@@ -42,7 +42,8 @@ from mri_seg.config import (
     merge_values,
 )
 from mri_seg.evaluation import INPUT_SEQUENCES
-from mri_seg.pipelines._cli import StageError, add_config_args, run_main
+from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
+from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
 from mri_seg.utils.provenance import provenance
 
 USER_SECTIONS = ("eval",)  # the sections --config/--set may change (mri_seg.config.STAGE_PARAMS["evaluate"])
@@ -122,7 +123,7 @@ def resolve_config(
     ``flags`` maps dotted keys (``eval.postprocess.threshold``) to values; ``None`` values are skipped.
     """
     overrides = list(overrides or [])
-    load_config(config_path, overrides)  # validates keys and types; raises ConfigError naming the key
+    load_config(config_path, overrides, validate=False)  # keys and types; values are checked after the merge
     values = config_to_dict(checkpoint_cfg)
     explicit = explicit_values(config_path, overrides)
     for section in USER_SECTIONS:
@@ -142,28 +143,38 @@ def resolve_config(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
-    from mri_seg.config import save_resolved_config
-    from mri_seg.evaluation.core import EvalOptions, evaluate_run
-    from mri_seg.reports.outputs import write_eval_outputs
-    from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
-    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, resolve_checkpoints
+    from mri_seg.training.checkpoint import CheckpointError, resolve_checkpoints
 
+    flags = {"eval.split": args.split, **eval_flags(args)}
+    resolve_config(Config(), args.config, args.overrides, flags)  # the user's values: checked before any work
     run_dir: Path = args.run_dir
-    if not run_dir.is_dir():
-        raise StageError(f"run directory not found: {run_dir}")
+    require_writable_dir(require_dir(run_dir, "run directory"), "run directory")
     try:
         checkpoints = resolve_checkpoints(args.checkpoint or [run_dir / "checkpoints"], args.checkpoint_name)
     except FileNotFoundError as exc:
         raise StageError(f"{exc} (train first, or pass --checkpoint)") from exc
     except CheckpointError as exc:
         raise StageError(str(exc)) from exc
+    for path in checkpoints:
+        require_file(path, "checkpoint")
+    with stage_lock(run_dir, "evaluate", argv):
+        return _evaluate(args, run_dir, checkpoints, flags, start)
+
+
+def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], flags: dict[str, Any],
+              start: float) -> int:  # fmt: skip
+    from mri_seg.config import save_resolved_config
+    from mri_seg.evaluation.core import EvalOptions, evaluate_run
+    from mri_seg.reports.outputs import write_eval_outputs
+    from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
+    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+
     checkpoint = checkpoints[0]
     try:
         state = load_checkpoint(checkpoint)
         ckpt_cfg = checkpoint_config(state)
     except CheckpointError as exc:
         raise StageError(str(exc)) from exc
-    flags = {"eval.split": args.split, **eval_flags(args)}
     cfg = resolve_config(ckpt_cfg, args.config, args.overrides, flags)
     ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
     if ignored:

@@ -34,8 +34,9 @@ from pathlib import Path
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
 from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
 from mri_seg.inference.sharding import process_group, shard_from_env
-from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
+from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
 from mri_seg.pipelines.evaluate import add_checkpoint_args
+from mri_seg.utils.paths import require_input, require_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,14 +85,18 @@ def resolved_config(checkpoint_cfg: Config, cli_cfg: Config) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args, flag_overrides(args))
+    cfg = config_from_args(args, flag_overrides(args))  # values outside their rules: refused here
+    for given_path in args.checkpoint:  # a file, or a run's checkpoints/ folder
+        require_input(given_path, "checkpoint")
+    require_input(args.input, "input")
+    require_writable_dir(args.output, "output folder")
     shard = shard_from_env()
     try:
         plan = plan_batch(args.input, args.output)
     except InferError as exc:
         raise StageError(str(exc)) from exc
 
-    from mri_seg.inference.predictor import Predictor  # torch/monai import after the cheap checks
+    from mri_seg.inference.predictor import EnsembleError, Predictor, resolve_device  # torch/monai after cheap checks
     from mri_seg.training.checkpoint import CheckpointError, resolve_checkpoints
 
     device = args.device
@@ -103,16 +108,22 @@ def main(argv: list[str] | None = None) -> int:
             device = f"cuda:{shard.local_rank}"
     given = " ".join(map(str, args.checkpoint))
     try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise StageError(str(exc)) from exc
+    try:
         checkpoints = resolve_checkpoints(args.checkpoint, args.checkpoint_name)
         predictor = Predictor.from_checkpoints(checkpoints, device=device, infer_cfg=cfg.infer)
-    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (CheckpointError, EnsembleError, FileNotFoundError) as exc:
         raise StageError(f"cannot use checkpoint {given}: {exc}") from exc
+    except ValueError as exc:  # inference settings that do not fit the checkpoints, members that disagree
+        raise StageError(str(exc)) from exc
     try:
         read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
     except ValueError as exc:
         raise StageError(str(exc)) from exc
 
-    with process_group(shard):
+    with stage_lock(args.output, "infer", argv), process_group(shard):
         if shard.is_main:
             args.output.mkdir(parents=True, exist_ok=True)
             save_resolved_config(resolved_config(predictor.config, cfg), args.output, "infer")

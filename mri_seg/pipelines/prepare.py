@@ -17,7 +17,8 @@ from pathlib import Path
 
 from mri_seg.config import save_resolved_config
 from mri_seg.data.kaggle_lgg import INFO, DatasetError, Problem, StrictPrepareError, prepare_dataset
-from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
+from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
+from mri_seg.utils.paths import require_dir, require_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,16 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict:
         extra.append("prepare.strict=true")
     cfg = config_from_args(args, extra)
-    try:
-        result = prepare_dataset(args.data_dir, args.run_dir, cfg)
-    except StrictPrepareError as exc:
-        print_problems(exc.result.problems)
-        print(exc.result.summary_line(args.run_dir), file=sys.stderr)
-        raise StageError(f"prepare {exc}") from None
-    except DatasetError as exc:
-        print_problems(exc.problems)
-        raise StageError(str(exc)) from None
-    save_resolved_config(cfg, args.run_dir, "prepare")
+    require_dir(args.data_dir, "data folder")
+    require_writable_dir(args.run_dir, "run directory")
+    with stage_lock(args.run_dir, "prepare", argv):
+        try:
+            result = prepare_dataset(args.data_dir, args.run_dir, cfg)
+        except StrictPrepareError as exc:
+            print_problems(exc.result.problems)
+            print(exc.result.summary_line(args.run_dir), file=sys.stderr)
+            raise StageError(f"prepare {exc}") from None
+        except DatasetError as exc:
+            print_problems(exc.problems)
+            raise StageError(str(exc)) from None
+        save_resolved_config(cfg, args.run_dir, "prepare")
     print_problems(result.problems)
     print(result.summary_line(args.run_dir))
     return 0

@@ -35,10 +35,11 @@ from pathlib import Path
 import yaml
 
 from mri_seg.config import config_to_dict, load_config, stage_params
-from mri_seg.pipelines._cli import StageError, run_main
+from mri_seg.pipelines._cli import StageError, run_main, stage_lock
 from mri_seg.recipes import PIPELINES, packaged_pipeline
 from mri_seg.utils.atomic import atomic_write_json
 from mri_seg.utils.hashing import file_sha256
+from mri_seg.utils.paths import require_dir, require_writable_dir
 from mri_seg.utils.provenance import provenance
 
 STAGE_MODULES = ("synthesize", "prepare", "split", "train", "cv", "evaluate", "infer")
@@ -224,11 +225,12 @@ def run_pipeline(
     """Run the stages in order; returns {stage: 'skipped' | 'ran'}. Raises StageError on failure."""
     force = force or set()
     overrides = list(overrides or [])
+    configs = [load_config(spec.config, overrides) for spec in specs]  # bad values: refused before any stage
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     outcome: dict[str, str] = {}
-    for spec in specs:
+    for position, spec in enumerate(specs):
         base_argv, input_paths, outputs = stage_io(spec.name, ctx, spec.args)
-        config = load_config(spec.config, overrides)
+        config = configs[position]
         args = [expand(a, ctx) for a in spec.args]
         argv = base_argv + (["--config", str(spec.config)] if spec.config else [])
         argv += [a for o in overrides for a in ("--set", o)] + args
@@ -297,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.force) - {s.name for s in specs}
     if unknown:
         raise StageError(f"--force names stages not in {args.pipeline}: {sorted(unknown)}")
-    data_dir = args.data_dir.resolve() if args.data_dir else None
-    outcome = run_pipeline(specs, StageContext(args.run_dir.resolve(), data_dir), args.overrides, set(args.force))
+    data_dir = require_dir(args.data_dir, "data folder").resolve() if args.data_dir else None
+    require_writable_dir(args.run_dir, "run directory")
+    with stage_lock(args.run_dir, "run", argv):
+        ctx = StageContext(args.run_dir.resolve(), data_dir)
+        outcome = run_pipeline(specs, ctx, args.overrides, set(args.force))
     ran = [s for s, o in outcome.items() if o == "ran"]
     print(f"pipeline {args.pipeline.name}: {len(ran)} stage(s) ran, {len(outcome) - len(ran)} skipped -> {args.run_dir}")
     return 0

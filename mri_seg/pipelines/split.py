@@ -14,7 +14,8 @@ from pathlib import Path
 from mri_seg.config import save_resolved_config
 from mri_seg.data.manifest import SPLITS_FILE, read_manifest
 from mri_seg.data.splits import split_run_dir, split_summary
-from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main
+from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
+from mri_seg.utils.paths import require_dir, require_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args, [] if args.seed is None else [f"split.seed={args.seed}"])
-    try:
-        splits = split_run_dir(args.run_dir, cfg)
-    except ValueError as exc:  # ConfigError is a ValueError too, and keeps its own message
-        raise StageError(str(exc)) from None
-    save_resolved_config(cfg, args.run_dir, "split")
+    require_writable_dir(require_dir(args.run_dir, "run directory"), "run directory")
+    with stage_lock(args.run_dir, "split", argv):
+        try:
+            splits = split_run_dir(args.run_dir, cfg)
+        except ValueError as exc:  # ConfigError is a ValueError too, and keeps its own message
+            raise StageError(str(exc)) from None
+        save_resolved_config(cfg, args.run_dir, "split")
     table = split_summary(read_manifest(args.run_dir), splits)
     folds = f", {cfg.split.n_folds} folds" if cfg.split.n_folds > 1 else ""
     print(f"split: seed {cfg.split.seed}{folds} -> {Path(args.run_dir) / SPLITS_FILE}")

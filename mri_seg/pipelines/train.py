@@ -30,9 +30,10 @@ import yaml
 
 from mri_seg.config import Config, load_config, save_resolved_config
 from mri_seg.data.manifest import SPLITS_FILE, FoldError, fold_ids, read_splits
-from mri_seg.pipelines._cli import StageError, add_config_args, run_main
+from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
 from mri_seg.training.checkpoint import CheckpointError, load_checkpoint
 from mri_seg.training.distributed import env_context
+from mri_seg.utils.paths import require_dir, require_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
-    """--config (or, resuming without one, the checkpoint's config) + --set + flag overrides."""
-    from mri_seg.training.engine import checkpoint_paths
-
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
     extra = []
     if args.epochs is not None:
         extra.append(f"train.epochs={args.epochs}")
     if args.device is not None:
         extra.append(f"train.device={args.device}")
-    overrides = list(args.overrides) + extra
+    return extra
+
+
+def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
+    """--config (or, resuming without one, the checkpoint's config) + --set + flag overrides."""
+    from mri_seg.training.engine import checkpoint_paths
+
+    overrides = list(args.overrides) + _flag_overrides(args)
     last, _ = checkpoint_paths(args.run_dir, fold)
     if args.resume and args.config is None and last.is_file():
         with tempfile.TemporaryDirectory() as tmp:
@@ -74,23 +79,25 @@ def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.run_dir.is_dir():
-        raise StageError(f"run directory not found: {args.run_dir}")
+    load_config(args.config, list(args.overrides) + _flag_overrides(args))  # bad values: refused before any work
+    require_writable_dir(require_dir(args.run_dir, "run directory"), "run directory")
     from mri_seg.training.engine import TrainingError, train
 
-    try:
-        folds = _folds(args)
-        for i, fold in enumerate(folds):
-            cfg = _config(args, fold)
-            restart = args.restart and i == 0  # the first moves the whole previous run (all folds) aside
-            summary = train(args.run_dir, cfg, resume=args.resume, restart=restart, device=cfg.train.device, fold=fold)
-            if env_context().is_main:
-                print(_summary_line(summary))
-        if args.all_folds and env_context().is_main:
-            save_resolved_config(cfg, args.run_dir, "train")
-            print(f"train done: {len(folds)} folds -> {args.run_dir / 'checkpoints'}/fold{{{','.join(map(str, folds))}}}")
-    except (TrainingError, CheckpointError, FoldError) as exc:
-        raise StageError(str(exc)) from exc
+    with stage_lock(args.run_dir, "train", argv):
+        try:
+            folds = _folds(args)
+            for i, fold in enumerate(folds):
+                cfg = _config(args, fold)
+                restart = args.restart and i == 0  # the first moves the whole previous run (all folds) aside
+                summary = train(args.run_dir, cfg, resume=args.resume, restart=restart, device=cfg.train.device,
+                                fold=fold)  # fmt: skip
+                if env_context().is_main:
+                    print(_summary_line(summary))
+            if args.all_folds and env_context().is_main:
+                save_resolved_config(cfg, args.run_dir, "train")
+                print(f"train done: {len(folds)} folds -> {args.run_dir / 'checkpoints'}/fold{{{','.join(map(str, folds))}}}")
+        except (TrainingError, CheckpointError, FoldError) as exc:
+            raise StageError(str(exc)) from exc
     return 0
 
 

@@ -1,0 +1,126 @@
+"""The config rule table: every key has a rule, bad values are refused up front with one line, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mri_seg.config import Config, ConfigError, config_to_dict, load_config
+from mri_seg.config_rules import RULES, config_violations, leaf_items
+from mri_seg.pipelines._cli import run_main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_leaf_key_of_config_has_a_rule():
+    keys = [k for k, _ in leaf_items(config_to_dict(Config()))]
+    missing = [k for k in keys if k not in RULES]
+    assert not missing, f"config keys without a rule in mri_seg/config_rules.py: {missing}"
+    stale = sorted(set(RULES) - set(keys))
+    assert not stale, f"rules for keys that no longer exist: {stale}"
+
+
+def test_rule_sets_match_the_code_that_uses_them():
+    from mri_seg import config_rules, losses
+    from mri_seg.data.normalize import METHODS
+
+    from mri_seg.evaluation import INPUT_SEQUENCES
+    from mri_seg.models.factory import ARCHITECTURES
+
+    assert config_rules.LOSSES == tuple(losses.LOSSES)
+    assert config_rules.ARCHITECTURES == tuple(ARCHITECTURES)
+    assert config_rules.INPUT_SEQUENCES == tuple(INPUT_SEQUENCES)
+    assert RULES["data.normalisation"].values == tuple(METHODS)
+
+
+def test_defaults_and_shipped_recipes_are_valid():
+    assert config_violations(config_to_dict(Config())) == []
+    for recipe in sorted((REPO_ROOT / "configs").glob("*.yaml")):
+        load_config(recipe)  # raises ConfigError on any bad value
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.epochs=-1", "config key 'train.epochs' is -1; allowed: an integer >= 1"),
+        ("train.epochs=0", "config key 'train.epochs' is 0; allowed: an integer >= 1"),
+        ("train.lr=-1", "config key 'train.lr' is -1.0; allowed: a number in (0, 10]"),
+        ("train.lr=0", "config key 'train.lr' is 0.0; allowed: a number in (0, 10]"),
+        ("train.batch_size=0", "config key 'train.batch_size' is 0; allowed: an integer >= 1"),
+        ("infer.postprocess.threshold=2", "config key 'infer.postprocess.threshold' is 2.0; allowed: a number in [0, 1]"),
+        ("infer.postprocess.min_component_pixels=-1",
+         "config key 'infer.postprocess.min_component_pixels' is -1; allowed: an integer >= 0"),
+        ("infer.overlap=1.0", "config key 'infer.overlap' is 1.0; allowed: a number in [0, 1)"),
+        ("infer.tile_batch=0", "config key 'infer.tile_batch' is 0; allowed: an integer >= 1"),
+        ("infer.tile_size=5", "config key 'infer.tile_size' is 5; allowed: one of 0 or an integer >= 8"),
+        ("infer.nifti_axis=3", "config key 'infer.nifti_axis' is 3; allowed: one of auto, 0, 1, 2"),
+        ("infer.sequences=[flair, flair]", "config key 'infer.sequences' is ['flair', 'flair']; allowed: a non-empty "
+         "list of distinct sequence names (sequence 'flair' listed twice (['flair', 'flair']))"),
+        ("train.scheduler=step", "config key 'train.scheduler' is 'step'; allowed: one of cosine, plateau"),
+        ("data.scale=0", "config key 'data.scale' is 0.0; allowed: a number in (0, 8]"),
+        ("data.normalisation=minmax", "config key 'data.normalisation' is 'minmax'; allowed: one of zscore_nonzero"),
+        ("eval.split=dev", "config key 'eval.split' is 'dev'; allowed: one of train, val, test"),
+        ("augment.affine.scale=[1.2, 0.9]", "config key 'augment.affine.scale' is [1.2, 0.9]; allowed: a list of 2 "
+         "items, each a number > 0, in non-decreasing order"),
+        ("train.lr=.nan", "config key 'train.lr' is nan; allowed: a number in (0, 10]"),
+        ("split.n_folds=1", "config key 'split.n_folds' is 1; allowed: one of 0 or an integer >= 2"),
+        ("split.seed=-3", "config key 'split.seed' is -3; allowed: an integer in [0, 4294967295]"),
+        ("split.val=0.5", "split.train + split.val + split.test sum to 1.35; allowed: a sum of 1"),
+        ("model.channels=[4, 8]", "config key 'model.strides' has 4 entries for 2 model.channels"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_one_line_naming_key_value_and_range(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_good_edge_values_are_accepted():
+    cfg = load_config(None, ["infer.postprocess.threshold=0", "infer.postprocess.threshold=1", "infer.overlap=0",
+                             "infer.tile_size=0", "split.n_folds=5", "train.epochs=1", "train.lr=1e-6"])  # fmt: skip
+    assert cfg.infer.postprocess.threshold == 1.0 and cfg.split.n_folds == 5
+
+
+@pytest.mark.parametrize(
+    "module, argv, key",
+    [
+        ("train", ["--run-dir", "{tmp}", "--set", "train.epochs=-1"], "train.epochs"),
+        ("train", ["--run-dir", "{tmp}", "--epochs", "0"], "train.epochs"),
+        ("train", ["--run-dir", "{tmp}", "--set", "train.lr=-1"], "train.lr"),
+        ("train", ["--run-dir", "{tmp}", "--set", "train.batch_size=0"], "train.batch_size"),
+        ("infer", ["--checkpoint", "{tmp}/x.pt", "--input", "{tmp}", "--output", "{tmp}/o", "--threshold", "2"],
+         "infer.postprocess.threshold"),
+        ("infer", ["--checkpoint", "{tmp}/x.pt", "--input", "{tmp}", "--output", "{tmp}/o", "--min-component", "-1"],
+         "infer.postprocess.min_component_pixels"),
+        ("infer", ["--checkpoint", "{tmp}/x.pt", "--input", "{tmp}", "--output", "{tmp}/o", "--overlap", "1"],
+         "infer.overlap"),
+        ("infer", ["--checkpoint", "{tmp}/x.pt", "--input", "{tmp}", "--output", "{tmp}/o", "--tile-batch", "0"],
+         "infer.tile_batch"),
+        ("prepare", ["--data-dir", "{tmp}", "--run-dir", "{tmp}/r", "--workers", "-2"], "prepare.workers"),
+        ("split", ["--run-dir", "{tmp}", "--set", "split.test=0.9"], "split.train + split.val + split.test"),
+        ("evaluate", ["--run-dir", "{tmp}", "--threshold", "-0.1"], "eval.postprocess.threshold"),
+    ],
+)  # fmt: skip
+def test_stages_refuse_bad_values_before_any_work(tmp_path, capsys, module, argv, key):
+    """Exit 2 and one line, before reading data or checkpoints (x.pt does not even exist)."""
+    import importlib
+
+    stage = importlib.import_module(f"mri_seg.pipelines.{module}")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SystemExit) as info:
+        run_main(stage.main, [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2
+    assert err.count("\n") == 0 and err.startswith("error: ") and key in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_train_epochs_zero_command_line_exit_2(tmp_path):
+    """Issue 11 item 7: `--epochs 0` used to print 'train done: 0 epochs' and exit 0."""
+    proc = subprocess.run([sys.executable, "-m", "mri_seg.pipelines.train", "--run-dir", str(tmp_path), "--epochs", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == "error: config key 'train.epochs' is 0; allowed: an integer >= 1"
