@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
-from mri_seg.pipelines import evaluate, infer, prepare, run, split, train
+from mri_seg.pipelines import cv, evaluate, infer, prepare, run, split, train
 from mri_seg.pipelines._cli import run_main
 from mri_seg.utils.lock import LOCK_NAME, LockError, folder_lock, holder
 from reliability_helpers import env
@@ -89,13 +89,14 @@ def _argv(stage: str, folder: Path, synthetic_dir: Path, ckpt: Path, inputs: Pat
         "prepare": ["--data-dir", str(synthetic_dir), "--run-dir", str(folder)],
         "split": ["--run-dir", str(folder)],
         "train": ["--run-dir", str(folder), "--epochs", "1"],
+        "cv": ["--run-dir", str(folder), "--no-progress"],
         "evaluate": ["--run-dir", str(folder), "--checkpoint", str(ckpt), "--no-progress"],
         "infer": ["--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(folder), "--no-progress"],
         "run": [str(Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"), "--run-dir", str(folder)],
     }[stage]
 
 
-@pytest.mark.parametrize("stage", ["prepare", "split", "train", "evaluate", "infer", "run"])
+@pytest.mark.parametrize("stage", ["prepare", "split", "train", "cv", "evaluate", "infer", "run"])
 def test_every_stage_refuses_a_folder_in_use(stage, held, synthetic_run, synthetic_dir, ckpt, tmp_path, capsys):
     folder, proc = held
     for name in ("manifest.csv", "splits.csv", "patients.csv"):
@@ -104,7 +105,8 @@ def test_every_stage_refuses_a_folder_in_use(stage, held, synthetic_run, synthet
     inputs.mkdir()
     cv2.imwrite(str(inputs / "a.png"), np.full((32, 32, 3), 60, np.uint8))
     before = sorted(p.name for p in folder.iterdir())
-    module = {"prepare": prepare, "split": split, "train": train, "evaluate": evaluate, "infer": infer, "run": run}
+    module = {"prepare": prepare, "split": split, "train": train, "cv": cv, "evaluate": evaluate, "infer": infer,
+              "run": run}
     with pytest.raises(SystemExit) as info:
         run_main(module[stage].main, _argv(stage, folder, synthetic_dir, ckpt, inputs))
     err = capsys.readouterr().err.strip().splitlines()

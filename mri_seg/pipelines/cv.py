@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from mri_seg.pipelines._cli import StageError, add_config_args, run_main
+from mri_seg.config import Config
+from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
+from mri_seg.utils.paths import require_dir, require_writable_dir
 from mri_seg.pipelines.evaluate import (
     USER_SECTIONS,
     add_eval_options,
@@ -65,6 +67,13 @@ def fold_checkpoints(run_dir: Path, name: str | None) -> dict[int, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    resolve_config(Config(), args.config, args.overrides, eval_flags(args))  # the user's values: checked first
+    require_writable_dir(require_dir(args.run_dir, "run directory"), "run directory")
+    with stage_lock(args.run_dir, "cv", argv):
+        return _cv(args)
+
+
+def _cv(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     from mri_seg.config import save_resolved_config
     from mri_seg.data.manifest import FoldError
