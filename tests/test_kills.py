@@ -102,7 +102,7 @@ def test_infer_killed_mid_batch_continues_where_it_stopped(ckpt, tmp_path):
     finished = {n: (out / f"scan{n}_mask.png").stat().st_mtime_ns for n in (0, 1)}
     again = run_stage("infer", *args)
     assert again.returncode == 0, again.stderr
-    assert "5 scans: 5 ok, 0 skipped, 0 failed" in again.stderr
+    assert "5 scans: 5 ok (2 unchanged since the last run, kept), 0 failed" in again.stderr
     table = pd.read_csv(out / "predictions.csv", dtype=str, keep_default_na=False).set_index("path")
     assert list(table.index) == [f"scan{i}.png" for i in range(5)] and set(table["status"]) == {"ok"}
     for row in journal:  # the finished scans were not recomputed: their rows (timings included) are kept
