@@ -1,7 +1,9 @@
 """SIGKILL in the middle of a write, then the same command again: it completes and every output is whole.
 
 One kill point per stage (tests/kill_on_write.py kills the process just before the rename of
-an atomic write: the worst moment, a complete temp file and no target yet).
+an atomic write: the worst moment, a complete temp file and no target yet). Each test runs
+the real command twice in subprocesses (a kill needs its own process), so evaluate and
+infer take 10-20 s: most of it is importing torch and MONAI twice.
 """
 
 from __future__ import annotations
