@@ -220,9 +220,10 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 # Keys that bound how a stage runs but never what it computes: left out of stage
-# fingerprints and of the --resume comparison. (The time cap only stops a run early;
-# the run is then unfinished and resumable, so raising the cap must not re-train.)
-RUN_ONLY_KEYS: tuple[str, ...] = ("train.max_time_minutes",)
+# fingerprints and of the --resume comparison. The time cap only stops a run early (the
+# run is then unfinished and resumable, so raising the cap must not re-train); caching
+# slices in memory and prepare's reader threads do not change a single value.
+RUN_ONLY_KEYS: tuple[str, ...] = ("train.max_time_minutes", "data.cache_in_memory", "prepare.workers")
 
 
 def stage_params(cfg: "Config", stage: str) -> dict[str, Any]:

@@ -169,20 +169,34 @@ def fingerprint(spec: StageSpec, args: list[str], inputs: dict[str, str], params
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def run_training_status(run_dir: Path, args: list[str]) -> dict | None:
+    """:func:`mri_seg.training.rundir.training_status` of the run (every fold's with ``--all-folds``)."""
+    from mri_seg.data.manifest import fold_ids, read_splits
+    from mri_seg.training.rundir import training_status
+
+    folds = fold_ids(read_splits(run_dir), run_dir / "splits.csv") if "--all-folds" in args else None
+    return training_status(run_dir, folds)
+
+
+def unfinished_training_note(specs: list[StageSpec], ctx: StageContext) -> str | None:
+    """A closing line when the pipeline's training is unfinished (the time cap stopped it)."""
+    for spec in specs:
+        if spec.name == "train":
+            status = run_training_status(ctx.run_dir, [expand(a, ctx) for a in spec.args])
+            if status is not None and not status["finished"]:
+                return (f"note: training is UNFINISHED ({status['state']}): the train.max_time_minutes safety cap "
+                        "stopped it, and later stages used the model as it was; re-run this command to continue it")
+    return None
+
+
 def train_mode(
     previous: dict | None, fp: str, run_dir: Path, args: list[str], forced: bool, log
 ) -> tuple[str, bool]:
     """``(flag, up_to_date)`` for the train stage: ``--resume`` only for the same unfinished run,
     else ``--restart``. ``up_to_date``: same fingerprint, recorded ``ok``, and training finished
     (every fold's, with ``--all-folds``)."""
-    from mri_seg.data.manifest import fold_ids, read_splits
-    from mri_seg.training.rundir import training_status
-
     same = previous is not None and previous.get("fingerprint") == fp
-    status = None
-    if same and not forced:
-        folds = fold_ids(read_splits(run_dir), run_dir / "splits.csv") if "--all-folds" in args else None
-        status = training_status(run_dir, folds)
+    status = run_training_status(run_dir, args) if same and not forced else None
     if status is None:
         return "--restart", False
     if status["finished"]:  # not recorded ok (e.g. killed while closing): --resume just confirms it
@@ -306,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_pipeline(specs, ctx, args.overrides, set(args.force))
     ran = [s for s, o in outcome.items() if o == "ran"]
     print(f"pipeline {args.pipeline.name}: {len(ran)} stage(s) ran, {len(outcome) - len(ran)} skipped -> {args.run_dir}")
+    note = unfinished_training_note(specs, StageContext(args.run_dir.resolve(), data_dir))
+    if note:
+        print(note)
     return 0
 
 

@@ -13,7 +13,7 @@ resumable on its own with ``--resume``). Test patients are never used.
 ``--resume`` continues an unfinished run (killed, or stopped by the time cap) from its
 last.pt; without ``--config`` the checkpoint's config is the base that
 ``--set``/``--epochs``/``--device`` change. Any difference in the training config
-(data, augment, model, train sections; not train.max_time_minutes) or the data is
+(data, augment, model, train sections; not the RUN_ONLY_KEYS such as train.max_time_minutes) or the data is
 refused with one line naming the keys (exit 2); a finished run is reported finished and
 not trained further. ``--restart`` moves the run's previous training (every fold's too)
 to RUN/superseded/train-<UTC time>/ and trains afresh. Without either, an existing
