@@ -105,6 +105,7 @@ class ModelConfig:
     dropout: float = 0.0
     deep_supervision: int = 2  # dynunet: auxiliary output heads in training (0 = off, < len(strides))
     blocks_down: list[int] = field(default_factory=list)  # segresnet: residual blocks per level; [] = 1,2,2,4,4...
+    output_prior: float = 0.01  # initial tumour probability of every pixel (output bias); 0 = MONAI's init
 
 
 @dataclass

@@ -221,6 +221,7 @@ RULES: dict[str, Rule] = {
     "model.dropout": FRACTION_BELOW_ONE,
     "model.deep_supervision": COUNT_OR_ZERO,
     "model.blocks_down": ListOf(COUNT),
+    "model.output_prior": FRACTION_BELOW_ONE,
     "train.epochs": COUNT,
     "train.batch_size": COUNT,
     "train.lr": Range(0.0, 10.0, lo_open=True),

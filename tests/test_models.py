@@ -3,11 +3,13 @@ and its checkpoint loads back (weights_only=True) predicting exactly what the tr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from mri_seg.config import Config, config_to_dict
+from mri_seg.config import Config, ModelConfig, config_to_dict
 from mri_seg.data.normalize import normalisation_spec
 from mri_seg.inference.predictor import Predictor
 from mri_seg.inference.testing import tiny_config
@@ -139,3 +141,30 @@ def test_segresnet_blocks_default_to_monai_pattern():
     assert segresnet_blocks(cfg) == (1, 2, 2, 4, 4)
     cfg.blocks_down = [1, 1, 1, 1, 1]
     assert segresnet_blocks(cfg) == (1, 1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("res_units", [0, 1])
+def test_output_prior_sets_the_starting_tumour_probability(name, res_units):
+    """A fresh network predicts ~model.output_prior everywhere (training mode, random input)."""
+    cfg = _cfg(name, num_res_units=res_units, output_prior=0.01)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64))
+    prior_logit = math.log(0.01 / 0.99)
+    assert abs(logits.mean().item() - prior_logit) < 1.0, logits.mean().item()
+    cfg0 = _cfg(name, num_res_units=res_units, output_prior=0.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        logits0 = build_model(cfg0).train()(torch.randn(2, 3, 64, 64))
+    assert abs(logits0.mean().item()) < 2.0  # MONAI's own init: around 50%
+
+
+def test_output_prior_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="output_prior"):
+        build_model(_cfg("unet", output_prior=1.0))
+
+
+def _cfg(name: str, **kw) -> ModelConfig:
+    return ModelConfig(name=name, channels=[16, 32, 64, 128], strides=[2, 2, 2], deep_supervision=1, **kw)

@@ -19,6 +19,14 @@ activation) at the input's resolution, and reads the same keys, so an ablation c
   ``dropout``; ``deep_supervision`` extra output heads during training (the loss weighs
   them, :mod:`mri_seg.losses`); in eval mode only the main head is returned.
 
+Output prior (``model.output_prior``, default 0.01): the bias of the output layer starts
+at ``logit(prior)``, so a fresh network predicts "1% tumour" everywhere instead of 50%
+(RetinaNet's prior initialisation). Why: tumour is ~1% of the pixels; from MONAI's
+zero-mean init, Adam moves a bias by about ``lr`` per step, and on lgg-dev the first
+~5 epochs of a 128x128 run went to unlearning the 50% guess (val Dice 0.01 after 2
+epochs). With the prior, the overlap term starts learning within ~20 steps. 0 keeps
+MONAI's initialisation. Only a fresh model is affected: a checkpoint loads its weights.
+
 All take inputs whose height and width are multiples of :func:`size_divisor` (the product
 of ``strides``). Nothing here depends on the device: CUDA autocast and channels_last are
 applied by the caller.
@@ -142,7 +150,45 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
         raise ValueError(
             f"model.in_channels and model.out_channels must be >= 1, got {cfg.in_channels}, {cfg.out_channels}"
         )
-    return _BUILDERS[cfg.name](cfg)
+    model = _BUILDERS[cfg.name](cfg)
+    if cfg.output_prior > 0:
+        init_output_prior(model, cfg.name, cfg.out_channels, cfg.output_prior)
+    return model
+
+
+def _output_convs(model: torch.nn.Module, name: str, out_channels: int) -> list[torch.nn.Module]:
+    """The convolutions whose biases set the output logits' starting level.
+
+    Every conv producing ``out_channels`` maps has its bias zeroed first (MONAI's UNet adds
+    two at its top residual unit: conv path + 1x1 residual), then the prior goes on the last
+    one (the output layer, registered last), and for DynUNet also on each deep-supervision head.
+    """
+    convs = [
+        m for m in model.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) and m.out_channels == out_channels
+        and m.bias is not None
+    ]  # fmt: skip
+    if not convs:
+        raise ValueError(f"model.name {name}: no output convolution with a bias to initialise")
+    for conv in convs:
+        torch.nn.init.zeros_(conv.bias)
+    heads = [convs[-1]]
+    if name == "dynunet":
+        heads = [
+            m for part in (model.output_block, *getattr(model, "deep_supervision_heads", []))
+            for m in part.modules() if isinstance(m, torch.nn.Conv2d)
+        ]  # fmt: skip
+    return heads
+
+
+def init_output_prior(model: torch.nn.Module, name: str, out_channels: int, prior: float) -> None:
+    """Set the output bias so a fresh network predicts probability ``prior`` everywhere."""
+    if not 0 < prior < 1:
+        raise ValueError(f"model.output_prior must be in (0, 1) (0 = off), got {prior}")
+    logit = math.log(prior / (1 - prior))
+    with torch.no_grad():
+        for conv in _output_convs(model, name, out_channels):
+            conv.bias.fill_(logit)
 
 
 def size_divisor(cfg: ModelConfig) -> int:
