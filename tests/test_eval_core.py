@@ -149,3 +149,23 @@ def test_cluster_table():
     assert rna.loc[1.0, "n_patients"] == 2
     coc = table[table["cluster"] == "COCCluster"]
     assert len(coc) == 1 and coc["n_patients"].iloc[0] == 4
+
+
+def test_threshold_sweep_scores_each_threshold_and_names_the_best():
+    """Probability 0.65 on the tumour, 0.45 on a ring around it: only thresholds 0.5 and 0.6 are exact."""
+    size = 48
+    truth = np.zeros((2, size, size), bool)
+    truth[:, 10:22, 10:22] = True
+    ring = np.zeros_like(truth)
+    ring[:, 8:24, 8:24] = True
+    prob = np.where(truth, 0.65, np.where(ring, 0.45, 0.02)).astype(np.float32)
+    case = PatientCase("P", [0, 1], prob, truth)
+    row, _, _ = evaluate_case(case, EvalOptions(threshold=0.5))
+    assert row["dice_at_0.5"] == row["dice"] == 1.0 and row["dice_at_0.6"] == 1.0
+    assert row["dice_at_0.3"] == row["dice_at_0.4"] < 1.0  # the ring is included
+    assert row["dice_at_0.7"] == 0.0  # nothing left
+    result = evaluate_cases([case], EvalOptions(), EVAL, split="val")
+    sweep = result.summary["threshold_sweep"]
+    assert list(sweep["thresholds"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
+    assert sweep["thresholds"]["0.7"]["mean"] == 0.0
+    assert sweep["best_mean"] == 0.5  # ties broken towards 0.5

@@ -20,7 +20,7 @@ by the predictor when it computes the probabilities (it is recorded here).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -51,6 +51,10 @@ CLUSTER_COLUMNS = (
 )
 FLAIR_CHANNEL = 1
 BOOTSTRAP_SEED = 0
+# Thresholds at which every evaluation also scores each patient (summary.json "threshold_sweep"):
+# on out-of-fold predictions (the cv stage) this is how a recipe's threshold is chosen.
+SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+SWEEP_PREFIX = "dice_at_"
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def evaluate_case(
         row["case_id"] = case.case_id
     row["n_slices"] = len(case.slice_indices)
     row.update(patient_metrics(pred, truth))
+    row.update(threshold_sweep(case.prob, truth, options))
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
     row.update(scan_uncertainty(passes, options.threshold).columns(review_threshold))
@@ -161,6 +166,28 @@ def evaluate_case(
     return row, slice_rows, montage
 
 
+def threshold_sweep(prob: np.ndarray, truth: np.ndarray, options: EvalOptions) -> dict[str, float]:
+    """Patient Dice at each of :data:`SWEEP_THRESHOLDS`, every other postprocess setting unchanged."""
+    out = {}
+    for t in SWEEP_THRESHOLDS:
+        pred = binarise(prob, replace(options, threshold=t))
+        out[f"{SWEEP_PREFIX}{t:.1f}"] = float(patient_metrics(pred, truth)["dice"])
+    return out
+
+
+def sweep_summary(patients: pd.DataFrame) -> dict[str, Any]:
+    """Mean and median patient Dice per swept threshold, and the threshold with the best mean."""
+    columns = [c for c in patients.columns if c.startswith(SWEEP_PREFIX)]
+    if not columns:
+        return {}
+    table = {
+        c[len(SWEEP_PREFIX):]: {"mean": float(patients[c].mean()), "median": float(patients[c].median())}
+        for c in columns
+    }  # fmt: skip
+    best = max(table, key=lambda t: (table[t]["mean"], -abs(float(t) - 0.5)))
+    return {"thresholds": table, "best_mean": float(best)}
+
+
 def summarise(
     patients: pd.DataFrame, n_slices: int, options: EvalOptions, bootstrap_samples: int, seed: int = BOOTSTRAP_SEED
 ) -> dict[str, Any]:
@@ -170,6 +197,7 @@ def summarise(
         values = patients[name].to_numpy(dtype=float) if name in patients else np.array([])
         summary.update(describe(values, name, bootstrap_samples, seed))
     summary["options"] = asdict(options)
+    summary["threshold_sweep"] = sweep_summary(patients)
     summary["bootstrap"] = {"samples": int(bootstrap_samples), "seed": int(seed), "level": 0.95}
     summary["conventions"] = CONVENTIONS
     return summary

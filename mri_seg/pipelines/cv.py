@@ -142,6 +142,10 @@ def _cv(args: argparse.Namespace) -> int:
         f"mean {s['dice_mean']:.4f} (95% CI {s['dice_ci95'][0]:.4f}-{s['dice_ci95'][1]:.4f}), median "
         f"{s['dice_median']:.4f}; per fold {folds}; {s['seconds']:.1f} s -> {written['report.html']}"
     )
+    sweep = s.get("threshold_sweep") or {}
+    if sweep:
+        table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
+        print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
     return 0
 
 

@@ -74,6 +74,7 @@ def _caption(row: dict[str, Any]) -> str:
 def _split_columns(columns: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(metric columns, shape-feature columns, the patient's clinical/dataset columns)."""
     own = set(PATIENT_TABLE_COLUMNS) | set(UNCERTAINTY_COLUMNS) | {"patient_id", "case_id", "n_slices"}
+    own |= {c for c in columns if c.startswith("dice_at_")}  # threshold sweep (evaluation core)
     shape = [c for c in columns if c.startswith(("true_", "pred_")) and c not in own]
     metrics = [c for c in columns if c in own and c not in ("patient_id", "case_id")]
     return metrics, shape, [c for c in columns if c not in metrics and c not in shape and c != "patient_id"]
