@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mri_seg.config import load_config
 from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines import run as runner
 
@@ -18,13 +19,14 @@ TINY = ["train.epochs=1", "model.channels=[4,8,16,32]", "model.num_res_units=0",
 
 
 def test_repo_cv_pipelines_parse():
-    for name in ("lgg_cpu_cv.yaml", "demo_cv.yaml"):
+    for name in ("lgg_cpu.yaml", "demo_cv.yaml"):
         specs = runner.load_pipeline(REPO / "pipelines" / name)
         assert [s.name for s in specs] == ["prepare", "split", "train", "cv", "evaluate"]
         assert specs[4].args == ["--split", "test"]
         assert "--all-folds" in specs[2].args
         assert all(s.config is not None and s.config.is_file() for s in specs)
-    assert runner.load_pipeline(REPO / "pipelines" / "lgg_cpu_cv.yaml")[1].args == ["--set", "split.n_folds=5"]
+    cpu = load_config(REPO / "configs" / "lgg_cpu.yaml", [])
+    assert cpu.split.n_folds == 5 and cpu.train.ship_checkpoint == "last"
 
 
 @pytest.mark.slow

@@ -46,7 +46,7 @@ def test_load_pipeline_rejects_unknown_stage_and_keys(tmp_path: Path) -> None:
 def test_repo_pipelines_parse_and_name_existing_configs() -> None:
     for name in ("lgg.yaml", "lgg_cpu.yaml", "demo.yaml"):
         specs = runner.load_pipeline(REPO / "pipelines" / name)
-        assert [s.name for s in specs][:4] == ["prepare", "split", "train", "evaluate"]
+        assert [s.name for s in specs if s.name != "cv"][:4] == ["prepare", "split", "train", "evaluate"]
         for spec in specs:
             assert spec.config is not None and spec.config.is_file(), f"{name}: {spec.config}"
 
