@@ -146,6 +146,9 @@ class PostprocessConfig:
     min_component_voxels: int = 0  # remove 3D components (26-connected, stacked slices) smaller than this
     largest_only: bool = False  # keep only the largest 3D component (drop all not connected to it)
     tta_flip: bool = False
+    # given a run's checkpoints folder, use the threshold the cv stage chose on out-of-fold
+    # predictions (RUN/checkpoints/postprocess.json) instead of `threshold`; --threshold turns it off
+    threshold_from_cv: bool = True
 
 
 @dataclass

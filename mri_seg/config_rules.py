@@ -251,6 +251,7 @@ RULES: dict[str, Rule] = {
     "eval.postprocess.tta_flip": Flag(),
     "eval.postprocess.min_component_voxels": COUNT_OR_ZERO,
     "eval.postprocess.largest_only": Flag(),
+    "eval.postprocess.threshold_from_cv": Flag(),
     "eval.input_sequences": OneOf(INPUT_SEQUENCES),
     "eval.bootstrap_samples": COUNT,
     "eval.montage_slices": COUNT,
@@ -271,6 +272,7 @@ RULES: dict[str, Rule] = {
     "infer.postprocess.tta_flip": Flag(),
     "infer.postprocess.min_component_voxels": COUNT_OR_ZERO,
     "infer.postprocess.largest_only": Flag(),
+    "infer.postprocess.threshold_from_cv": Flag(),
     "infer.review.threshold": PROBABILITY,
     "infer.report": Flag(),
 }

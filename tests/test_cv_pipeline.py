@@ -63,5 +63,12 @@ def test_demo_cv_pipeline_runs_end_to_end_then_skips(tmp_path):
         str((run / "checkpoints" / f"fold{k}" / "best.pt").resolve()) for k in range(3)]  # fmt: skip
     assert [c["sha256"] for c in test["checkpoints"]] == [c["sha256"] for c in summary["checkpoints"]]
 
+    # cv chose the deliverable's threshold on the out-of-fold sweep; the test evaluation used it
+    choice = json.loads((run / "checkpoints" / "postprocess.json").read_text())
+    assert choice["threshold"] == summary["threshold_sweep"]["best_mean"]
+    assert choice["members"] == sorted(c["sha256"] for c in summary["checkpoints"])
+    assert test["options"]["threshold"] == choice["threshold"]
+    assert test["threshold_source"] == f"cv: {run / 'checkpoints' / 'postprocess.json'}"
+
     again = runner.run_pipeline(specs, ctx, overrides=TINY, log=lambda *_: None)
-    assert set(again.values()) == {"skipped"}
+    assert set(again.values()) == {"skipped"}  # cv's own postprocess.json does not make cv stale

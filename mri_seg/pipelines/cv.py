@@ -11,6 +11,9 @@ Writes the files of ``evaluate`` (patients.csv with a ``fold`` column, slices.cs
 summary.json with a per-fold table and the checkpoints' sha256, plots, report.html) to
 RUN/eval/cv/ (RUN/eval/cv_flair_only/ with ``--input-sequences flair_only``, or ``--out-dir``),
 and RUN/config_cv.yaml. Settings precedence as in evaluate (the eval section only).
+With ``eval.postprocess.threshold_from_cv`` (the default) it also stores the swept threshold
+with the best out-of-fold mean beside the fold models, RUN/checkpoints/postprocess.json:
+the deliverable's threshold (mri_seg.evaluation.threshold_choice).
 Test patients are never read.
 """
 
@@ -130,6 +133,7 @@ def _cv(args: argparse.Namespace) -> int:
          "best_metric": states[fold].get("best_metric")}
         for fold, path in paths.items()
     ]  # fmt: skip
+    result.summary["threshold_source"] = "config"
     result.summary["device"] = args.device
     result.summary["provenance"] = provenance()
     save_resolved_config(cfg, run_dir, "cv")
@@ -146,7 +150,25 @@ def _cv(args: argparse.Namespace) -> int:
     if sweep:
         table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
         print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
+    if stores_choice(args, cfg):
+        from mri_seg.evaluation.threshold_choice import write_choice
+
+        path = write_choice(run_dir / "checkpoints", s, s["checkpoints"])
+        if path is not None:
+            print(f"the deliverable's threshold: {sweep['best_mean']} -> {path} (evaluate/infer --checkpoint "
+                  f"{run_dir / 'checkpoints'} use it; eval.postprocess.threshold_from_cv)")  # fmt: skip
     return 0
+
+
+def stores_choice(args: argparse.Namespace, cfg: Config) -> bool:
+    """Only the recipe's own out-of-fold run chooses the deliverable's threshold: the shipped fold
+    checkpoints, all sequences, the default output folder, no --threshold (eval.postprocess.threshold_from_cv)."""
+    return (
+        cfg.eval.postprocess.threshold_from_cv
+        and cfg.eval.input_sequences == "all"
+        and args.checkpoint_name is None
+        and args.out_dir is None
+    )
 
 
 def cli() -> None:

@@ -15,6 +15,9 @@ is the run's deliverable: each fold<K>/ folder's shipped checkpoint when the run
 trained in folds, else its single shipped checkpoint (``train.ship_checkpoint``, or
 ``--checkpoint-name``). Several checkpoints are an ensemble: their probabilities (and flip
 passes) are averaged before thresholding; summary.json lists every file with its sha256.
+Given a run's checkpoints folder, the threshold is the one its cv stage chose on
+out-of-fold predictions (``postprocess.json`` there, while ``eval.postprocess.threshold_from_cv``;
+summary.json ``threshold_source`` says which), unless ``--threshold`` is given.
 
 Config precedence (highest first): explicit flags (--split, --threshold, --min-component,
 --tta/--no-tta) > --set > --config file > the config stored in the checkpoint. Only the
@@ -94,6 +97,7 @@ def eval_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The config keys the shared evaluation flags set (None: not given)."""
     return {
         "eval.postprocess.threshold": args.threshold,
+        "eval.postprocess.threshold_from_cv": False if args.threshold is not None else None,  # the user's wins
         "eval.postprocess.min_component_pixels": args.min_component,
         "eval.postprocess.tta_flip": args.tta,
         "eval.input_sequences": args.input_sequences,
@@ -181,16 +185,22 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], 
         print(f"note: evaluate uses the checkpoint's settings outside eval; ignored: {ignored}", file=sys.stderr)
     split = cfg.eval.split
     try:
-        options = EvalOptions.from_config(cfg.eval.postprocess)
+        EvalOptions.from_config(cfg.eval.postprocess)  # bad settings stop before the models load
     except ValueError as exc:
         raise StageError(str(exc)) from exc
 
+    from mri_seg.evaluation.threshold_choice import resolve_threshold
     from mri_seg.inference.predictor import Predictor
 
     try:
         predictor = Predictor.from_checkpoints(checkpoints, device=args.device, infer_cfg=eval_infer_config(cfg))
     except ValueError as exc:  # unusable device or inference settings, members that disagree
         raise StageError(str(exc)) from exc
+    cfg.eval.postprocess, threshold = resolve_threshold(
+        cfg.eval.postprocess, args.checkpoint or [run_dir / "checkpoints"], predictor.members
+    )
+    report_threshold(threshold)
+    options = EvalOptions.from_config(cfg.eval.postprocess)
     out_dir = eval_output_dir(run_dir, split, cfg.eval.input_sequences)
     on_case = None
     if cfg.eval.patient_pages:
@@ -207,6 +217,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], 
         "best_metric": state.get("best_metric"),
     }
     result.summary["checkpoints"] = predictor.members  # every member: path, sha256, epoch, fold
+    result.summary["threshold_source"] = threshold.source
     result.summary["device"] = args.device
     result.summary["provenance"] = provenance()
     save_resolved_config(cfg, run_dir, "evaluate")
@@ -220,6 +231,14 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], 
         f"{s['seconds']:.1f} s{ensemble} -> {paths['report.html']}"
     )
     return 0
+
+
+def report_threshold(threshold) -> None:
+    """One stderr line when the threshold is the deliverable's out-of-fold choice, or a stored one was not used."""
+    if threshold.note:
+        print(f"note: {threshold.note}", file=sys.stderr)
+    elif threshold.source != "config":
+        print(f"threshold {threshold.threshold} (chosen on out-of-fold predictions, {threshold.source})", file=sys.stderr)
 
 
 def cli() -> None:

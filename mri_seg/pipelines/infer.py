@@ -18,7 +18,9 @@ flag), ``report.html`` + ``report_files/`` (a page per scan; ``infer.report``) a
 ``--checkpoint`` is a file or a folder (RUN/checkpoints: the run's deliverable, each
 fold's shipped checkpoint as an ensemble), repeatable; several checkpoints average their
 probabilities before thresholding. ``predictions.csv`` names the files (``checkpoints``)
-and their sha256 (``checkpoint_sha256``), ';'-joined.
+and their sha256 (``checkpoint_sha256``), ';'-joined. Given a run's checkpoints folder, the
+threshold is the one its cv stage chose on out-of-fold predictions (``postprocess.json``
+there; ``infer.postprocess.threshold_from_cv``), unless ``--threshold`` is given.
 
 Exit code: 0 when every scan is ok, 1 when some failed, 2 when the batch
 could not start (bad checkpoint, no scans, OUT would overwrite inputs). Under torchrun
@@ -35,7 +37,8 @@ from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolv
 from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
-from mri_seg.pipelines.evaluate import add_checkpoint_args
+from mri_seg.evaluation.threshold_choice import resolve_threshold
+from mri_seg.pipelines.evaluate import add_checkpoint_args, report_threshold
 from mri_seg.utils.paths import require_input, require_writable_dir
 
 
@@ -69,6 +72,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         "infer.tile_batch": args.tile_batch,
         "infer.postprocess.tta_flip": args.tta,
         "infer.postprocess.threshold": args.threshold,
+        "infer.postprocess.threshold_from_cv": False if args.threshold is not None else None,  # the user's wins
         "infer.postprocess.min_component_pixels": args.min_component,
         "infer.save_probabilities": args.save_probabilities,
         "infer.overwrite": args.overwrite,
@@ -118,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         raise StageError(f"cannot use checkpoint {given}: {exc}") from exc
     except ValueError as exc:  # inference settings that do not fit the checkpoints, members that disagree
         raise StageError(str(exc)) from exc
+    cfg.infer.postprocess, threshold = resolve_threshold(cfg.infer.postprocess, args.checkpoint, predictor.members)
+    if shard.is_main:
+        report_threshold(threshold)
     try:
         read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
     except ValueError as exc:

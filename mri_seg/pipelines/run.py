@@ -138,10 +138,11 @@ def stage_io(name: str, ctx: StageContext, args: list[str] = ()) -> tuple[list[s
             [run / "manifest.csv", run / "splits.csv"],
             [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
         )
-    if name == "cv":
+    if name == "cv":  # the fold folders, not RUN/checkpoints: cv writes its threshold choice there
+        folds = sorted(p for p in (run / "checkpoints").glob("fold*") if p.is_dir()) or [run / "checkpoints"]
         return (
             ["--run-dir", str(run)],
-            [run / "checkpoints", run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
+            [*folds, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
             [run / "eval" / "cv" / "summary.json"],
         )
     deliverable = run / "checkpoints"  # the shipped checkpoint, or the fold models' ensemble

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -36,11 +37,34 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def provenance() -> dict[str, str | None]:
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo, else platform): speeds differ by machine, not only by core count."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has native bfloat16 (AVX512-BF16 or AMX): CPU mixed precision is much faster with it."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def provenance() -> dict[str, str | int | bool | None]:
     return {
         "mri_seg_version": __version__,
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "torch": _package_version("torch"),
         "monai": _package_version("monai"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_has_bf16(),
     }

@@ -1,0 +1,100 @@
+"""The deliverable's threshold, chosen on out-of-fold predictions (nnU-Net's habit for post-processing).
+
+The ``cv`` stage predicts every train+val patient with the fold model that never saw it
+and sweeps the probability threshold (:data:`mri_seg.evaluation.core.SWEEP_THRESHOLDS`).
+With ``eval.postprocess.threshold_from_cv`` it writes the threshold with the best
+out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models, in
+``RUN/checkpoints/postprocess.json``, together with the sha256 of every fold checkpoint it
+was chosen for.
+
+``evaluate`` and ``infer`` given that folder (``--checkpoint RUN/checkpoints``, the
+recipe's deliverable) use the stored threshold instead of ``<section>.postprocess.threshold``
+while their ``threshold_from_cv`` is true -- but only when the folder's checkpoints are
+still exactly the ones it was chosen for (a retrained fold makes the choice stale: it is
+ignored with a note). A checkpoint file, several paths, or ``--threshold`` use the
+configured threshold as before. Where the threshold came from is recorded
+(``summary.json`` / ``predictions.csv`` options, and a line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from mri_seg.config import PostprocessConfig
+from mri_seg.utils.atomic import atomic_write_json
+
+CHOICE_FILE = "postprocess.json"
+
+
+@dataclass(frozen=True)
+class ThresholdSource:
+    """The threshold a command used and why (recorded beside its results)."""
+
+    threshold: float
+    source: str  # "config" | "cv: <path>"
+    note: str = ""  # why a stored choice was not used, if there was one
+
+
+def choose_threshold(summary: dict[str, Any]) -> float | None:
+    """The swept threshold with the best out-of-fold mean patient Dice (``None``: no sweep)."""
+    sweep = summary.get("threshold_sweep") or {}
+    best = sweep.get("best_mean")
+    return None if best is None else float(best)
+
+
+def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[str, Any]]) -> Path | None:
+    """Store the out-of-fold choice in ``folder/postprocess.json`` (atomically); ``None``: nothing to choose."""
+    threshold = choose_threshold(summary)
+    if threshold is None:
+        return None
+    sweep = summary["threshold_sweep"]["thresholds"]
+    choice = {
+        "threshold": threshold,
+        "chosen_on": "out-of-fold mean patient Dice (the cv stage)",
+        "n_patients": int(summary["n_patients"]),
+        "oof_dice_mean": sweep[f"{threshold:.1f}"]["mean"],
+        "sweep": sweep,
+        "options": summary.get("options", {}),  # the other post-processing the sweep kept fixed
+        "members": sorted(str(m["sha256"]) for m in members),
+    }
+    path = folder / CHOICE_FILE
+    atomic_write_json(path, choice)
+    return path
+
+
+def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tuple[dict | None, str]:
+    """The stored choice that applies to these checkpoints, or ``None`` and why not ("" if there is none)."""
+    if len(given) != 1 or not Path(given[0]).is_dir():
+        return None, ""
+    path = Path(given[0]) / CHOICE_FILE
+    if not path.is_file():
+        return None, ""
+    try:
+        choice = json.loads(path.read_text())
+        threshold = float(choice["threshold"])
+        recorded = sorted(map(str, choice["members"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"{path} is unreadable ({exc}); using the configured threshold"
+    if not 0.0 <= threshold <= 1.0:
+        return None, f"{path}: threshold {threshold} is outside [0, 1]; using the configured threshold"
+    if recorded != sorted(str(m["sha256"]) for m in members):
+        return None, (
+            f"{path} was chosen for other checkpoints (a fold was retrained since the cv stage); "
+            "using the configured threshold: re-run cv to choose again"
+        )
+    return {**choice, "path": str(path)}, ""
+
+
+def resolve_threshold(
+    pp: PostprocessConfig, given: Sequence[Path], members: Sequence[dict[str, Any]]
+) -> tuple[PostprocessConfig, ThresholdSource]:
+    """``pp`` with the deliverable's chosen threshold when ``pp.threshold_from_cv`` and one applies."""
+    if not pp.threshold_from_cv:
+        return pp, ThresholdSource(float(pp.threshold), "config")
+    choice, note = read_choice(given, members)
+    if choice is None:
+        return pp, ThresholdSource(float(pp.threshold), "config", note)
+    return replace(pp, threshold=choice["threshold"]), ThresholdSource(choice["threshold"], f"cv: {choice['path']}")
