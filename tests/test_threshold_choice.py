@@ -42,6 +42,7 @@ def test_choice_round_trip_and_when_it_applies(tmp_path):
     stored = json.loads(path.read_text())
     assert stored["threshold"] == 0.3 and stored["oof_dice_mean"] == 0.80 and stored["n_patients"] == 7
     assert stored["members"] == ["a", "b"] and set(stored["sweep"]) == {"0.3", "0.4", "0.5", "0.6", "0.7"}
+    assert stored["fixed_options"] == {"tta_flip": True}
 
     choice, note = read_choice([folder], _members("a", "b"))  # member order does not matter
     assert choice["threshold"] == 0.3 and choice["path"] == str(path) and note == ""

@@ -57,7 +57,8 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         "n_patients": int(summary["n_patients"]),
         "oof_dice_mean": sweep[f"{threshold:.1f}"]["mean"],
         "sweep": sweep,
-        "options": summary.get("options", {}),  # the other post-processing the sweep kept fixed
+        # the rest of the post-processing, fixed during the sweep (largest_only, TTA, ...)
+        "fixed_options": {k: v for k, v in summary.get("options", {}).items() if k != "threshold"},
         "members": sorted(str(m["sha256"]) for m in members),
     }
     path = folder / CHOICE_FILE
