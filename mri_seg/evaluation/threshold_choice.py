@@ -19,6 +19,7 @@ configured threshold as before. Where the threshold came from is recorded
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -99,3 +100,11 @@ def resolve_threshold(
     if choice is None:
         return pp, ThresholdSource(float(pp.threshold), "config", note)
     return replace(pp, threshold=choice["threshold"]), ThresholdSource(choice["threshold"], f"cv: {choice['path']}")
+
+
+def report_threshold(threshold: ThresholdSource) -> None:
+    """One stderr line when the threshold is the deliverable's out-of-fold choice, or a stored one was not used."""
+    if threshold.note:
+        print(f"note: {threshold.note}", file=sys.stderr)
+    elif threshold.source != "config":
+        print(f"threshold {threshold.threshold} (chosen on out-of-fold predictions, {threshold.source})", file=sys.stderr)

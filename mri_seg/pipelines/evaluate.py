@@ -189,7 +189,7 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], 
     except ValueError as exc:
         raise StageError(str(exc)) from exc
 
-    from mri_seg.evaluation.threshold_choice import resolve_threshold
+    from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
     from mri_seg.inference.predictor import Predictor
 
     try:
@@ -231,14 +231,6 @@ def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], 
         f"{s['seconds']:.1f} s{ensemble} -> {paths['report.html']}"
     )
     return 0
-
-
-def report_threshold(threshold) -> None:
-    """One stderr line when the threshold is the deliverable's out-of-fold choice, or a stored one was not used."""
-    if threshold.note:
-        print(f"note: {threshold.note}", file=sys.stderr)
-    elif threshold.source != "config":
-        print(f"threshold {threshold.threshold} (chosen on out-of-fold predictions, {threshold.source})", file=sys.stderr)
 
 
 def cli() -> None:

@@ -37,8 +37,8 @@ from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolv
 from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
-from mri_seg.evaluation.threshold_choice import resolve_threshold
-from mri_seg.pipelines.evaluate import add_checkpoint_args, report_threshold
+from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
+from mri_seg.pipelines.evaluate import add_checkpoint_args
 from mri_seg.utils.paths import require_input, require_writable_dir
 
 
