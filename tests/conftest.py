@@ -89,3 +89,18 @@ def synthetic_run(synthetic_dir, tmp_path_factory) -> Path:
     save_resolved_config(cfg, run, "prepare")
     save_resolved_config(cfg, run, "split")
     return run
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """Import a script from ``benchmarks/`` by file name (they are scripts, not a package)."""
+    import importlib.util
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

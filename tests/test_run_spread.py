@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_spread.py"
-
 
 @pytest.fixture(scope="module")
-def run_spread():
-    spec = importlib.util.spec_from_file_location("run_spread", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def run_spread(load_benchmark):
+    return load_benchmark("run_spread")
 
 
 def write_run(root: Path, run: str, dice: dict[str, float]) -> Path:
