@@ -33,7 +33,8 @@ def load(folders: list[Path], column: str = "dice") -> pd.DataFrame:
 
 def spread(scores: pd.DataFrame, hard_below: float, target: float) -> dict:
     """Best-of-runs mean, the hard patients, and the mean the others would need for ``target``."""
-    best = scores.max(axis=1)
+    lo_hi = scores.agg(["min", "max"], axis=1)
+    best = lo_hi["max"]
     hard = best[best < hard_below].sort_values()
     others = scores.drop(index=hard.index)
     n_others = len(others)
@@ -42,6 +43,7 @@ def spread(scores: pd.DataFrame, hard_below: float, target: float) -> dict:
         "n": len(scores),
         "run_means": scores.mean().to_dict(),
         "best_of_runs_mean": float(best.mean()),
+        "lo_hi": lo_hi,
         "hard": hard.to_dict(),
         "others_mean_range": (float(others.mean().min()), float(others.mean().max())) if n_others else None,
         "others_needed": float(needed),
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     for run, mean in s["run_means"].items():
         print(f"  {run}: mean {mean:.3f}, median {scores[run].median():.3f}")
     print(f"best-of-runs mean (each patient at its best run): {s['best_of_runs_mean']:.3f}")
-    lo_hi = scores.agg(["min", "max"], axis=1)
+    lo_hi = s["lo_hi"]
     print(f"per-patient spread (max - min): median {(lo_hi['max'] - lo_hi['min']).median():.3f}, "
           f"largest {(lo_hi['max'] - lo_hi['min']).max():.3f}")
     print(f"hard patients (best < {args.hard_below:g} in every run): {len(s['hard'])}")
