@@ -309,6 +309,25 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def get_dotted(tree: dict[str, Any], dotted: str, default: Any = None) -> Any:
+    """The value at ``a.b.c`` of a nested dict, or ``default`` where a key is missing."""
+    node: Any = tree
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` of a nested dict in place; the parents must exist (KeyError otherwise)."""
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+
+
 def merge_values(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``update`` merged in, recursively for nested mappings (inputs unchanged)."""
     out = dict(base)

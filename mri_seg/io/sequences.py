@@ -32,6 +32,7 @@ INPUT_NAMES = (*MODEL_NAMES, "t2")  # what an input may declare (t2 is read past
 FLAIR = "flair"
 KAGGLE_OPENCV_ORDER = ("post", "flair", "pre")  # a Kaggle TIFF's R,G,B = pre,FLAIR,post, as OpenCV returns them
 TRAINING_SEQUENCES = KAGGLE_OPENCV_ORDER  # what every model trained on the Kaggle TIFFs takes
+FLAIR_CHANNEL = TRAINING_SEQUENCES.index(FLAIR)  # FLAIR's channel in a model input (the middle one either way)
 IMAGE_CHANNEL_SOURCES = ("blue", "green", "red")  # a 3-channel image's channels in OpenCV's order
 DESCRIPTION = {"pre": "pre-contrast", "flair": "FLAIR", "post": "post-contrast", "t2": "T2"}
 ALIASES = {
