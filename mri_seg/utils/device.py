@@ -1,8 +1,15 @@
-"""One device resolution for training, evaluation and inference."""
+"""One device resolution for training, evaluation and inference.
+
+:data:`DEVICES` is also the config's rule for ``train.device``; torch is imported only when a
+device is resolved, so the config layer can read the names without loading torch.
+"""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -10,6 +17,8 @@ DEVICES = ("auto", "cpu", "cuda")
 def resolve_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
     """``auto`` -> CUDA when available (GPU ``local_rank``), else CPU; ``cuda`` / ``cuda:N``
     without CUDA, or an unknown name, is a ValueError with a one-line message."""
+    import torch
+
     if isinstance(name, torch.device):
         return name
     kind, _, index = str(name).partition(":")

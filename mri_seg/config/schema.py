@@ -1,0 +1,353 @@
+"""Every config key, declared once: type (the annotation), default, rule and a one-line doc.
+
+Each section is a dataclass, each key one field declared with :func:`setting`; the check
+(:func:`mri_seg.config.config_violations`) and the reference page ``docs/reference/config.md``
+(:mod:`mri_seg.config.reference`) read these declarations, so a new key is one line here
+(a test fails for a key without a rule or a doc). Checks that involve several keys are
+:data:`CROSS_RULES`. Lists of names that other modules implement come from
+:mod:`mri_seg.config.names`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mri_seg.config.names import (
+    ARCHITECTURES,
+    BLENDS,
+    DEVICES,
+    INPUT_SEQUENCES,
+    LOSSES,
+    NORMALISATION_METHODS,
+    NORMS,
+    SCHEDULERS,
+    SHIP_CHOICES,
+    SPLITS,
+)
+from mri_seg.config.rules import (
+    COUNT,
+    COUNT_OR_ZERO,
+    FRACTION_BELOW_ONE,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    CrossRule,
+    Either,
+    Flag,
+    ListOf,
+    OneOf,
+    Range,
+    Rule,
+    SequenceNames,
+    declared_keys,
+    setting,
+)
+
+
+@dataclass
+class DataConfig:
+    """How slices are read and fed to the model (training; stored in the checkpoint for inference)."""
+
+    image_size: int = setting(256, Range(8, 65536, integer=True), "native slice size of the Kaggle dataset")
+    scale: float = setting(
+        1.0, Range(0.0, 8.0, lo_open=True), "resampling factor applied to slices before the model (0.5: 256 -> 128)"
+    )
+    normalisation: str = setting(
+        "zscore_nonzero", OneOf(NORMALISATION_METHODS),
+        "z-score of each channel over its non-zero pixels: zscore_nonzero per slice, zscore_volume per patient "
+        "volume (mri_seg/data/normalize.py)",
+    )  # fmt: skip
+    context_slices: int = setting(
+        0, Range(0, 16, integer=True),
+        "2.5D: k neighbours each side as extra channels (0 = 2D); model.in_channels = C*(2k+1)",
+    )  # fmt: skip
+    cache_in_memory: bool = setting(True, Flag(), "keep the decoded slices in memory (changes speed, not results)")
+    num_workers: int = setting(2, COUNT_OR_ZERO, "data-loader worker processes (0: load in the main process)")
+
+
+@dataclass
+class PrepareConfig:
+    """The prepare stage: the dataset folder -> RUN/manifest.csv."""
+
+    workers: int = setting(2, COUNT_OR_ZERO, "reader threads (changes speed, not results)")
+    strict: bool = setting(False, Flag(), "fail on any defect: any error or warning found fails the stage (the report is still written)")
+
+
+@dataclass
+class SplitConfig:
+    """The split stage: patients -> train/val/test (and cross-validation folds), stratified."""
+
+    seed: int = setting(42, SEED, "random seed of the patient split")
+    train: float = setting(0.70, PROBABILITY, "fraction of patients for training (the three fractions sum to 1)")
+    val: float = setting(0.15, PROBABILITY, "fraction of patients for validation (model selection)")
+    test: float = setting(0.15, PROBABILITY, "fraction of patients held out for evaluation")
+    n_folds: int = setting(
+        0, Either((OneOf((0,)), Range(2, integer=True))),
+        "> 1: also assign a cross-validation `fold` to train+val patients (0: no folds)",
+    )  # fmt: skip
+    tumour_bins: int = setting(3, COUNT, "quantile bins of tumour pixel total used for stratification")
+
+
+@dataclass
+class AffineConfig:
+    """Random affine transform (training augmentation)."""
+
+    p: float = setting(0.5, PROBABILITY, "probability of applying it to a slice")
+    scale: list[float] = setting([0.9, 1.1], ListOf(POSITIVE, 2, 2, ordered=True), "zoom factor range")
+    rotate: float = setting(15.0, Range(0.0, 180.0), "rotation range in degrees, symmetric")
+    translate: float = setting(0.0625, FRACTION_BELOW_ONE, "shift range as a fraction of image size, symmetric")
+
+
+@dataclass
+class ElasticConfig:
+    """Random elastic deformation (training augmentation)."""
+
+    p: float = setting(0.2, PROBABILITY, "probability of applying it to a slice")
+    alpha: float = setting(30.0, NON_NEGATIVE, "deformation strength (pixels)")
+    sigma: float = setting(6.0, POSITIVE, "smoothness of the displacement field (Gaussian sigma, pixels)")
+
+
+@dataclass
+class IntensityConfig:
+    """Random brightness, contrast, gamma and noise (training augmentation)."""
+
+    p: float = setting(0.3, PROBABILITY, "probability of the brightness/contrast and gamma changes")
+    brightness: float = setting(0.1, PROBABILITY, "brightness change range, symmetric")
+    contrast: float = setting(0.1, PROBABILITY, "contrast change range, symmetric")
+    gamma: list[float] = setting(
+        [80.0, 120.0], ListOf(POSITIVE, 2, 2, ordered=True), "gamma range in albumentations' percent units"
+    )
+    noise_std: list[float] = setting(
+        [0.0, 0.03], ListOf(PROBABILITY, 2, 2, ordered=True), "Gaussian noise std range, as a fraction of max value"
+    )
+    noise_p: float = setting(0.2, PROBABILITY, "probability of adding noise")
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (never applied to validation, evaluation or inference)."""
+
+    enabled: bool = setting(True, Flag(), "false: no augmentation at all")
+    hflip_p: float = setting(0.5, PROBABILITY, "probability of a left-right flip")
+    missing_sequence_p: float = setting(
+        0.15, PROBABILITY, "copy FLAIR over pre/post-contrast, as the dataset does for missing ones"
+    )
+    affine: AffineConfig = field(default_factory=AffineConfig)
+    elastic: ElasticConfig = field(default_factory=ElasticConfig)
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
+
+
+@dataclass
+class ModelConfig:
+    """The network (MONAI architectures; see mri_seg/models/factory.py)."""
+
+    name: str = setting("unet", OneOf(ARCHITECTURES), "architecture (MONAI; see mri_seg/models/factory.py)")
+    in_channels: int = setting(3, COUNT, "input channels: sequences x (2 * data.context_slices + 1)")
+    out_channels: int = setting(1, OneOf((1,)), "output channels: one tumour logit (sigmoid BCE + Dice)")
+    channels: list[int] = setting(
+        [16, 32, 64, 128, 256], ListOf(COUNT, 2), "filters per level (segresnet: doubling)"
+    )
+    strides: list[int] = setting([2, 2, 2, 2], ListOf(COUNT, 1), "downsampling between levels (segresnet: all 2)")
+    num_res_units: int = setting(
+        2, COUNT_OR_ZERO, "unet: residual units per block; dynunet: > 0 = residual blocks"
+    )
+    norm: str = setting("batch", OneOf(NORMS), "normalisation layers: unet, segresnet, dynunet (attention_unet: always batch)")
+    dropout: float = setting(0.0, FRACTION_BELOW_ONE, "dropout probability")
+    deep_supervision: int = setting(
+        2, COUNT_OR_ZERO, "dynunet: auxiliary output heads in training (0 = off, < len(strides))"
+    )
+    blocks_down: list[int] = setting(
+        [], ListOf(COUNT), "segresnet: residual blocks per level; [] = 1,2,2,4,4..."
+    )
+    output_prior: float = setting(
+        0.01, FRACTION_BELOW_ONE, "initial tumour probability of every pixel (output bias); 0 = MONAI's init"
+    )
+
+
+@dataclass
+class TrainConfig:
+    """The train stage: optimiser, schedule, loss, stopping and which checkpoint ships."""
+
+    epochs: int = setting(50, COUNT, "length of the schedule")
+    batch_size: int = setting(16, COUNT, "slices per optimiser step")
+    lr: float = setting(1e-3, Range(0.0, 10.0, lo_open=True), "peak learning rate (AdamW)")
+    weight_decay: float = setting(1e-4, NON_NEGATIVE, "AdamW weight decay")
+    scheduler: str = setting("cosine", OneOf(SCHEDULERS), "learning-rate schedule: cosine (with linear warm-up) or plateau")
+    warmup_epochs: int = setting(1, COUNT_OR_ZERO, "cosine: epochs of linear warm-up")
+    grad_clip: float = setting(1.0, NON_NEGATIVE, "gradient norm clip (0: none)")
+    seed: int = setting(0, SEED, "random seed of initialisation, sampling and augmentation")
+    device: str = setting("auto", OneOf(DEVICES), "auto (CUDA when available), cpu or cuda")
+    amp: bool = setting(True, Flag(), "mixed precision on CUDA only")
+    channels_last: bool = setting(True, Flag(), "channels-last memory format, CUDA only")
+    val_every: int = setting(1, COUNT, "validate every this many epochs")
+    early_stop_patience: int = setting(0, COUNT_OR_ZERO, "epochs without val improvement before stopping; 0 disables")
+    tumour_oversample: float = setting(
+        0.0, PROBABILITY, "target fraction of tumour slices per epoch; 0 = natural"
+    )
+    loss: str = setting("dice_bce", OneOf(LOSSES), "training loss (see mri_seg/losses.py)")
+    bce_weight: float = setting(
+        1.0, NON_NEGATIVE, "weight of the pixel term: BCE (dice_bce, tversky_bce) or focal loss (dice_focal)"
+    )
+    dice_weight: float = setting(
+        1.0, NON_NEGATIVE, "weight of the overlap term: soft Dice, or Tversky for tversky_bce"
+    )
+    dice_batch: bool = setting(
+        True, Flag(), "overlap term over the whole batch (true) or the mean over images (false)"
+    )
+    tversky_alpha: float = setting(0.5, NON_NEGATIVE, "tversky_bce: weight of false positives")
+    tversky_beta: float = setting(
+        0.5, NON_NEGATIVE, "tversky_bce: weight of false negatives (> alpha fights under-segmentation)"
+    )
+    focal_gamma: float = setting(2.0, NON_NEGATIVE, "dice_focal: focusing exponent of the focal loss (0 = BCE)")
+    max_time_minutes: float = setting(
+        0.0, NON_NEGATIVE,
+        "safety cap (minutes) on one invocation's wall time: training stops after an epoch when the next would "
+        "overrun it, says so, and stays unfinished (resumable); it never shapes the LR schedule. 0: none",
+    )  # fmt: skip
+    ship_checkpoint: str = setting(
+        "best", OneOf(SHIP_CHOICES),
+        "the deliverable: which file of RUN/checkpoints (or of each fold<K>/) `--checkpoint RUN/checkpoints` means: "
+        "best (the validation-selected epoch) or last (the end of the schedule)",
+    )  # fmt: skip
+
+
+@dataclass
+class PostprocessConfig:
+    """From probabilities to a mask: threshold, small components, test-time flips."""
+
+    threshold: float = setting(0.5, PROBABILITY, "probability threshold of a tumour pixel")
+    min_component_pixels: int = setting(
+        0, COUNT_OR_ZERO, "remove connected components smaller than this (per slice)"
+    )
+    min_component_voxels: int = setting(
+        0, COUNT_OR_ZERO, "remove 3D components (26-connected, stacked slices) smaller than this"
+    )
+    largest_only: bool = setting(
+        False, Flag(), "keep only the largest 3D component (drop all not connected to it)"
+    )
+    tta_flip: bool = setting(False, Flag(), "horizontal-flip test-time augmentation")
+    threshold_from_cv: bool = setting(
+        True, Flag(),
+        "given a run's checkpoints folder, use the threshold the cv stage chose on out-of-fold predictions "
+        "(RUN/checkpoints/postprocess.json) instead of `threshold`; --threshold turns it off",
+    )  # fmt: skip
+
+
+@dataclass
+class ReviewConfig:
+    """Review flag (mri_seg/uncertainty.py): when a scan or patient is flagged for a person to check."""
+
+    threshold: float = setting(
+        0.3, PROBABILITY,
+        "a scan/patient whose uncertainty score (0..1: mean of the passes' entropy over the predicted region and "
+        "their relative volume spread) exceeds this is flagged; default chosen on lgg-dev: docs/review_flags.md",
+    )  # fmt: skip
+
+
+@dataclass
+class EvalConfig:
+    """The evaluate and cv stages: which patients, post-processing, statistics and pages."""
+
+    split: str = setting("test", OneOf(SPLITS), "the split of RUN/splits.csv to evaluate")
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    bootstrap_samples: int = setting(2000, COUNT, "bootstrap resamples of the confidence intervals")
+    montage_slices: int = setting(8, COUNT, "slices per patient in the overlay montage")
+    batch_size: int = setting(16, COUNT, "slices per forward pass")
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    patient_pages: bool = setting(
+        True, Flag(), "write RUN/eval/<split>/patients/<patient>.html (slice viewer per patient)"
+    )
+    input_sequences: str = setting(
+        "all", OneOf(INPUT_SEQUENCES),
+        "all: the slices as read; flair_only: FLAIR copied into every channel, as inference does for a "
+        "single-sequence scan (measures the FLAIR-only figure on the same patients)",
+    )  # fmt: skip
+
+
+@dataclass
+class InferConfig:
+    """The infer stage: a folder of scans -> masks, probabilities, a table and a report."""
+
+    tile_size: int = setting(
+        0, Either((OneOf((0,)), Range(8, integer=True))), "sliding-window tile size; 0 = the model's training size"
+    )
+    overlap: float = setting(0.5, FRACTION_BELOW_ONE, "overlap of neighbouring tiles")
+    tile_batch: int = setting(8, COUNT, "tiles per forward pass")
+    blend: str = setting("gaussian", OneOf(BLENDS), "weighting of overlapping tiles (MONAI sliding-window blend mode)")
+    nifti_axis: int | str = setting(
+        "auto", OneOf(("auto", 0, 1, 2)),
+        "NIfTI slicing: auto reorients a volume from its affine to the training layout (axial slices, rows "
+        "anterior->posterior, columns patient right->left); 0/1/2 slices that stored array axis as is",
+    )  # fmt: skip
+    sequences: list[str] = setting(
+        ["post", "flair", "pre"], SequenceNames(),
+        "the sequences in a 4D NIfTI's last axis, in order (names: pre, flair, post, t2; aliases t1, t1ce...); "
+        "default: the Kaggle TIFF channels as OpenCV reads them; [pre, flair, post] is the natural order",
+    )  # fmt: skip
+    nnunet_channels: list[str] = setting(
+        ["flair", "pre", "post", "t2"], SequenceNames(),
+        "what nnU-Net-named files <case>_0000, _0001, ... hold (default: the MSD/nnU-Net BrainTumour order)",
+    )  # fmt: skip
+    save_probabilities: bool = setting(False, Flag(), "also write probability maps")
+    overwrite: bool = setting(False, Flag(), "recompute scans whose outputs exist")
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    report: bool = setting(True, Flag(), "write OUT/report.html (sortable scan table, a slice-viewer page per scan)")
+
+
+@dataclass
+class Config:
+    """Every stage's settings, one section per stage or concern."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+
+# --------------------------------------------------------------------------- checks of several keys
+
+
+def _split_sum(v: dict[str, Any]) -> str | None:
+    s = v["split"]
+    total = s["train"] + s["val"] + s["test"]
+    if abs(total - 1.0) > 1e-6:
+        return f"config keys split.train + split.val + split.test sum to {total:g}; allowed: a sum of 1"
+    if s["train"] <= 0:
+        return "config key 'split.train' is 0; allowed: a number > 0 (training needs patients)"
+    return None
+
+
+def _unet_levels(v: dict[str, Any]) -> str | None:
+    m = v["model"]
+    if len(m["strides"]) != len(m["channels"]) - 1:
+        return (f"config key 'model.strides' has {len(m['strides'])} entries for {len(m['channels'])} "
+                f"model.channels; allowed: len(model.channels) - 1 = {len(m['channels']) - 1} entries")  # fmt: skip
+    return None
+
+
+def _loss_weights(v: dict[str, Any]) -> str | None:
+    t = v["train"]
+    if t["bce_weight"] == 0 and t["dice_weight"] == 0:
+        return "config keys train.bce_weight and train.dice_weight are both 0; allowed: at least one > 0"
+    return None
+
+
+def _tversky_weights(v: dict[str, Any]) -> str | None:
+    t = v["train"]
+    if t["loss"] == "tversky_bce" and t["tversky_alpha"] == 0 and t["tversky_beta"] == 0:
+        return "config keys train.tversky_alpha and train.tversky_beta are both 0; allowed: at least one > 0"
+    return None
+
+
+# Checks that involve several keys, run once every key follows its own rule.
+CROSS_RULES: tuple[CrossRule, ...] = (_split_sum, _unet_levels, _loss_weights, _tversky_weights)
+
+# key -> its rule, read from the declarations above (for the check; not a second declaration)
+RULES: dict[str, Rule | None] = {key.name: key.rule for key in declared_keys(Config)}
