@@ -20,18 +20,17 @@ import dataclasses
 import re
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mri_seg.config.rules import violations
+from mri_seg.config.rules import Rule, declared_keys, violations
 from mri_seg.config.schema import (
     CROSS_RULES,
-    RULES,
     AffineConfig,
     AugmentConfig,
-    Config,
     DataConfig,
     ElasticConfig,
     EvalConfig,
@@ -62,6 +61,18 @@ _MISSING = object()
 
 class ConfigError(StageError, ValueError):
     """A config file or override is invalid (unknown key, wrong type, value outside its rule)."""
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
 
 
 # --------------------------------------------------------------------------- what each stage reads
@@ -246,6 +257,10 @@ def config_from_dict(values: dict[str, Any], validate: bool = True) -> Config:
     if validate:
         validate_config(cfg)
     return cfg
+
+
+# key -> its rule, read from the declarations (for the check; not a second declaration)
+RULES: dict[str, Rule | None] = {key.name: key.rule for key in declared_keys(Config)}
 
 
 def config_violations(values: dict[str, Any]) -> list[str]:

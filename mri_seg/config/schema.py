@@ -39,9 +39,7 @@ from mri_seg.config.rules import (
     ListOf,
     OneOf,
     Range,
-    Rule,
     SequenceNames,
-    declared_keys,
     setting,
 )
 
@@ -297,20 +295,6 @@ class InferConfig:
     report: bool = setting(True, Flag(), "write OUT/report.html (sortable scan table, a slice-viewer page per scan)")
 
 
-@dataclass
-class Config:
-    """Every stage's settings, one section per stage or concern."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    infer: InferConfig = field(default_factory=InferConfig)
-
-
 # --------------------------------------------------------------------------- checks of several keys
 
 
@@ -348,6 +332,3 @@ def _tversky_weights(v: dict[str, Any]) -> str | None:
 
 # Checks that involve several keys, run once every key follows its own rule.
 CROSS_RULES: tuple[CrossRule, ...] = (_split_sum, _unet_levels, _loss_weights, _tversky_weights)
-
-# key -> its rule, read from the declarations above (for the check; not a second declaration)
-RULES: dict[str, Rule | None] = {key.name: key.rule for key in declared_keys(Config)}
