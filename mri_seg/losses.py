@@ -38,8 +38,8 @@ from monai.losses import DiceLoss, FocalLoss, TverskyLoss
 from torch import nn
 
 from mri_seg.config import TrainConfig
+from mri_seg.config.names import LOSSES
 
-LOSSES = ("dice_bce", "tversky_bce", "dice_focal")
 SMOOTH = 1.0  # added to numerator and denominator of Dice/Tversky (defined value on empty masks)
 
 

@@ -1,39 +1,83 @@
-"""The config rule table: every key has a rule, bad values are refused up front with one line, exit 2."""
+"""The config rules: every key declared with a rule and a doc, bad values refused up front with one line, exit 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mri_seg.config import Config, ConfigError, config_to_dict, load_config
-from mri_seg.config_rules import RULES, config_violations, leaf_items
+from mri_seg.config import RULES, Config, ConfigError, config_to_dict, config_violations, load_config
+from mri_seg.config.rules import COUNT, declared_keys, leaf_items, setting
 from mri_seg.pipelines._cli import run_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_leaf_key_of_config_has_a_rule():
+def test_every_leaf_key_of_config_has_a_rule_and_a_doc():
     keys = [k for k, _ in leaf_items(config_to_dict(Config()))]
-    missing = [k for k in keys if k not in RULES]
-    assert not missing, f"config keys without a rule in mri_seg/config_rules.py: {missing}"
-    stale = sorted(set(RULES) - set(keys))
-    assert not stale, f"rules for keys that no longer exist: {stale}"
+    declared = declared_keys(Config)
+    assert [k.name for k in declared] == keys
+    missing = [k.name for k in declared if k.rule is None]
+    assert not missing, f"config keys declared without setting(default, rule, doc) in mri_seg/config/schema.py: {missing}"
+    undocumented = [k.name for k in declared if not k.doc.strip() or "\n" in k.doc]
+    assert not undocumented, f"config keys without a one-line doc: {undocumented}"
+    assert sorted(RULES) == sorted(keys)
 
 
-def test_rule_sets_match_the_code_that_uses_them():
-    from mri_seg import config_rules, losses
-    from mri_seg.data.normalize import METHODS
+def test_declared_defaults_are_the_dataclass_defaults():
+    defaults = dict(leaf_items(config_to_dict(Config())))
+    assert {k.name: k.default for k in declared_keys(Config)} == defaults
 
-    from mri_seg.evaluation import INPUT_SEQUENCES
-    from mri_seg.models.factory import ARCHITECTURES
 
-    assert config_rules.LOSSES == tuple(losses.LOSSES)
-    assert config_rules.ARCHITECTURES == tuple(ARCHITECTURES)
-    assert config_rules.INPUT_SEQUENCES == tuple(INPUT_SEQUENCES)
-    assert RULES["data.normalisation"].values == tuple(METHODS)
+def test_setting_copies_a_list_default_per_instance():
+    @dataclasses.dataclass
+    class Section:
+        sizes: list[int] = setting([1, 2], COUNT, "doc")
+
+    a, b = Section(), Section()
+    a.sizes.append(3)
+    assert b.sizes == [1, 2] and dataclasses.fields(Section)[0].metadata == {"rule": COUNT, "doc": "doc"}
+
+
+def test_name_lists_have_one_home_that_the_implementing_modules_use():
+    """Each list of names a key may take is declared once (mri_seg.config.names); the modules that
+    implement the names use that very object, so the rule and the code cannot disagree."""
+    from mri_seg import evaluation, losses
+    from mri_seg.config import names
+    from mri_seg.data import manifest, normalize
+    from mri_seg.io import sequences
+    from mri_seg.models import factory
+    from mri_seg.training import checkpoint, optim
+    from mri_seg.utils import device
+
+    assert losses.LOSSES is names.LOSSES
+    assert factory.ARCHITECTURES is names.ARCHITECTURES
+    assert normalize.METHODS is names.NORMALISATION_METHODS
+    assert evaluation.INPUT_SEQUENCES is names.INPUT_SEQUENCES
+    assert optim.SCHEDULERS is names.SCHEDULERS
+    assert checkpoint.SHIP_CHOICES is names.SHIP_CHOICES
+    assert manifest.SPLITS is names.SPLITS
+    assert device.DEVICES is names.DEVICES
+    assert sequences.ALIASES is names.ALIASES and sequences.parse_names is names.parse_names
+    assert RULES["model.name"].values == names.ARCHITECTURES
+    assert RULES["train.loss"].values == names.LOSSES
+    assert RULES["data.normalisation"].values == names.NORMALISATION_METHODS
+    assert RULES["train.device"].values == names.DEVICES
+
+
+def test_config_imports_only_errors_and_utils():
+    """The config layer sits below every other part: importing it loads no other part of mri_seg
+    (and no torch), so any module may import it without a cycle."""
+    code = ("import sys, mri_seg.config, mri_seg.config.reference; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('mri_seg') or m == 'torch')))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    loaded = out.stdout.split()
+    outside = [m for m in loaded if m.split(".")[:2] not in (["mri_seg"], ["mri_seg", "config"],
+                                                              ["mri_seg", "errors"], ["mri_seg", "utils"])]  # fmt: skip
+    assert not outside, f"mri_seg.config imports {outside}"
 
 
 def test_defaults_and_shipped_recipes_are_valid():

@@ -70,7 +70,9 @@ class PrepareConfig:
     """The prepare stage: the dataset folder -> RUN/manifest.csv."""
 
     workers: int = setting(2, COUNT_OR_ZERO, "reader threads (changes speed, not results)")
-    strict: bool = setting(False, Flag(), "fail on any defect: any error or warning found fails the stage (the report is still written)")
+    strict: bool = setting(
+        False, Flag(), "fail on any defect: any error or warning found fails the stage (the report is still written)"
+    )
 
 
 @dataclass
@@ -151,7 +153,9 @@ class ModelConfig:
     num_res_units: int = setting(
         2, COUNT_OR_ZERO, "unet: residual units per block; dynunet: > 0 = residual blocks"
     )
-    norm: str = setting("batch", OneOf(NORMS), "normalisation layers: unet, segresnet, dynunet (attention_unet: always batch)")
+    norm: str = setting(
+        "batch", OneOf(NORMS), "normalisation layers: unet, segresnet, dynunet (attention_unet: always batch)"
+    )
     dropout: float = setting(0.0, FRACTION_BELOW_ONE, "dropout probability")
     deep_supervision: int = setting(
         2, COUNT_OR_ZERO, "dynunet: auxiliary output heads in training (0 = off, < len(strides))"
@@ -170,16 +174,18 @@ class TrainConfig:
 
     epochs: int = setting(50, COUNT, "length of the schedule")
     batch_size: int = setting(16, COUNT, "slices per optimiser step")
-    lr: float = setting(1e-3, Range(0.0, 10.0, lo_open=True), "peak learning rate (AdamW)")
+    lr: float = setting(1e-3, Range(0.0, 10.0, lo_open=True), "AdamW learning rate (cosine: the peak, after warm-up)")
     weight_decay: float = setting(1e-4, NON_NEGATIVE, "AdamW weight decay")
-    scheduler: str = setting("cosine", OneOf(SCHEDULERS), "learning-rate schedule: cosine (with linear warm-up) or plateau")
-    warmup_epochs: int = setting(1, COUNT_OR_ZERO, "cosine: epochs of linear warm-up")
+    scheduler: str = setting(
+        "cosine", OneOf(SCHEDULERS), "learning-rate schedule: cosine (with linear warm-up) or plateau"
+    )
+    warmup_epochs: int = setting(1, COUNT_OR_ZERO, "cosine: epochs of linear warm-up before the decay")
     grad_clip: float = setting(1.0, NON_NEGATIVE, "gradient norm clip (0: none)")
-    seed: int = setting(0, SEED, "random seed of initialisation, sampling and augmentation")
+    seed: int = setting(0, SEED, "random seed of weights, sampling order and augmentation")
     device: str = setting("auto", OneOf(DEVICES), "auto (CUDA when available), cpu or cuda")
     amp: bool = setting(True, Flag(), "mixed precision on CUDA only")
     channels_last: bool = setting(True, Flag(), "channels-last memory format, CUDA only")
-    val_every: int = setting(1, COUNT, "validate every this many epochs")
+    val_every: int = setting(1, COUNT, "validate every this many epochs (and after the last)")
     early_stop_patience: int = setting(0, COUNT_OR_ZERO, "epochs without val improvement before stopping; 0 disables")
     tumour_oversample: float = setting(
         0.0, PROBABILITY, "target fraction of tumour slices per epoch; 0 = natural"

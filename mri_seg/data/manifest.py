@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mri_seg.config.names import SPLITS
 from mri_seg.utils.atomic import atomic_write_csv
 
 MANIFEST_COLUMNS = [
@@ -25,7 +26,6 @@ MANIFEST_COLUMNS = [
     "has_tumour",  # bool
 ]
 SPLIT_COLUMNS = ["patient_id", "split"]  # plus "fold" when k folds are asked for
-SPLITS = ("train", "val", "test")
 
 MANIFEST_FILE = "manifest.csv"
 PATIENTS_FILE = "patients.csv"

@@ -24,7 +24,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-METHODS = ("zscore_nonzero", "zscore_volume")
+from mri_seg.config.names import NORMALISATION_METHODS as METHODS
+
 VOLUME_METHODS = ("zscore_volume",)  # methods whose statistics come from the whole volume
 _EPS = 1e-6
 _MIN_FOREGROUND = 16  # fewer non-zero pixels than this: use all pixels for the statistics

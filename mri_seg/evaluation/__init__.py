@@ -5,4 +5,4 @@ from a run directory. ``cross_validation``: out-of-fold prediction with per-fold
 Rendering (plots, HTML) lives in :mod:`mri_seg.reports`, which never runs a model.
 """
 
-INPUT_SEQUENCES = ("all", "flair_only")  # eval.input_sequences (kept here: importing it loads no model code)
+from mri_seg.config.names import INPUT_SEQUENCES  # noqa: F401 (re-exported: eval.input_sequences)

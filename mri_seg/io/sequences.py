@@ -25,46 +25,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mri_seg.config.names import ALIASES, INPUT_NAMES, MODEL_NAMES, canonical, parse_names  # noqa: F401 (re-exported)
 from mri_seg.io.scan import ChannelWarning, Scan, ScanError
 
-MODEL_NAMES = ("pre", "flair", "post")  # what a model can take
-INPUT_NAMES = (*MODEL_NAMES, "t2")  # what an input may declare (t2 is read past)
 FLAIR = "flair"
 KAGGLE_OPENCV_ORDER = ("post", "flair", "pre")  # a Kaggle TIFF's R,G,B = pre,FLAIR,post, as OpenCV returns them
 TRAINING_SEQUENCES = KAGGLE_OPENCV_ORDER  # what every model trained on the Kaggle TIFFs takes
 FLAIR_CHANNEL = TRAINING_SEQUENCES.index(FLAIR)  # FLAIR's channel in a model input (the middle one either way)
 IMAGE_CHANNEL_SOURCES = ("blue", "green", "red")  # a 3-channel image's channels in OpenCV's order
 DESCRIPTION = {"pre": "pre-contrast", "flair": "FLAIR", "post": "post-contrast", "t2": "T2"}
-ALIASES = {
-    "pre": "pre", "t1": "pre", "t1w": "pre", "pre-contrast": "pre", "precontrast": "pre",
-    "flair": "flair", "t2flair": "flair", "t2-flair": "flair",
-    "post": "post", "t1ce": "post", "t1gd": "post", "t1c": "post", "post-contrast": "post", "postcontrast": "post",
-    "t2": "t2", "t2w": "t2",
-}  # fmt: skip
-
-
-def canonical(name: str) -> str | None:
-    """Canonical sequence name of ``name`` (case-insensitive, aliases allowed), else None."""
-    return ALIASES.get(str(name).strip().lower())
-
-
-def parse_names(values: Sequence[str], key: str, allowed: tuple[str, ...] = INPUT_NAMES) -> tuple[str, ...]:
-    """Validate a declared list of sequence names (a config key or a checkpoint record).
-
-    Raises ValueError naming ``key`` for an unknown name, a duplicate, or an empty list.
-    """
-    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
-        raise ValueError(f"{key} must be a non-empty list of sequence names, got {values!r}")
-    names = []
-    for value in values:
-        name = canonical(value)
-        if name is None or name not in allowed:
-            known = ", ".join(a for a, c in ALIASES.items() if c in allowed)
-            raise ValueError(f"{key}: unknown sequence name {value!r} (known: {known})")
-        if name in names:
-            raise ValueError(f"{key}: sequence {value!r} listed twice ({list(values)})")
-        names.append(name)
-    return tuple(names)
 
 
 def model_sequences(values: Sequence[str] | None, key: str = "checkpoint sequences") -> tuple[str, ...]:

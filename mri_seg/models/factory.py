@@ -40,8 +40,8 @@ import torch
 from monai.networks.nets import AttentionUnet, DynUNet, SegResNet, UNet
 
 from mri_seg.config import ModelConfig
+from mri_seg.config.names import ARCHITECTURES
 
-ARCHITECTURES = ("unet", "attention_unet", "segresnet", "dynunet")
 SEGRESNET_BLOCKS = (1, 2, 2, 4)  # MONAI's default blocks_down; deeper levels repeat the last
 
 

@@ -39,6 +39,7 @@ import torch
 
 from mri_seg import __version__
 from mri_seg.config import Config, config_from_dict
+from mri_seg.config.names import SHIP_CHOICES
 from mri_seg.io.sequences import TRAINING_SEQUENCES, model_sequences
 from mri_seg.utils.atomic import atomic_write_bytes
 from mri_seg.utils.hashing import file_sha256  # noqa: F401 (re-exported)
@@ -80,7 +81,6 @@ def checkpoint_config(state: dict[str, Any]) -> Config:
     return config_from_dict(state["config"])
 
 
-SHIP_CHOICES = ("best", "last")  # train.ship_checkpoint
 _FOLD_DIR = re.compile(r"fold(\d+)")
 
 

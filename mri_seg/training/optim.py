@@ -17,8 +17,8 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, ReduceLROnPlateau
 
 from mri_seg.config import TrainConfig
+from mri_seg.config.names import SCHEDULERS
 
-SCHEDULERS = ("cosine", "plateau")
 MIN_LR_RATIO = 0.01
 PLATEAU_FACTOR = 0.5
 PLATEAU_PATIENCE = 3
