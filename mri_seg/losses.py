@@ -108,12 +108,10 @@ class SegmentationLoss(nn.Module):
             if head.shape != target.shape:
                 raise ValueError(f"logits {tuple(head.shape)} and target {tuple(target.shape)} differ in shape")
         weights = deep_supervision_weights(len(heads))
-        total = pixel = overlap = None
-        for w, head in zip(weights, heads):
-            t, p, o = self._single(head.float(), target)
-            total = w * t if total is None else total + w * t
-            pixel = w * p if pixel is None else pixel + w * p
-            overlap = w * o if overlap is None else overlap + w * o
+        terms = [self._single(head.float(), target) for head in heads]
+        total, pixel, overlap = (weights[0] * x for x in terms[0])
+        for w, (t, p, o) in zip(weights[1:], terms[1:]):
+            total, pixel, overlap = total + w * t, pixel + w * p, overlap + w * o
         return total, {"bce": pixel.detach(), "dice": overlap.detach()}
 
 
