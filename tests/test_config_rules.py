@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mri_seg.config import RULES, Config, ConfigError, config_to_dict, config_violations, load_config
-from mri_seg.config.rules import COUNT, declared_keys, leaf_items, setting
+from mri_seg.config.rules import COUNT, declared_keys, leaf_items, sections, setting
 from mri_seg.pipelines._cli import run_main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +21,14 @@ def test_every_leaf_key_of_config_has_a_rule_and_a_doc():
     declared = declared_keys(Config)
     assert [k.name for k in declared] == keys
     missing = [k.name for k in declared if k.rule is None]
-    assert not missing, f"config keys declared without setting(default, rule, doc) in mri_seg/config/schema.py: {missing}"
+    assert not missing, (
+        f"config keys declared without setting(default, rule, doc) in mri_seg/config/schema.py: {missing}"
+    )
     undocumented = [k.name for k in declared if not k.doc.strip() or "\n" in k.doc]
     assert not undocumented, f"config keys without a one-line doc: {undocumented}"
     assert sorted(RULES) == sorted(keys)
+    no_doc = [name for name, cls in sections(Config) if (cls.__doc__ or "").startswith(cls.__name__ + "(")]
+    assert not no_doc, f"config sections without a docstring (the reference page's intro): {no_doc}"
 
 
 def test_declared_defaults_are_the_dataclass_defaults():

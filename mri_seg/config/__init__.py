@@ -1,7 +1,7 @@
 """Typed configuration: YAML recipes in ``configs/`` loaded into dataclasses.
 
 One config object (:class:`Config`) carries every stage's settings. A recipe file
-only needs the keys it changes; everything else takes the defaults below.
+only needs the keys it changes; everything else takes its declared default.
 Command-line overrides use dotted paths: ``--set train.epochs=3``. Unknown keys,
 in a file or an override, raise :class:`ConfigError` naming the key; so does a value outside
 the key's valid range or set.
