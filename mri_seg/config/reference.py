@@ -38,7 +38,8 @@ def yaml_value(value: Any) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Table-safe: ``|`` would end the cell, ``<split>`` would read as an HTML tag."""
+    return text.replace("|", "\\|").replace("<", "&lt;")
 
 
 def _row(key: Key, prefix: str) -> str:
