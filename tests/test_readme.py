@@ -274,6 +274,12 @@ def test_every_repository_path_a_page_names_exists(page: Path) -> None:
         assert (folder / name).is_file(), f"{rel(page)} names {name}, which is not in {rel(folder)}/"
 
 
+@pytest.mark.parametrize("recipe", sorted((REPO / "mri_seg" / "recipes").rglob("*.yaml")), ids=lambda p: p.name)
+def test_paths_in_the_recipes_comments_exist(recipe: Path) -> None:
+    for path in sorted(set(REPO_PATH.findall(recipe.read_text()))):
+        assert (REPO / path).exists(), f"{rel(recipe)} names {path}, which does not exist"
+
+
 def test_every_docs_page_is_linked_from_the_readme_or_another_page() -> None:
     reached, todo = {README.resolve()}, [README]
     while todo:
