@@ -1,4 +1,5 @@
-"""Recipes and pipeline definitions ship inside the package; the top-level folders are identical copies."""
+"""Recipes and pipeline definitions ship inside the package, in one copy: the top-level
+``configs/`` and ``pipelines/`` folders are symbolic links to ``mri_seg/recipes/``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mri_seg.pipelines import demo
 from mri_seg.pipelines import run as runner
@@ -20,13 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("packaged, documented", [(CONFIGS, REPO / "configs"), (PIPELINES, REPO / "pipelines")])
-def test_top_level_copies_are_identical_to_the_packaged_files(packaged, documented):
-    names = sorted(p.name for p in packaged.glob("*.yaml"))
-    assert names and names == sorted(p.name for p in documented.glob("*.yaml"))
-    for name in names:
-        assert (documented / name).read_bytes() == (packaged / name).read_bytes(), (
-            f"{documented / name} and {packaged / name} differ: copy the edited one over the other"
-        )
+def test_top_level_folders_are_links_to_the_packaged_recipes(packaged: Path, documented: Path) -> None:
+    assert documented.is_symlink(), f"{documented} must be a link to {packaged} (one copy of each recipe)"
+    assert os.readlink(documented) == str(packaged.relative_to(REPO))  # relative: works in any clone
+    assert documented.resolve() == packaged.resolve()
+    assert sorted(p.name for p in packaged.glob("*.yaml")) == sorted(p.name for p in documented.glob("*.yaml"))
+    assert any(packaged.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PIPELINES.glob("*.yaml")))
+def test_a_pipeline_names_the_same_configs_through_either_path(name: str) -> None:
+    assert runner.load_pipeline(REPO / "pipelines" / name) == runner.load_pipeline(PIPELINES / name)
+    for stage in yaml.safe_load((PIPELINES / name).read_text())["stages"]:
+        relative = stage["config"]  # e.g. ../configs/lgg_cpu.yaml
+        lexical = Path(os.path.normpath(REPO / "pipelines" / relative))  # `..` taken textually: REPO/configs/...
+        assert lexical.parent == REPO / "configs" and lexical.is_file(), relative
+        assert (PIPELINES / relative).resolve() == (CONFIGS / lexical.name).resolve()
 
 
 def test_packaged_pipelines_name_packaged_configs_and_load_by_name():

@@ -1,10 +1,12 @@
 """The config recipes and pipeline definitions, shipped inside the package.
 
-``mri_seg/recipes/configs/*.yaml`` and ``mri_seg/recipes/pipelines/*.yaml`` are what the
-code uses (``mri-seg-demo`` runs ``pipelines/demo.yaml`` from here, so it works from an
-installed wheel, not only from a clone). The repository's top-level ``configs/`` and
-``pipelines/`` are the documented copies: byte-identical, checked by
-``tests/test_recipes.py``. Edit one, copy it over the other.
+``mri_seg/recipes/configs/*.yaml`` and ``mri_seg/recipes/pipelines/*.yaml`` are the only
+copies in the repository: the code uses them (``mri-seg-demo`` runs ``pipelines/demo.yaml``
+from here, so it works from an installed wheel, not only from a clone), and the top-level
+``configs/`` and ``pipelines/`` folders of a clone are symbolic links to these two folders
+(checked by ``tests/test_recipes.py``), so the documented paths and the package data are
+the same files. A pipeline names its configs as ``../configs/<name>.yaml``, which resolves
+to the same file through either path.
 """
 
 from __future__ import annotations
