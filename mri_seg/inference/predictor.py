@@ -143,27 +143,6 @@ def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> Non
     model.load_state_dict(weights)
 
 
-def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
-    """``load_state_dict`` with a one-line error when the weights do not fit the architecture.
-
-    (torch lists every missing/unexpected/mis-shaped tensor on dozens of lines.)
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or shapes:
-        example = (shapes or missing or unexpected)[0]
-        detail = f"e.g. {example}"
-        if example in shapes:
-            detail += f" is {tuple(weights[example].shape)} in the file, {tuple(own[example].shape)} in the model"
-        raise CheckpointError(
-            f"{path}: weights do not match the model its config describes ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(shapes)} of another shape; {detail})"
-        )
-    model.load_state_dict(weights)
-
-
 class Predictor:
     """Probability maps from a trained model; see the module docstring for the steps.
 
