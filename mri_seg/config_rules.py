@@ -161,9 +161,9 @@ class SequenceNames(Rule):
 
 
 def _normalisation_methods() -> tuple[str, ...]:
-    from mri_seg.data.normalize import METHODS
+    from mri_seg.preprocess import NORMALISATIONS
 
-    return tuple(METHODS)
+    return tuple(NORMALISATIONS)
 
 
 PROBABILITY = Range(0.0, 1.0)

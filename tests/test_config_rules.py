@@ -25,10 +25,9 @@ def test_every_leaf_key_of_config_has_a_rule():
 
 def test_rule_sets_match_the_code_that_uses_them():
     from mri_seg import config_rules, losses
-    from mri_seg.data.normalize import METHODS
-
     from mri_seg.evaluation import INPUT_SEQUENCES
     from mri_seg.models.factory import ARCHITECTURES
+    from mri_seg.preprocess import NORMALISATIONS as METHODS
 
     assert config_rules.LOSSES == tuple(losses.LOSSES)
     assert config_rules.ARCHITECTURES == tuple(ARCHITECTURES)

@@ -58,8 +58,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from mri_seg.config import InferConfig, config_to_dict
-from mri_seg.inference.overlay import write_overlay
-from mri_seg.inference.postprocess import apply_postprocess
+from mri_seg.io.overlay import write_overlay
+from mri_seg.postprocess import apply_postprocess
 from mri_seg.inference.sharding import Shard, barrier
 from mri_seg.io.registry import (
     Discovery,

@@ -1,9 +1,9 @@
 """Slice -> tumour probability map, for any slice size, with bounded memory.
 
-A :class:`Predictor` repeats the training preprocessing exactly (as in
-:mod:`mri_seg.data.dataset`): resize by the checkpoint's ``data.scale`` (``INTER_AREA``,
-in the input's dtype, size rounded to the nearest pixel), then the checkpoint's
-normalisation. Every batch then goes through MONAI's ``sliding_window_inference``
+A :class:`Predictor` repeats the training preprocessing exactly, with the functions the
+training dataset uses (:mod:`mri_seg.preprocess`): resize by the checkpoint's ``data.scale``
+(:func:`~mri_seg.preprocess.resize_image`: ``INTER_AREA``, in the input's dtype, size
+rounded to the nearest pixel), then the checkpoint's normalisation. Every batch then goes through MONAI's ``sliding_window_inference``
 (tile = the training slice size unless ``infer.tile_size`` says otherwise, gaussian
 blending, ``infer.tile_batch`` tiles per forward pass): a slice no larger than the
 tile is one zero-padded window (0 is the normalised background) cropped back, a
@@ -14,7 +14,7 @@ flipped pass; :meth:`Predictor.iter_passes` / ``predict_volume(..., return_passe
 give the passes separately (for the review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
 
 2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
-stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.data.context.stack_context`,
+stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.preprocess.stack_context`,
 the function the training dataset uses, so :meth:`Predictor.predict_volume` must get the
 whole volume in slice order. Images passed one by one (``predict_proba``,
 ``predict_proba_batch``) are 1-slice volumes: their neighbours are themselves. The same
@@ -36,19 +36,25 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
-from mri_seg.data.context import channels_per_slice, stack_context
-from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
-from mri_seg.data.scale import scaled_size
-from mri_seg.inference.postprocess import to_native_size
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
+from mri_seg.postprocess import to_native_size
+from mri_seg.preprocess import (
+    VOLUME_NORMALISATIONS,
+    channels_per_slice,
+    check_normalisation,
+    normalise_image,
+    resize_image,
+    scaled_size,
+    stack_context,
+    volume_stats,
+)
 from mri_seg.training.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -58,7 +64,6 @@ from mri_seg.training.checkpoint import (
 )
 from mri_seg.utils.device import resolve_device
 
-_CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 # Largest |intensity| accepted: the per-image z-score runs in float32, where squares of
 # values beyond ~1e19 overflow (std = inf turns the slice into zeros, i.e. an empty mask).
 MAX_ABS_INTENSITY = 1e15
@@ -186,7 +191,7 @@ class Predictor:
             raise ValueError(f"infer.tile_batch must be >= 1, got {self.infer_cfg.tile_batch}")
         if self.infer_cfg.blend not in ("gaussian", "constant"):
             raise ValueError(f"infer.blend must be gaussian or constant, got '{self.infer_cfg.blend}'")
-        check_method(normalisation)  # unknown method: fail now
+        check_normalisation(normalisation)  # unknown method: fail now
         models = [model] if isinstance(model, torch.nn.Module) else list(model)
         if not models:
             raise ValueError("a Predictor needs at least one model")
@@ -345,8 +350,12 @@ class Predictor:
         return normalise_image(self._resized(image), self.normalisation, stats)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
-        """Channels checked and adapted, NaN/inf replaced by background (with a warning), resized by
-        ``data.scale`` (input dtype kept where cv2 can)."""
+        """:meth:`_checked`, then resized by ``data.scale`` (input dtype kept where cv2 can)."""
+        return resize_image(self._checked(image), self.scale)
+
+    def _checked(self, image: np.ndarray) -> np.ndarray:
+        """Any input image as ``H x W x C``: channels checked and adapted, NaN/inf replaced by
+        background (with a warning), intensities within what float32 normalisation handles."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
@@ -364,12 +373,6 @@ class Predictor:
                 f"intensities up to {largest:.3g} are beyond what the normalisation can handle in float32 "
                 f"(|value| <= {MAX_ABS_INTENSITY:g}); rescale the scan"
             )
-        if self.scale != 1.0:
-            if image.dtype not in _CV2_RESIZE_DTYPES:
-                image = image.astype(np.float32)
-            h, w = scaled_size(image.shape[0], image.shape[1], self.scale)
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            image = image[:, :, None] if image.ndim == 2 else image
         return image
 
     def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -421,7 +424,7 @@ class _PreparedSlices:
         self._memo: dict[int, np.ndarray] = {}
         height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
-        self.volume_method = predictor.normalisation in VOLUME_METHODS
+        self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
         self.stats = None
         if self.volume_method and as_volume and len(slices):
             self.stats = volume_stats(predictor._resized(s) for s in slices)
