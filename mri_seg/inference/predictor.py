@@ -105,6 +105,16 @@ def check_members(states: Sequence[dict], paths: Sequence[Path]) -> None:
                 )
 
 
+def member_record(path: str | Path, state: dict, sha256: str | None = None) -> dict[str, object]:
+    """What summaries record about one ensemble member: its file (resolved), the file's sha256
+    (computed unless given), and the checkpoint's epoch, fold and best metric."""
+    path = Path(path)
+    return {
+        "path": str(path.resolve()), "sha256": sha256 or file_sha256(path), "epoch": state.get("epoch"),
+        "fold": state.get("fold"), "best_metric": state.get("best_metric"),
+    }  # fmt: skip
+
+
 def round_up(value: int, divisor: int) -> int:
     return max(divisor, int(math.ceil(value / divisor)) * divisor)
 
@@ -239,10 +249,8 @@ class Predictor:
         predictor.checkpoint_sha256 = [file_sha256(p) for p in paths]
         predictor.sequences = checkpoint_sequences(states[0])
         predictor.members = [
-            {"path": str(p.resolve()), "sha256": sha, "epoch": st.get("epoch"), "fold": st.get("fold"),
-             "best_metric": st.get("best_metric")}
-            for p, sha, st in zip(paths, predictor.checkpoint_sha256, states)
-        ]  # fmt: skip
+            member_record(p, st, sha) for p, sha, st in zip(paths, predictor.checkpoint_sha256, states)
+        ]
         return predictor
 
     # ------------------------------------------------------------------ public API
