@@ -122,3 +122,23 @@ def test_one_line():
     assert one_line(ScanError("x.png:\n bad")) == "x.png: bad"  # scan and file errors speak for themselves
     assert one_line(KeyError("k")) == "KeyError: 'k'"
     assert one_line(RuntimeError()) == "RuntimeError: RuntimeError"
+
+
+def test_report_page_written_by_the_callers_writer_and_its_failure_is_a_note(tmp_path):
+    source, paths = _scan(tmp_path)
+    pages = []
+
+    def write_page(out_dir, row, slices, mask, names):
+        pages.append((out_dir, row["path"], row["status"], slices.shape, int(mask.sum()), names))
+
+    row = segment_scan(ConstantPredictor(), source, paths, InferConfig(), out_dir=tmp_path / "out", write_page=write_page)
+    assert row["status"] == "ok" and pages == [(tmp_path / "out", "a.png", "ok", (1, 8, 10, 3), 80, None)]
+    segment_scan(ConstantPredictor(), source, paths, InferConfig(report=False), out_dir=tmp_path / "out",
+                 write_page=write_page)  # fmt: skip
+    assert len(pages) == 1  # infer.report off: no page
+
+    def broken(*args):
+        raise OSError("read-only")
+
+    row = segment_scan(ConstantPredictor(), source, paths, InferConfig(), out_dir=tmp_path / "out", write_page=broken)
+    assert row["status"] == "ok" and row["message"] == "report page: read-only"

@@ -7,8 +7,9 @@ The runner of :mod:`mri_seg.pipelines.infer`, in four parts, one module each:
 - :mod:`~mri_seg.inference.journal`: the resume journal, the re-run decision and the table merge;
 - :mod:`~mri_seg.inference.provenance`: what made a row (checkpoint, settings, input).
 
-Report (``infer.report``): each scan's viewer page is written with its outputs
-(:mod:`mri_seg.reports.inference_report`), and ``OUT/report.html`` by rank 0 after the merge.
+Report (``infer.report``): each scan's viewer page is written with its outputs, and the
+index page by rank 0 after the merge, by the :class:`Report` the caller gives (rendering is
+:mod:`mri_seg.reports.inference_report`'s job; :mod:`mri_seg.pipelines.infer` passes it).
 
 Re-runs: every row records what made its mask (:mod:`mri_seg.inference.provenance`). A
 re-run keeps a scan's previous row and files only when the checkpoint(s), the
@@ -26,6 +27,9 @@ Folders discovery could not search are rank 0's rows (``error`` or ``skipped``).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -45,9 +49,19 @@ from mri_seg.inference.journal import (
 )
 from mri_seg.inference.plan import Plan
 from mri_seg.inference.provenance import input_stamp, provenance_of
-from mri_seg.inference.segment import segment_scan, unusable_row
+from mri_seg.inference.segment import PageWriter, segment_scan, unusable_row
 from mri_seg.inference.sharding import Shard, barrier
-from mri_seg.reports.inference_report import ASSETS_DIR, scan_key, write_inference_report
+
+
+@dataclass(frozen=True)
+class Report:
+    """The viewer pages of a folder inference (``infer.report``): where a scan's page is
+    (``page_path(OUT, rel)``; a scan whose page is missing is redone), how it is written
+    (``write_page``) and how the index is written from the merged rows (``write_index``)."""
+
+    page_path: Callable[[Path, str], Path]
+    write_page: PageWriter
+    write_index: Callable[[Path, list[Row]], object]
 
 
 def run_folder(
@@ -57,13 +71,18 @@ def run_folder(
     with_truth: bool = False,
     shard: Shard = Shard(),
     progress: bool = True,
+    report: Report | None = None,
 ) -> list[Row]:
-    """Segment this rank's share of ``plan``; returns the merged rows (rank 0) or this rank's rows."""
+    """Segment this rank's share of ``plan``; returns the merged rows (rank 0) or this rank's rows.
+
+    ``report``: writes the viewer pages when ``infer.report`` is on (no pages without it).
+    """
     out_dir = plan.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = previous_rows(out_dir)
     barrier(shard)  # every rank has read the previous rows before any part file changes
-    rows = _run_share(predictor, plan, cfg, with_truth, shard, progress, previous)
+    report = report if cfg.report else None
+    rows = _run_share(predictor, plan, cfg, with_truth, shard, progress, previous, report)
     barrier(shard)
     if not shard.is_main:
         return rows
@@ -74,15 +93,15 @@ def run_folder(
     planned = {str(s.rel) for s, _ in plan.scans}
     merged = merge_rows(out_dir, rows, shard.rank, shard.world_size, planned, extra)
     write_table(out_dir / PREDICTIONS, merged, with_truth)
-    if cfg.report:
-        write_inference_report(out_dir, merged)
+    if report is not None:
+        report.write_index(out_dir, merged)
     remove_journals(out_dir)
     return merged
 
 
 def _run_share(
     predictor: Any, plan: Plan, cfg: InferConfig, with_truth: bool, shard: Shard, progress: bool,
-    previous: dict[str, Row],
+    previous: dict[str, Row], report: Report | None,
 ) -> list[Row]:  # fmt: skip
     """This rank's scans, each kept from the previous run or segmented, and journalled."""
     out_dir = plan.out_dir
@@ -94,12 +113,13 @@ def _run_share(
     try:
         for source, paths in bar:
             prev = previous.get(str(source.rel))
-            page = out_dir / ASSETS_DIR / f"{scan_key(str(source.rel))}.html" if cfg.report else None
+            page = report.page_path(out_dir, str(source.rel)) if report is not None else None
             made_by = {**run_provenance, "input_stamp": input_stamp(source, with_truth)}
             if prev is not None and can_skip(prev, paths, cfg, with_truth, made_by, page):
                 row = {**prev, REUSED: True}  # counted by status_counts; not a column
             else:
-                row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir)
+                row = segment_scan(predictor, source, paths, cfg, with_truth, out_dir,
+                                   report.write_page if report is not None else None)  # fmt: skip
                 row.update(made_by)
                 if row["status"] == "error":
                     message = row["message"]

@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import pandas as pd
 
@@ -59,7 +59,7 @@ def read_rows(path: Path) -> list[Row]:
                         rows.append({k: "" if v is None else str(v) for k, v in row.items()})
         return rows
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+        return cast(list[Row], pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records"))
     except Exception:  # unreadable previous table: recompute instead
         return []
 

@@ -8,14 +8,14 @@ before the first scan is read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mri_seg.inference.journal import PREDICTIONS
 from mri_seg.io.registry import Discovery, OutputPaths, Source, discover, output_paths
-from mri_seg.reports.inference_report import REPORT_FILE
 
-RESERVED = (PREDICTIONS, "config_infer.yaml", REPORT_FILE)  # OUT's own files
+RESERVED = (PREDICTIONS, "config_infer.yaml")  # OUT's own files (the caller adds its report's)
 
 
 class InferError(ValueError):
@@ -46,8 +46,11 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def plan_folder(input_path: str | Path, out_dir: str | Path) -> Plan:
-    """Find the scans and their output paths; refuse anything that would write over an input."""
+def plan_folder(input_path: str | Path, out_dir: str | Path, reserved: Sequence[str] = ()) -> Plan:
+    """Find the scans and their output paths; refuse anything that would write over an input.
+
+    ``reserved``: names of OUT's own files besides :data:`RESERVED` (the report's index page).
+    """
     input_path, out_dir = Path(input_path), Path(out_dir)
     if not input_path.exists():
         raise FileNotFoundError(f"input not found: {input_path}")
@@ -63,15 +66,17 @@ def plan_folder(input_path: str | Path, out_dir: str | Path) -> Plan:
     if not found.sources:
         raise InferError(f"no scans found in {input_path} (supported: .tif .tiff .png .jpg .jpeg .nii .nii.gz)")
     scans = [(s, output_paths(s, out_dir)) for s in found.sources]
-    _check_outputs(scans, found.input_files, out, out_dir)
+    _check_outputs(scans, found.input_files, out, out_dir, (*RESERVED, *reserved))
     return Plan(input_path, out_dir, found, scans)
 
 
-def _check_outputs(scans: list[tuple[Source, OutputPaths]], inputs: set[Path], out: Path, out_dir: Path) -> None:
+def _check_outputs(
+    scans: list[tuple[Source, OutputPaths]], inputs: set[Path], out: Path, out_dir: Path, reserved: tuple[str, ...]
+) -> None:
     """No output may be an input file, and no two outputs (a scan's, OUT's own files) the same file."""
-    owners: dict[Path, str] = {(out / name).resolve(): "the batch table/config" for name in RESERVED}
+    owners: dict[Path, str] = {(out / name).resolve(): "the batch table/config" for name in reserved}
     if set(owners) & inputs:
-        raise InferError(f"{out_dir} holds input files named like the batch outputs {RESERVED}; choose another --output")
+        raise InferError(f"{out_dir} holds input files named like the batch outputs {reserved}; choose another --output")
     for source, paths in scans:
         for p in paths.all(with_probs=True):
             rp = _resolve(p)

@@ -209,6 +209,7 @@ class Predictor:
         if self.cuda:
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
         self.model = self.models[0]
+        self.checkpoint_path: Path | None = None  # the first member's file
         self.checkpoint_paths: list[Path] = []
         self.checkpoint_sha256: list[str] = []
         self.members: list[dict] = []  # per checkpoint: path, sha256, epoch, fold, best_metric
@@ -226,13 +227,13 @@ class Predictor:
     ) -> "Predictor":
         """An ensemble of one or more checkpoint files (see the module docstring); one file is
         exactly :meth:`from_checkpoint`. Config and normalisation come from the first member."""
-        paths = [Path(p) for p in paths]
-        if not paths:
+        files = [Path(p) for p in paths]
+        if not files:
             raise ValueError("no checkpoint given")
-        states = [load_checkpoint(p, map_location="cpu") for p in paths]
-        check_members(states, paths)
+        states = [load_checkpoint(p, map_location="cpu") for p in files]
+        check_members(states, files)
         configs, models = [], []
-        for path, state in zip(paths, states):
+        for path, state in zip(files, states):
             try:
                 config = checkpoint_config(state)
                 model = build_model(config.model)
@@ -244,12 +245,12 @@ class Predictor:
         config = configs[0]
         method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
         predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:])
-        predictor.checkpoint_path = paths[0]
-        predictor.checkpoint_paths = paths
-        predictor.checkpoint_sha256 = [file_sha256(p) for p in paths]
+        predictor.checkpoint_path = files[0]
+        predictor.checkpoint_paths = files
+        predictor.checkpoint_sha256 = [file_sha256(p) for p in files]
         predictor.sequences = checkpoint_sequences(states[0])
         predictor.members = [
-            member_record(p, st, sha) for p, sha, st in zip(paths, predictor.checkpoint_sha256, states)
+            member_record(p, st, sha) for p, sha, st in zip(files, predictor.checkpoint_sha256, states)
         ]
         return predictor
 

@@ -23,6 +23,7 @@ import contextlib
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,11 @@ from mri_seg.io.registry import OutputPaths, Source, read_source, read_truth, wr
 from mri_seg.io.scan import Scan, ScanError, ScanWarning, replace_nonfinite
 from mri_seg.metrics import dice_score
 from mri_seg.postprocess import apply_postprocess
-from mri_seg.reports.inference_report import write_scan_page
 from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
 from mri_seg.utils.atomic import DiskFullError
+
+# Writes a scan's report page: (OUT, row, slices, mask, slice names); rendering is mri_seg.reports' job.
+PageWriter = Callable[[Path, Row, np.ndarray, np.ndarray, "list[str] | None"], object]
 
 
 def one_line(exc: BaseException) -> str:
@@ -102,11 +105,12 @@ def segment_scan(
     cfg: InferConfig,
     with_truth: bool = False,
     out_dir: Path | None = None,
+    write_page: PageWriter | None = None,
 ) -> Row:
     """Segment one scan and write its outputs; returns its ``predictions.csv`` row (never raises
     but :class:`DiskFullError`).
 
-    ``out_dir``: the run's output folder, where the scan's report page goes (``infer.report``).
+    ``out_dir``: the run's output folder, where ``write_page`` puts the scan's report page (``infer.report``).
     """
     start = time.perf_counter()
     row = error_row(source, with_truth)
@@ -114,7 +118,7 @@ def segment_scan(
     cautions: list[str] = []  # -> warnings
     existed = {p for p in paths.all(with_probs=True) if p.exists()}
     try:
-        _segment(predictor, source, paths, cfg, row, notes, cautions, with_truth, out_dir)
+        _segment(predictor, source, paths, cfg, row, notes, cautions, with_truth, out_dir, write_page)
     except DiskFullError:  # every later write would fail too: stop the run with one line
         _remove_new_outputs(paths, existed)
         raise
@@ -131,7 +135,7 @@ def segment_scan(
 
 def _segment(
     predictor: Any, source: Source, paths: OutputPaths, cfg: InferConfig, row: Row, notes: list[str],
-    cautions: list[str], with_truth: bool, out_dir: Path | None,
+    cautions: list[str], with_truth: bool, out_dir: Path | None, write_page: PageWriter | None,
 ) -> None:  # fmt: skip
     """The steps of :func:`segment_scan`, filling ``row``, ``notes`` and ``cautions``; raises on failure."""
     scan, slices = _read(predictor, source, cfg, row, cautions)
@@ -149,8 +153,8 @@ def _segment(
     )
     if with_truth:
         _score(source, scan, mask, row, notes)
-    if cfg.report and out_dir is not None:
-        _write_page(out_dir, row, notes, cautions, slices, mask, scan)
+    if cfg.report and out_dir is not None and write_page is not None:
+        _write_page(write_page, out_dir, row, notes, cautions, slices, mask, scan)
     write_overlay(paths.overlay, slices, mask, slice_names(scan))  # last: marks a complete scan
 
 
@@ -187,12 +191,13 @@ def _score(source: Source, scan: Scan, mask: np.ndarray, row: Row, notes: list[s
 
 
 def _write_page(
-    out_dir: Path, row: Row, notes: list[str], cautions: list[str], slices: np.ndarray, mask: np.ndarray, scan: Scan
-) -> None:
+    write_page: PageWriter, out_dir: Path, row: Row, notes: list[str], cautions: list[str], slices: np.ndarray,
+    mask: np.ndarray, scan: Scan,
+) -> None:  # fmt: skip
     """The scan's report page; a page that cannot be drawn is a note, not a failure."""
     try:
-        write_scan_page(out_dir, {**row, "message": "; ".join(notes), "warnings": "; ".join(cautions)},
-                        slices, mask, slice_names(scan))  # fmt: skip
+        write_page(out_dir, {**row, "message": "; ".join(notes), "warnings": "; ".join(cautions)},
+                   slices, mask, slice_names(scan))  # fmt: skip
     except Exception as exc:  # a page that cannot be drawn does not fail the segmentation
         notes.append(f"report page: {one_line(exc)}")
 
