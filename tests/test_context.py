@@ -10,7 +10,7 @@ import torch
 from untrained import tiny_config
 
 from mri_seg.config import AugmentConfig, InferConfig, load_config
-from mri_seg.data.augment import ReplaceWithFlair, _geometric, _intensity, build_augmentation
+from mri_seg.data.augment import ReplaceWithFlair, _geometric, _intensity
 from mri_seg.data.dataset import build_dataset
 from mri_seg.inference.predictor import Predictor
 from mri_seg.io.images import read_slice
