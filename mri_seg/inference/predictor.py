@@ -3,15 +3,16 @@
 A :class:`Predictor` repeats the training preprocessing exactly, with the functions the
 training dataset uses (:mod:`mri_seg.preprocess`): resize by the checkpoint's ``data.scale``
 (:func:`~mri_seg.preprocess.resize_image`: ``INTER_AREA``, in the input's dtype, size
-rounded to the nearest pixel), then the checkpoint's normalisation. Every batch then goes through MONAI's ``sliding_window_inference``
-(tile = the training slice size unless ``infer.tile_size`` says otherwise, gaussian
-blending, ``infer.tile_batch`` tiles per forward pass): a slice no larger than the
-tile is one zero-padded window (0 is the normalised background) cropped back, a
-larger one is tiled and stitched on the CPU, so a 4096x4096 slice never holds more
-than ``tile_batch`` tiles of activations on the device. Probabilities are resized back
-to the input size (``INTER_LINEAR``). Optional flip TTA averages the horizontally
-flipped pass; :meth:`Predictor.iter_passes` / ``predict_volume(..., return_passes=True)``
-give the passes separately (for the review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
+rounded to the nearest pixel), then the checkpoint's normalisation. Every batch then goes
+through MONAI's ``sliding_window_inference`` (tile = the training slice size unless
+``infer.tile_size`` says otherwise, gaussian blending, ``infer.tile_batch`` tiles per
+forward pass): a slice no larger than the tile is one zero-padded window (0 is the
+normalised background) cropped back, a larger one is tiled and stitched on the CPU, so a
+4096x4096 slice never holds more than ``tile_batch`` tiles of activations on the device.
+Probabilities are resized back to the input size (``INTER_LINEAR``). Optional flip TTA
+averages the horizontally flipped pass; :meth:`Predictor.iter_passes` /
+``predict_volume(..., return_passes=True)`` give the passes separately (for the
+review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
 
 2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
 stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.preprocess.stack_context`,
