@@ -35,6 +35,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(1, str(REPO_ROOT / "tests"))  # untrained.py: the tests' untrained checkpoints
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
@@ -77,9 +78,10 @@ def peak_rss_mb() -> float:
 
 
 def load_predictor(args: argparse.Namespace):
+    from untrained import write_untrained_checkpoint
+
     from mri_seg.config import InferConfig, load_config
     from mri_seg.inference.predictor import Predictor
-    from mri_seg.inference.testing import write_untrained_checkpoint
 
     infer_cfg = InferConfig(tile_batch=args.tile_batch, overlap=args.overlap)
     if args.checkpoint:

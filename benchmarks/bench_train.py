@@ -25,9 +25,10 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from mri_seg.config import Config, load_config
-from mri_seg.data.dataset import build_dataset, scaled_size
+from mri_seg.data.dataset import build_dataset
 from mri_seg.losses import build_loss
 from mri_seg.models import build_model
+from mri_seg.preprocess import scaled_size
 from mri_seg.training.optim import build_optimizer
 from mri_seg.training.runtime import make_precision, resolve_device, worker_init_fn
 

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+from reliability_helpers import read_only_dir
+from untrained import tiny_config, write_untrained_checkpoint
 
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.pipelines import infer, prepare, split
 from mri_seg.pipelines._cli import run_main
-from reliability_helpers import read_only_dir
 
 
 @pytest.fixture(scope="module")

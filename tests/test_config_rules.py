@@ -49,9 +49,9 @@ def test_setting_copies_a_list_default_per_instance():
 def test_name_lists_have_one_home_that_the_implementing_modules_use():
     """Each list of names a key may take is declared once (mri_seg.config.names); the modules that
     implement the names use that very object, so the rule and the code cannot disagree."""
-    from mri_seg import evaluation, losses
+    from mri_seg import evaluation, losses, preprocess
     from mri_seg.config import names
-    from mri_seg.data import manifest, normalize
+    from mri_seg.data import manifest
     from mri_seg.io import sequences
     from mri_seg.models import factory
     from mri_seg.training import checkpoint, optim
@@ -59,7 +59,7 @@ def test_name_lists_have_one_home_that_the_implementing_modules_use():
 
     assert losses.LOSSES is names.LOSSES
     assert factory.ARCHITECTURES is names.ARCHITECTURES
-    assert normalize.METHODS is names.NORMALISATION_METHODS
+    assert preprocess.NORMALISATIONS is names.NORMALISATION_METHODS
     assert evaluation.INPUT_SEQUENCES is names.INPUT_SEQUENCES
     assert optim.SCHEDULERS is names.SCHEDULERS
     assert checkpoint.SHIP_CHOICES is names.SHIP_CHOICES

@@ -7,16 +7,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from untrained import tiny_config
 
 from mri_seg.config import AugmentConfig, InferConfig, load_config
-from mri_seg.data.augment import ReplaceWithFlair, _geometric, _intensity, build_augmentation
-from mri_seg.data.context import channels_per_slice, check_input_channels, context_indices, stack_context
-from mri_seg.data.dataset import build_dataset, resize_pair
-from mri_seg.data.kaggle_lgg import read_slice
-from mri_seg.data.normalize import normalise_image, volume_stats
+from mri_seg.data.augment import ReplaceWithFlair, _geometric, _intensity
+from mri_seg.data.dataset import build_dataset
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config
+from mri_seg.io.images import read_slice
 from mri_seg.models import build_model
+from mri_seg.preprocess import (
+    channels_per_slice,
+    check_input_channels,
+    context_indices,
+    normalise_image,
+    resize_pair,
+    stack_context,
+    volume_stats,
+)
 
 
 def _volume(depth: int = 4, size: int = 6, channels: int = 3) -> np.ndarray:

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from mri_seg.config import load_config
-from mri_seg.data.dataset import SliceDataset, build_dataset, resize_pair, scaled_size
+from mri_seg.data.dataset import SliceDataset, build_dataset
 from mri_seg.data.manifest import MANIFEST_COLUMNS, read_splits
-from mri_seg.data.normalize import normalise_image
+from mri_seg.preprocess import normalise_image, resize_pair, scaled_size
 from mri_seg.training.samplers import DistributedWeightedSampler, build_train_sampler, oversample_weights
 
 

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from reliability_helpers import temp_leftovers, tiny_tmpfs
+from untrained import tiny_config, write_untrained_checkpoint
 
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.pipelines import infer, prepare
 from mri_seg.pipelines._cli import run_main
 from mri_seg.utils import atomic
 from mri_seg.utils.atomic import DiskFullError, atomic_write_text
-from reliability_helpers import temp_leftovers, tiny_tmpfs
 
 
 def _full_disk_for(monkeypatch, pattern: str) -> None:

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.config import InferConfig
 from mri_seg.inference.predictor import EnsembleError, Predictor
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.pipelines import evaluate
 from mri_seg.pipelines._cli import run_main

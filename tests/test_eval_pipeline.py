@@ -70,7 +70,7 @@ class _Parser(HTMLParser):
 
 
 def _checkpoint(run_dir: Path) -> Path:
-    from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
+    from untrained import tiny_config, write_untrained_checkpoint
 
     cfg = tiny_config(scale=0.5)
     cfg.eval.bootstrap_samples = 100

@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 import tifffile
 import yaml
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.config import InferConfig
-from mri_seg.inference.postprocess import postprocess
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
-from mri_seg.training.checkpoint import file_sha256
 from mri_seg.metrics import dice_score
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.infer import main
+from mri_seg.postprocess import postprocess
+from mri_seg.training.checkpoint import file_sha256
 
 PATIENT = "TCGA_AB_1234_20000101"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -391,7 +391,7 @@ def test_single_file_input_never_overwrites_its_neighbours(tmp_path, ckpt):
 
 
 def test_overlay_draws_the_contour_and_montage_picks_tumour_slices():
-    from mri_seg.inference.overlay import CONTOUR_BGR, make_overlay, montage_indices
+    from mri_seg.io.overlay import CONTOUR_BGR, make_overlay, montage_indices
 
     mask = np.zeros((12, 40, 40), bool)
     for k, area in {2: 4, 5: 30, 9: 12}.items():

@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.inference.sharding import Shard, shard_from_env
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.pipelines.infer import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from nibabel.orientations import axcodes2ornt, ornt_transform
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.config import InferConfig
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io import cases
 from mri_seg.io.options import ReadOptions
 from mri_seg.io.orientation import STACKED_SLICES_AXCODES, TRAINING_AXCODES, axcodes_affine

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -10,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from mri_seg.data.kaggle_lgg import read_slice as read_training_slice
 from mri_seg.io import images, kaggle, nifti
+from mri_seg.io.images import read_slice as read_training_slice
 from mri_seg.io.registry import discover, file_type_of, output_paths, read_source, read_truth, write_outputs
 from mri_seg.io.scan import ChannelWarning, ScanError, to_model_channels
 
@@ -43,7 +42,7 @@ def test_image_read_matches_cv2_imread_bgr_order(tmp_path, ext, fmt):
     cv2.imwrite(str(path), rgb)
     scan = read_source(discover(path).sources[0])
     assert scan.format == fmt and scan.array.shape == (300, 257, 3)
-    # same call as mri_seg.data.kaggle_lgg.read_slice, so the same channel order as training
+    # same call as mri_seg.io.images.read_slice, so the same channel order as training
     assert np.array_equal(scan.array, cv2.imread(str(path), cv2.IMREAD_UNCHANGED))
 
 

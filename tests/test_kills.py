@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
-from mri_seg.utils.lock import LOCK_NAME
 from reliability_helpers import run_stage, temp_leftovers
+from untrained import tiny_config, write_untrained_checkpoint
+
+from mri_seg.utils.lock import LOCK_NAME
 
 KILLED = -signal.SIGKILL
 

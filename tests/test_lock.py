@@ -14,12 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from reliability_helpers import env
+from untrained import tiny_config, write_untrained_checkpoint
 
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.pipelines import cv, evaluate, infer, prepare, run, split, train
 from mri_seg.pipelines._cli import run_main
 from mri_seg.utils.lock import LOCK_NAME, LockError, folder_lock, holder
-from reliability_helpers import env
 
 HOLD = "import sys, time; from mri_seg.utils.lock import folder_lock\n" \
        "with folder_lock(sys.argv[1], 'mri_seg prepare --run-dir ' + sys.argv[1]):\n" \

@@ -182,8 +182,9 @@ VARIANTS = [
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={v[k]}" for k in v))
 def test_every_variant_has_finite_gradients_and_trains_one_step(variant):
+    from untrained import tiny_config
+
     from mri_seg.models import build_model
-    from mri_seg.inference.testing import tiny_config
 
     loss = build_loss(TrainConfig(**variant))
     mask = _square_mask(n=2)

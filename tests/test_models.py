@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from untrained import tiny_config
 
 from mri_seg.config import Config, ModelConfig, config_to_dict
-from mri_seg.data.normalize import normalisation_spec
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config
 from mri_seg.losses import build_loss
 from mri_seg.models import ARCHITECTURES, build_model, size_divisor
+from mri_seg.preprocess import normalisation_spec
 from mri_seg.training.checkpoint import save_checkpoint
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from untrained import tiny_config
 
 from mri_seg.config import InferConfig, load_config
-from mri_seg.data.augment import FLAIR_CHANNEL
-from mri_seg.data.dataset import build_dataset, resize_pair
-from mri_seg.data.kaggle_lgg import read_slice
-from mri_seg.data.normalize import normalisation_spec, normalise_image, volume_stats
+from mri_seg.data.dataset import build_dataset
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config
+from mri_seg.io.images import read_slice
+from mri_seg.io.sequences import FLAIR_CHANNEL
 from mri_seg.models import build_model
+from mri_seg.preprocess import normalisation_spec, normalise_image, resize_pair, volume_stats
 
 
 def _two_slices() -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 from mri_seg.config import PostprocessConfig
 from mri_seg.evaluation.core import EvalOptions, binarise
-from mri_seg.inference.postprocess import apply_postprocess, filter_components_3d, postprocess
+from mri_seg.postprocess import apply_postprocess, filter_components_3d, postprocess
 
 
 def _volume() -> np.ndarray:
@@ -88,8 +88,8 @@ def test_evaluation_and_inference_read_the_same_settings():
 
 def test_batch_inference_filters_3d_components_of_the_whole_scan(synthetic_dir, tmp_path):
     import cv2
+    from untrained import tiny_config, write_untrained_checkpoint
 
-    from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
     from mri_seg.pipelines.infer import main as infer_main
 
     ckpt = write_untrained_checkpoint(tmp_path / "ckpt.pt", tiny_config(scale=0.5), seed=3)

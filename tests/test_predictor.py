@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.config import InferConfig, load_config
 from mri_seg.data.dataset import build_dataset
-from mri_seg.inference.postprocess import postprocess
 from mri_seg.inference.predictor import Predictor, windows_per_slice
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io.registry import discover, read_source
 from mri_seg.io.scan import ChannelWarning, ScanError
 from mri_seg.models import build_model
+from mri_seg.postprocess import postprocess
 
 
 class LocalNet(torch.nn.Module):

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from mri_seg.config import load_config
-from mri_seg.data.kaggle_lgg import DatasetError, find_patients_root, prepare_dataset, read_mask, read_slice
+from mri_seg.data.kaggle_lgg import DatasetError, find_patients_root, prepare_dataset
 from mri_seg.data.manifest import MANIFEST_COLUMNS, read_manifest
 from mri_seg.data.synthetic import DATA_CSV_COLUMNS, generate_dataset
+from mri_seg.io.images import read_mask, read_slice
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("manifest.csv", "patients.csv", "prepare_report.json")

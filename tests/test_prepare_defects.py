@@ -292,7 +292,7 @@ def test_strict_failure_lists_everything_writes_report_and_no_manifest(data, tmp
 
 def test_tiff_suffix_is_read_by_prepare_and_infer_alike(data, tmp_path):
     """One file-name pattern and one slice reader: a patient stored as .tiff is prepared and inferred."""
-    from mri_seg.data.kaggle_lgg import read_slice
+    from mri_seg.io.images import read_slice
     from mri_seg.io.registry import discover, read_source
 
     p = patients(data)[0]

@@ -24,13 +24,13 @@ import pytest
 import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from untrained import tiny_config, write_untrained_checkpoint
 
 from mri_seg.config import InferConfig
-from mri_seg.inference.postprocess import postprocess
 from mri_seg.inference.predictor import Predictor
-from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.io.registry import discover, read_source
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
+from mri_seg.postprocess import postprocess
 
 _COMMON = dict(deadline=None, derandomize=True, database=None, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip

@@ -12,8 +12,9 @@ import pytest
 import tifffile
 
 from mri_seg.config import load_config
-from mri_seg.data.kaggle_lgg import PATIENT_RE, prepare_dataset, read_mask, read_slice
+from mri_seg.data.kaggle_lgg import PATIENT_RE, prepare_dataset
 from mri_seg.data.synthetic import DATA_CSV_COLUMNS, INSTITUTIONS, generate_dataset
+from mri_seg.io.images import read_mask, read_slice
 from mri_seg.pipelines import synthesize
 
 

@@ -76,8 +76,8 @@ def test_25d_model_trains_and_is_evaluated_and_inferred_on_whole_volumes(synthet
     """data.context_slices=1: training, evaluation and batch inference all stack the same neighbours."""
     import cv2
 
-    from mri_seg.data.kaggle_lgg import read_slice
     from mri_seg.evaluation.core import as_volume_fn, iter_run_cases
+    from mri_seg.io.images import read_slice
     from mri_seg.pipelines.infer import main as infer_main
 
     run = fresh_run(synthetic_run, tmp_path / "run")
@@ -109,7 +109,6 @@ def test_25d_model_trains_and_is_evaluated_and_inferred_on_whole_volumes(synthet
 
 @pytest.mark.slow
 def test_wrong_in_channels_for_25d_is_one_clear_error(synthetic_run, tmp_path):
-    from mri_seg.pipelines.train import main as train_main
 
     run = fresh_run(synthetic_run, tmp_path / "run")
     with pytest.raises(TrainingError, match=r"model.in_channels=3 does not match .* = 9; set model.in_channels=9"):

@@ -36,8 +36,7 @@ import cv2
 import numpy as np
 
 from mri_seg.config import AugmentConfig
-
-FLAIR_CHANNEL = 1  # Kaggle order pre-contrast, FLAIR, post-contrast: FLAIR is the middle channel either way
+from mri_seg.io.sequences import FLAIR_CHANNEL
 
 
 class ReplaceWithFlair(A.ImageOnlyTransform):

@@ -1,21 +1,23 @@
 """Torch dataset of manifest slices: read (cv2) -> resize by data.scale -> augment (uint8) -> normalise.
 
-Order and why:
+Order and why (every step but reading and augmenting is a function of :mod:`mri_seg.preprocess`,
+the preprocessing the predictor runs too):
 
-1. read the uint8 slice and mask (``kaggle_lgg.read_slice`` / ``read_mask``, cv2);
-2. resize by ``data.scale`` (``INTER_AREA`` for images, ``INTER_NEAREST`` for masks);
+1. read the uint8 slice and mask (:func:`mri_seg.io.images.read_slice` / ``read_mask``, cv2);
+2. resize by ``data.scale`` (:func:`~mri_seg.preprocess.resize_pair`: ``INTER_AREA`` for
+   images, ``INTER_NEAREST`` for masks);
    with ``data.cache_in_memory`` the *resized* uint8 arrays are cached once, up front
    (workers forked later share them copy-on-write);
 3. augment the uint8 image jointly with the mask (albumentations' intensity transforms
    are defined on uint8);
-4. normalise with :func:`mri_seg.data.normalize.normalise_image` -- last, so the model
+4. normalise with :func:`mri_seg.preprocess.normalise_image` -- last, so the model
    always sees exactly what inference computes from an un-augmented image
    (``zscore_volume``: with the patient's statistics, computed once over its resized
-   slices by :func:`mri_seg.data.normalize.volume_stats`, as inference does per scan).
+   slices by :func:`mri_seg.preprocess.volume_stats`, as inference does per scan).
 
 2.5D (``data.context_slices = k > 0``): step 3 starts from the slice stacked with its
 ``k`` neighbours on either side (same patient, slice_index order, end slices replicated)
-by :func:`mri_seg.data.context.stack_context` -- the function inference uses -- read from
+by :func:`mri_seg.preprocess.stack_context` -- the function inference uses -- read from
 the cache; augmentation then moves all stacked channels together, and the mask is the
 centre slice's.
 
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -37,23 +38,17 @@ from tqdm import tqdm
 
 from mri_seg.config import Config
 from mri_seg.data.augment import Augmenter, build_augmentation
-from mri_seg.data.context import channels_per_slice, stack_context
-from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import manifest_for_split
-from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
-from mri_seg.data.scale import scaled_size
-
-
-def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a uint8 image (area) and its mask (nearest) by ``scale``; identity at 1.0."""
-    if scale == 1.0:
-        return image, mask
-    h, w = scaled_size(image.shape[0], image.shape[1], scale)
-    img = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-    if img.ndim == 2:
-        img = img[:, :, None]
-    msk = cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
-    return img, msk
+from mri_seg.io.images import read_mask, read_slice
+from mri_seg.preprocess import (
+    VOLUME_NORMALISATIONS,
+    channels_per_slice,
+    check_normalisation,
+    normalise_image,
+    resize_pair,
+    stack_context,
+    volume_stats,
+)
 
 
 class SliceDataset(Dataset):
@@ -83,11 +78,11 @@ class SliceDataset(Dataset):
         self._volume_of = self._patient_ranges()
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._native: list[np.ndarray] | None = None
-        check_method(normalisation)  # fail early on an unknown method
+        check_normalisation(normalisation)  # fail early on an unknown method
         if cache_in_memory or keep_native_masks:
             self._fill_cache(cache_in_memory, keep_native_masks, progress)
         self._stats: dict[int, np.ndarray] = {}  # patient's first row -> 2 x C volume (mean, std)
-        if normalisation in VOLUME_METHODS:
+        if normalisation in VOLUME_NORMALISATIONS:
             for start, stop in dict.fromkeys(self._volume_of):
                 self._stats[start] = volume_stats(self.raw(j)[0] for j in range(start, stop))
 
@@ -166,7 +161,7 @@ class SliceDataset(Dataset):
         a FLAIR-only scan computes them from the replicated FLAIR); 2.5D stacks repeat them
         per stacked slice.
         """
-        if self.normalisation not in VOLUME_METHODS:
+        if self.normalisation not in VOLUME_NORMALISATIONS:
             return None
         stats = self._stats[self._volume_of[i][0]].copy()
         for c in replaced or []:

@@ -21,8 +21,8 @@ import cv2
 import nibabel as nib
 import numpy as np
 
-from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.synthetic import generate_dataset
+from mri_seg.io.images import read_mask, read_slice
 from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
 
 NIFTI_VOXEL_MM = (0.9375, 0.9375, 3.0)

@@ -21,7 +21,9 @@ Slices are decoded by the one image reader, :func:`mri_seg.io.images.decode_imag
 (OpenCV's ``IMREAD_UNCHANGED``, BGR order of the file's RGB samples: 0 post-contrast,
 1 FLAIR, 2 pre-contrast for the Kaggle files), and slice file names parsed by the one
 pattern, :func:`mri_seg.io.kaggle.parse_kaggle_name` (``.tif`` and ``.tiff``): prepare,
-training, evaluation and inference all read through the same calls.
+training, evaluation and inference all read through the same calls (training and evaluation
+read a prepared slice and its mask with :func:`mri_seg.io.images.read_slice` / ``read_mask``,
+whose rules are the ones checked here: 3-channel uint8 images, 1-channel masks).
 """
 
 from __future__ import annotations
@@ -115,26 +117,6 @@ def _imread(path: str | Path) -> np.ndarray | None:
         return None
 
 
-def read_slice(path: str | Path) -> np.ndarray:
-    """An ``H x W x 3`` uint8 slice, channels in cv2 order; ValueError naming the file otherwise."""
-    image = _imread(path)
-    if image is None:
-        raise ValueError(f"{path}: unreadable image (missing, truncated or not an image)")
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{path}: expected an H x W x 3 uint8 image, got {image.dtype} {image.shape}")
-    return image
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """An ``H x W`` bool mask (any non-zero pixel is tumour); ValueError naming the file otherwise."""
-    mask = _imread(path)
-    if mask is None:
-        raise ValueError(f"{path}: unreadable mask (missing, truncated or not an image)")
-    if mask.ndim != 2:
-        raise ValueError(f"{path}: expected a 1-channel mask, got shape {mask.shape}")
-    return mask > 0
-
-
 # ----------------------------------------------------------------------------- folder layout
 
 
@@ -192,7 +174,6 @@ def _scan_folder(folder: Path, problems: list[Problem]) -> _Folder:
     """Pair images with masks by slice number; naming and pairing defects become problems."""
     pid = folder.name
     inst = PATIENT_RE.match(pid).group(1)
-    name_re = re.compile(rf"^{re.escape(pid)}_(\d+)(_mask)?\.tiff?$", re.IGNORECASE)
     try:
         files = sorted(p for p in folder.iterdir() if not _is_stray(p))
     except OSError as exc:  # unreadable folder: reported, the other patients go on

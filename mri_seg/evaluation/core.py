@@ -13,7 +13,7 @@ figure for FLAIR-only input is measured on the same patients.
 Postprocessing options act only through their mechanism: ``threshold`` binarises the
 probability map, ``min_component_pixels`` removes small connected components per slice,
 ``min_component_voxels`` / ``largest_only`` filter 3D components of the patient's stacked
-volume (all via :func:`mri_seg.inference.postprocess.apply_postprocess`), ``tta_flip`` is applied
+volume (all via :func:`mri_seg.postprocess.apply_postprocess`), ``tta_flip`` is applied
 by the predictor when it computes the probabilities (it is recorded here).
 """
 
@@ -29,11 +29,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mri_seg.config import Config, EvalConfig, PostprocessConfig, ReviewConfig
-from mri_seg.data.kaggle_lgg import read_mask, read_slice
 from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.evaluation import INPUT_SEQUENCES
-from mri_seg.inference.postprocess import apply_postprocess
+from mri_seg.io.images import read_mask, read_slice
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
+from mri_seg.postprocess import apply_postprocess
 from mri_seg.reports.shape import prefixed_shape_features
 from mri_seg.uncertainty import review_summary, scan_uncertainty
 

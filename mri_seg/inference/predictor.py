@@ -1,20 +1,21 @@
 """Slice -> tumour probability map, for any slice size, with bounded memory.
 
-A :class:`Predictor` repeats the training preprocessing exactly (as in
-:mod:`mri_seg.data.dataset`): resize by the checkpoint's ``data.scale`` (``INTER_AREA``,
-in the input's dtype, size rounded to the nearest pixel), then the checkpoint's
-normalisation. Every batch then goes through MONAI's ``sliding_window_inference``
-(tile = the training slice size unless ``infer.tile_size`` says otherwise, gaussian
-blending, ``infer.tile_batch`` tiles per forward pass): a slice no larger than the
-tile is one zero-padded window (0 is the normalised background) cropped back, a
-larger one is tiled and stitched on the CPU, so a 4096x4096 slice never holds more
-than ``tile_batch`` tiles of activations on the device. Probabilities are resized back
-to the input size (``INTER_LINEAR``). Optional flip TTA averages the horizontally
-flipped pass; :meth:`Predictor.iter_passes` / ``predict_volume(..., return_passes=True)``
-give the passes separately (for the review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
+A :class:`Predictor` repeats the training preprocessing exactly, with the functions the
+training dataset uses (:mod:`mri_seg.preprocess`): resize by the checkpoint's ``data.scale``
+(:func:`~mri_seg.preprocess.resize_image`: ``INTER_AREA``, in the input's dtype, size
+rounded to the nearest pixel), then the checkpoint's normalisation. Every batch then goes
+through MONAI's ``sliding_window_inference`` (tile = the training slice size unless
+``infer.tile_size`` says otherwise, gaussian blending, ``infer.tile_batch`` tiles per
+forward pass): a slice no larger than the tile is one zero-padded window (0 is the
+normalised background) cropped back, a larger one is tiled and stitched on the CPU, so a
+4096x4096 slice never holds more than ``tile_batch`` tiles of activations on the device.
+Probabilities are resized back to the input size (``INTER_LINEAR``). Optional flip TTA
+averages the horizontally flipped pass; :meth:`Predictor.iter_passes` /
+``predict_volume(..., return_passes=True)`` give the passes separately (for the
+review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
 
 2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
-stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.data.context.stack_context`,
+stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.preprocess.stack_context`,
 the function the training dataset uses, so :meth:`Predictor.predict_volume` must get the
 whole volume in slice order. Images passed one by one (``predict_proba``,
 ``predict_proba_batch``) are 1-slice volumes: their neighbours are themselves. The same
@@ -36,19 +37,25 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
-from mri_seg.data.context import channels_per_slice, stack_context
-from mri_seg.data.normalize import VOLUME_METHODS, check_method, normalise_image, volume_stats
-from mri_seg.data.scale import scaled_size
-from mri_seg.inference.postprocess import to_native_size
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
+from mri_seg.postprocess import to_native_size
+from mri_seg.preprocess import (
+    VOLUME_NORMALISATIONS,
+    channels_per_slice,
+    check_normalisation,
+    normalise_image,
+    resize_image,
+    scaled_size,
+    stack_context,
+    volume_stats,
+)
 from mri_seg.training.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -58,7 +65,6 @@ from mri_seg.training.checkpoint import (
 )
 from mri_seg.utils.device import resolve_device
 
-_CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 # Largest |intensity| accepted: the per-image z-score runs in float32, where squares of
 # values beyond ~1e19 overflow (std = inf turns the slice into zeros, i.e. an empty mask).
 MAX_ABS_INTENSITY = 1e15
@@ -100,6 +106,16 @@ def check_members(states: Sequence[dict], paths: Sequence[Path]) -> None:
                 )
 
 
+def member_record(path: str | Path, state: dict, sha256: str | None = None) -> dict[str, object]:
+    """What summaries record about one ensemble member: its file (resolved), the file's sha256
+    (computed unless given), and the checkpoint's epoch, fold and best metric."""
+    path = Path(path)
+    return {
+        "path": str(path.resolve()), "sha256": sha256 or file_sha256(path), "epoch": state.get("epoch"),
+        "fold": state.get("fold"), "best_metric": state.get("best_metric"),
+    }  # fmt: skip
+
+
 def round_up(value: int, divisor: int) -> int:
     return max(divisor, int(math.ceil(value / divisor)) * divisor)
 
@@ -120,27 +136,6 @@ def _strip_prefixes(state: dict) -> dict:
                 key = key[len(prefix):]
         out[key] = value
     return out
-
-
-def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
-    """``load_state_dict`` with a one-line error when the weights do not fit the architecture.
-
-    (torch lists every missing/unexpected/mis-shaped tensor on dozens of lines.)
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape)]
-    if missing or unexpected or shapes:
-        example = (shapes or missing or unexpected)[0]
-        detail = f"e.g. {example}"
-        if example in shapes:
-            detail += f" is {tuple(weights[example].shape)} in the file, {tuple(own[example].shape)} in the model"
-        raise CheckpointError(
-            f"{path}: weights do not match the model its config describes ({len(missing)} missing, "
-            f"{len(unexpected)} unexpected, {len(shapes)} of another shape; {detail})"
-        )
-    model.load_state_dict(weights)
 
 
 def load_weights(model: torch.nn.Module, weights: dict, path: str | Path) -> None:
@@ -207,7 +202,7 @@ class Predictor:
             raise ValueError(f"infer.tile_batch must be >= 1, got {self.infer_cfg.tile_batch}")
         if self.infer_cfg.blend not in ("gaussian", "constant"):
             raise ValueError(f"infer.blend must be gaussian or constant, got '{self.infer_cfg.blend}'")
-        check_method(normalisation)  # unknown method: fail now
+        check_normalisation(normalisation)  # unknown method: fail now
         models = [model] if isinstance(model, torch.nn.Module) else list(model)
         if not models:
             raise ValueError("a Predictor needs at least one model")
@@ -215,6 +210,7 @@ class Predictor:
         if self.cuda:
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
         self.model = self.models[0]
+        self.checkpoint_path: Path | None = None  # the first member's file
         self.checkpoint_paths: list[Path] = []
         self.checkpoint_sha256: list[str] = []
         self.members: list[dict] = []  # per checkpoint: path, sha256, epoch, fold, best_metric
@@ -232,13 +228,13 @@ class Predictor:
     ) -> "Predictor":
         """An ensemble of one or more checkpoint files (see the module docstring); one file is
         exactly :meth:`from_checkpoint`. Config and normalisation come from the first member."""
-        paths = [Path(p) for p in paths]
-        if not paths:
+        files = [Path(p) for p in paths]
+        if not files:
             raise ValueError("no checkpoint given")
-        states = [load_checkpoint(p, map_location="cpu") for p in paths]
-        check_members(states, paths)
+        states = [load_checkpoint(p, map_location="cpu") for p in files]
+        check_members(states, files)
         configs, models = [], []
-        for path, state in zip(paths, states):
+        for path, state in zip(files, states):
             try:
                 config = checkpoint_config(state)
                 model = build_model(config.model)
@@ -250,15 +246,13 @@ class Predictor:
         config = configs[0]
         method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
         predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:])
-        predictor.checkpoint_path = paths[0]
-        predictor.checkpoint_paths = paths
-        predictor.checkpoint_sha256 = [file_sha256(p) for p in paths]
+        predictor.checkpoint_path = files[0]
+        predictor.checkpoint_paths = files
+        predictor.checkpoint_sha256 = [file_sha256(p) for p in files]
         predictor.sequences = checkpoint_sequences(states[0])
         predictor.members = [
-            {"path": str(p.resolve()), "sha256": sha, "epoch": st.get("epoch"), "fold": st.get("fold"),
-             "best_metric": st.get("best_metric")}
-            for p, sha, st in zip(paths, predictor.checkpoint_sha256, states)
-        ]  # fmt: skip
+            member_record(p, st, sha) for p, sha, st in zip(files, predictor.checkpoint_sha256, states)
+        ]
         return predictor
 
     # ------------------------------------------------------------------ public API
@@ -366,8 +360,12 @@ class Predictor:
         return normalise_image(self._resized(image), self.normalisation, stats)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
-        """Channels checked and adapted, NaN/inf replaced by background (with a warning), resized by
-        ``data.scale`` (input dtype kept where cv2 can)."""
+        """:meth:`_checked`, then resized by ``data.scale`` (input dtype kept where cv2 can)."""
+        return resize_image(self._checked(image), self.scale)
+
+    def _checked(self, image: np.ndarray) -> np.ndarray:
+        """Any input image as ``H x W x C``: channels checked and adapted, NaN/inf replaced by
+        background (with a warning), intensities within what float32 normalisation handles."""
         image = np.asarray(image)
         if image.ndim == 2:
             image = image[:, :, None]
@@ -385,12 +383,6 @@ class Predictor:
                 f"intensities up to {largest:.3g} are beyond what the normalisation can handle in float32 "
                 f"(|value| <= {MAX_ABS_INTENSITY:g}); rescale the scan"
             )
-        if self.scale != 1.0:
-            if image.dtype not in _CV2_RESIZE_DTYPES:
-                image = image.astype(np.float32)
-            h, w = scaled_size(image.shape[0], image.shape[1], self.scale)
-            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            image = image[:, :, None] if image.ndim == 2 else image
         return image
 
     def _restore(self, prob: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -442,7 +434,7 @@ class _PreparedSlices:
         self._memo: dict[int, np.ndarray] = {}
         height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
-        self.volume_method = predictor.normalisation in VOLUME_METHODS
+        self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
         self.stats = None
         if self.volume_method and as_volume and len(slices):
             self.stats = volume_stats(predictor._resized(s) for s in slices)

@@ -27,10 +27,10 @@ import numpy as np
 from mri_seg.io import nifti
 from mri_seg.io.options import ReadOptions
 from mri_seg.io.scan import Scan, ScanError
+from mri_seg.io.sequences import canonical
 
 BRATS_PATTERN = re.compile(r"^(?P<case>.+)_(?P<seq>flair|t1|t1ce|t1gd|t2|seg)\.nii(\.gz)?$", re.IGNORECASE)
 NNUNET_PATTERN = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
-BRATS_SEQUENCES = {"flair": "flair", "t1": "pre", "t1ce": "post", "t1gd": "post", "t2": "t2"}
 TRUTH_KEY = "seg"  # BraTS reference segmentation
 AFFINE_ATOL_MM = 1e-3  # header float rounding; far below any voxel size
 REFERENCE_ORDER = ("flair", "pre", "post", "t2")
@@ -82,7 +82,7 @@ def group_cases(files: list[Path]) -> tuple[list[CaseFiles], list[Path]]:
 def member_names(files: CaseFiles, options: ReadOptions) -> dict[str, Path]:
     """Sequence name -> file (nnU-Net channel numbers mapped by ``infer.nnunet_channels``)."""
     if files.kind == "brats":
-        return {BRATS_SEQUENCES[key]: path for key, path in files.members.items()}
+        return {canonical(key) or key: path for key, path in files.members.items()}  # BraTS keys are sequence aliases
     named = {}
     for key, path in files.members.items():
         channel = int(key)

@@ -1,7 +1,7 @@
 """2D image files (TIFF, PNG, JPEG) read and written with OpenCV.
 
 Channel order: images are read exactly like the training slices
-(``cv2.imread(path, IMREAD_UNCHANGED)`` in :mod:`mri_seg.data.kaggle_lgg`), i.e. a
+(:func:`read_slice`: ``IMREAD_UNCHANGED`` through :func:`decode_image`), i.e. a
 3-channel file comes back in OpenCV's BGR order. The model was trained on that
 order, so every image input goes through the same call and the same order.
 Bytes are read with numpy and decoded with ``cv2.imdecode`` (same decoder, any file
@@ -172,12 +172,34 @@ def read_image(path: str | Path, fmt: str) -> Scan:
     return Scan(path=path, format=fmt, array=image, geometry={"size": image.shape[:2]})
 
 
-def read_mask_image(path: str | Path) -> np.ndarray:
-    """A reference mask image as ``H x W`` bool (any non-zero pixel is tumour)."""
-    image = decode_image(path)
-    if image.ndim == 3:
-        image = image.max(axis=2)
-    return image > 0
+def _decode_as(path: str | Path, what: str) -> np.ndarray:
+    """:func:`decode_image`, its error saying which kind of file could not be read."""
+    try:
+        return decode_image(path)
+    except ScanError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise ScanError(f"{path}: unreadable {what} ({reason})") from exc
+
+
+def read_slice(path: str | Path) -> np.ndarray:
+    """A training slice: ``H x W x 3`` uint8, channels in OpenCV order; ScanError naming the file otherwise."""
+    image = _decode_as(path, "image")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ScanError(f"{path}: expected an H x W x 3 uint8 image, got {image.dtype} {image.shape}")
+    return image
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """A mask file (training label or ``--with-truth`` reference) as ``H x W`` bool: any non-zero pixel is tumour.
+
+    One channel only, as the Kaggle masks (prepare reports other masks as ``mask_channels``
+    defects): a 3-channel file is refused rather than guessed at (a colour overlay saved
+    as ``*_mask.png`` would otherwise read as tumour wherever it is not black).
+    """
+    mask = _decode_as(path, "mask")
+    if mask.ndim != 2:
+        raise ScanError(f"{path}: expected a 1-channel mask, got shape {mask.shape}")
+    return mask > 0
 
 
 def encode(path: Path, image: np.ndarray) -> bytes:

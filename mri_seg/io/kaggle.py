@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mri_seg.io.images import decode_image, read_mask_image
+from mri_seg.io.images import decode_image, read_mask
 from mri_seg.io.scan import Scan, ScanError
 
 # The one Kaggle slice file-name pattern (prepare and infer): <prefix>_<n>[_mask].tif or .tiff
@@ -58,5 +58,5 @@ def read_kaggle_truth(scan: Scan) -> np.ndarray:
         mp = truth_path(p)
         if not mp.is_file():
             raise ScanError(f"{mp}: reference mask missing")
-        masks.append(read_mask_image(mp))
+        masks.append(read_mask(mp))
     return np.stack(masks)

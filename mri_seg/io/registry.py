@@ -299,7 +299,7 @@ def read_truth(source: Source, scan: Scan) -> np.ndarray | None:
         return None
     if source.format in ("nifti", "brats", "nnunet"):
         return nifti.read_nifti_mask(source.truth, scan)
-    mask = images.read_mask_image(source.truth)
+    mask = images.read_mask(source.truth)
     if mask.shape != scan.array.shape[:2]:
         raise ScanError(f"{source.truth}: mask size {mask.shape} != image size {scan.array.shape[:2]}")
     return mask[None]

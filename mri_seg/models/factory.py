@@ -35,6 +35,7 @@ applied by the caller.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from monai.networks.nets import AttentionUnet, DynUNet, SegResNet, UNet
@@ -58,28 +59,24 @@ def _check(cfg: ModelConfig) -> None:
         raise ValueError(f"model.channels and model.strides must be >= 1, got {cfg.channels}, {cfg.strides}")
 
 
+def _unet_args(cfg: ModelConfig) -> dict[str, Any]:
+    """The arguments MONAI's UNet and AttentionUnet share."""
+    return {
+        "spatial_dims": 2,
+        "in_channels": cfg.in_channels,
+        "out_channels": cfg.out_channels,
+        "channels": tuple(cfg.channels),
+        "strides": tuple(cfg.strides),
+        "dropout": cfg.dropout,
+    }
+
+
 def _unet(cfg: ModelConfig) -> torch.nn.Module:
-    return UNet(
-        spatial_dims=2,
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_channels,
-        channels=tuple(cfg.channels),
-        strides=tuple(cfg.strides),
-        num_res_units=cfg.num_res_units,
-        norm=cfg.norm,
-        dropout=cfg.dropout,
-    )
+    return UNet(**_unet_args(cfg), num_res_units=cfg.num_res_units, norm=cfg.norm)
 
 
 def _attention_unet(cfg: ModelConfig) -> torch.nn.Module:
-    return AttentionUnet(
-        spatial_dims=2,
-        in_channels=cfg.in_channels,
-        out_channels=cfg.out_channels,
-        channels=tuple(cfg.channels),
-        strides=tuple(cfg.strides),
-        dropout=cfg.dropout,
-    )
+    return AttentionUnet(**_unet_args(cfg))
 
 
 def segresnet_blocks(cfg: ModelConfig) -> tuple[int, ...]:

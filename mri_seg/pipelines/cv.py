@@ -26,7 +26,6 @@ from pathlib import Path
 
 from mri_seg.config import Config
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
-from mri_seg.utils.paths import require_dir, require_writable_dir
 from mri_seg.pipelines.evaluate import (
     USER_SECTIONS,
     add_eval_options,
@@ -35,6 +34,7 @@ from mri_seg.pipelines.evaluate import (
     eval_output_dir,
     resolve_config,
 )
+from mri_seg.utils.paths import require_dir, require_writable_dir
 
 TITLE = "mri_seg cross-validation (out-of-fold)"
 
@@ -82,10 +82,10 @@ def _cv(args: argparse.Namespace) -> int:
     from mri_seg.data.manifest import FoldError
     from mri_seg.evaluation.core import EvalOptions
     from mri_seg.evaluation.cross_validation import SPLIT_NAME, FoldModel, OutOfFoldError, evaluate_out_of_fold
-    from mri_seg.inference.predictor import Predictor
+    from mri_seg.inference.predictor import Predictor, member_record
     from mri_seg.reports.outputs import write_eval_outputs
     from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
-    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, file_sha256, load_checkpoint
+    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
     from mri_seg.utils.provenance import provenance
 
     run_dir: Path = args.run_dir
@@ -128,11 +128,9 @@ def _cv(args: argparse.Namespace) -> int:
         result = evaluate_out_of_fold(run_dir, models, cfg, options, progress=not args.no_progress, on_case=on_case)
     except (OutOfFoldError, ValueError) as exc:
         raise StageError(str(exc)) from exc
-    result.summary["checkpoints"] = [
-        {"fold": fold, "path": str(path.resolve()), "sha256": file_sha256(path), "epoch": states[fold].get("epoch"),
-         "best_metric": states[fold].get("best_metric")}
-        for fold, path in paths.items()
-    ]  # fmt: skip
+    result.summary["checkpoints"] = [  # fold first, then the member record (its fold is the same)
+        {"fold": fold, **member_record(path, states[fold])} for fold, path in paths.items()
+    ]
     result.summary["threshold_source"] = "config"
     result.summary["device"] = args.device
     result.summary["provenance"] = provenance()

@@ -34,12 +34,24 @@ import sys
 from pathlib import Path
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
-from mri_seg.inference.batch import InferError, plan_batch, read_options, run_batch, summarise
+from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
+from mri_seg.inference.folder import Report, run_folder
+from mri_seg.inference.journal import status_counts
+from mri_seg.inference.plan import InferError, plan_folder
+from mri_seg.inference.segment import read_options
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
-from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
 from mri_seg.pipelines.evaluate import add_checkpoint_args
+from mri_seg.reports import inference_report
 from mri_seg.utils.paths import require_input, require_writable_dir
+
+
+def _page_path(out_dir: Path, rel: str) -> Path:
+    return out_dir / inference_report.ASSETS_DIR / f"{inference_report.scan_key(rel)}.html"
+
+
+# The folder inference's viewer pages (infer.report), rendered by mri_seg.reports.
+REPORT = Report(_page_path, inference_report.write_scan_page, inference_report.write_inference_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     require_writable_dir(args.output, "output folder")
     shard = shard_from_env()
     try:
-        plan = plan_batch(args.input, args.output)
+        plan = plan_folder(args.input, args.output, reserved=(inference_report.REPORT_FILE,))
     except InferError as exc:
         raise StageError(str(exc)) from exc
 
@@ -134,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         if shard.is_main:
             args.output.mkdir(parents=True, exist_ok=True)
             save_resolved_config(resolved_config(predictor.config, cfg), args.output, "infer")
-        rows = run_batch(
-            predictor, plan, cfg.infer, with_truth=args.with_truth, shard=shard, progress=not args.no_progress
+        rows = run_folder(
+            predictor, plan, cfg.infer, with_truth=args.with_truth, shard=shard, progress=not args.no_progress,
+            report=REPORT,
         )
-    counts = summarise(rows)
+    counts = status_counts(rows)
     if shard.distributed:
         print(f"infer[rank {shard.rank}/{shard.world_size}]: {len(shard.take(plan.scans))} scans", file=sys.stderr)
     if not shard.is_main:

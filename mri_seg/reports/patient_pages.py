@@ -22,7 +22,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from mri_seg.reports.html import PATIENT_TABLE_COLUMNS, _fmt, _table
+from mri_seg.reports.html import PATIENT_TABLE_COLUMNS, _fmt
 from mri_seg.reports.slice_images import DEFAULT_MAX_SIDE, volume_window, write_slice_pictures
 from mri_seg.reports.viewer import LEGEND, ViewerSlice, page, viewer_html
 from mri_seg.uncertainty import COLUMNS as UNCERTAINTY_COLUMNS

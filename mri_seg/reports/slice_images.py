@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mri_seg.inference.overlay import to_gray8
+from mri_seg.io.overlay import to_gray8
 from mri_seg.utils.atomic import atomic_write_bytes
 
 TRUTH_RGBA = (0, 224, 0, 255)  # green (plots.TRUE_COLOUR)

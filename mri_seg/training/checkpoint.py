@@ -9,7 +9,7 @@ A checkpoint is a plain dict of tensors and primitives (no pickled objects), so
     scaler           GradScaler state_dict (or None)
     epoch            last completed epoch (1-based)
     config           full resolved config as a dict (see mri_seg.config.config_to_dict)
-    normalisation    {"method": ...} (see mri_seg.data.normalize)
+    normalisation    {"method": ...} (see mri_seg.preprocess)
     metrics          {"val_patient_dice_mean": ..., ...}
     best_metric      best mean val patient Dice so far
     data_hash        sha256 of manifest.csv + splits.csv the model was trained on

@@ -47,13 +47,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config, stage_params
-from mri_seg.data.context import channels_per_slice, check_input_channels
 from mri_seg.data.dataset import SliceDataset, build_dataset, dataset_from_frame
-from mri_seg.data.scale import scaled_size
 from mri_seg.data.manifest import MANIFEST_FILE, SPLITS_FILE, FoldError, fold_patients, manifest_for_patients
-from mri_seg.data.normalize import normalisation_spec
 from mri_seg.losses import build_loss
 from mri_seg.models import build_model, size_divisor
+from mri_seg.preprocess import channels_per_slice, check_input_channels, normalisation_spec, scaled_size
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
 from mri_seg.training.optim import (
@@ -78,7 +76,6 @@ from mri_seg.training.runtime import (
 )
 from mri_seg.training.samplers import build_train_sampler
 from mri_seg.training.validate import validate
-
 
 
 class TrainingError(ValueError):

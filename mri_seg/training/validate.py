@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mri_seg.data.dataset import SliceDataset
-from mri_seg.inference.postprocess import postprocess, to_native_size
+from mri_seg.postprocess import postprocess, to_native_size
 from mri_seg.training.distributed import DistContext, all_reduce_sum
 from mri_seg.training.runtime import Precision
 

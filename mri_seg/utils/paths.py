@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-
 
 from mri_seg.errors import PathError
 
@@ -38,46 +38,58 @@ def _stat(path: Path, what: str) -> os.stat_result | None:
         raise PathError(f"{what} {path} cannot be used ({_reason(exc)})") from None
 
 
-def require_dir(path: str | Path, what: str) -> Path:
-    """An existing, readable folder."""
-    path = Path(path)
+def _existing(path: Path, what: str) -> os.stat_result:
+    """``stat`` of a path that must exist (:class:`PathError` "not found" otherwise)."""
     st = _stat(path, what)
     if st is None:
         raise PathError(f"{what} not found: {path}")
-    if not stat.S_ISDIR(st.st_mode):
-        raise PathError(f"{what} {path} is not a folder")
+    return st
+
+
+def _require_readable(path: Path, what: str, probe: Callable[[Path], object]) -> None:
+    """``probe(path)`` (list a folder, read a byte of a file); an OSError becomes "cannot be read"."""
     try:
-        next(os.scandir(path), None)
+        probe(path)
     except OSError as exc:
         raise PathError(f"{what} {path} cannot be read ({_reason(exc)})") from None
+
+
+def _first_entry(folder: Path) -> object:
+    with os.scandir(folder) as entries:
+        return next(entries, None)
+
+
+def _first_byte(file: Path) -> bytes:
+    with open(file, "rb") as fh:
+        return fh.read(1)
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    """An existing, readable folder."""
+    path = Path(path)
+    if not stat.S_ISDIR(_existing(path, what).st_mode):
+        raise PathError(f"{what} {path} is not a folder")
+    _require_readable(path, what, _first_entry)
     return path
 
 
 def require_file(path: str | Path, what: str) -> Path:
     """An existing, readable regular file."""
     path = Path(path)
-    st = _stat(path, what)
-    if st is None:
-        raise PathError(f"{what} not found: {path}")
-    if stat.S_ISDIR(st.st_mode):
+    mode = _existing(path, what).st_mode
+    if stat.S_ISDIR(mode):
         raise PathError(f"{what} {path} is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(mode):
         raise PathError(f"{what} {path} is not a regular file")
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise PathError(f"{what} {path} cannot be read ({_reason(exc)})") from None
+    _require_readable(path, what, _first_byte)
     return path
 
 
 def require_input(path: str | Path, what: str) -> Path:
     """An existing readable file or folder (e.g. ``infer --input``)."""
     path = Path(path)
-    st = _stat(path, what)
-    if st is None:
-        raise PathError(f"{what} not found: {path}")
-    return require_dir(path, what) if stat.S_ISDIR(st.st_mode) else require_file(path, what)
+    is_dir = stat.S_ISDIR(_existing(path, what).st_mode)
+    return require_dir(path, what) if is_dir else require_file(path, what)
 
 
 def _probe_write(folder: Path) -> None:

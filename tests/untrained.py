@@ -1,4 +1,8 @@
-"""Untrained checkpoints for tests and benchmarks (geometry, formats and speed need no training)."""
+"""Untrained checkpoints for tests and benchmarks (geometry, formats and speed need no training).
+
+A test fixture, not part of the package: tests import it as ``untrained`` (pytest puts
+``tests/`` on the path), ``benchmarks/bench_infer.py`` adds ``tests/`` to its path.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from pathlib import Path
 import torch
 
 from mri_seg.config import Config, config_to_dict
-from mri_seg.data.normalize import normalisation_spec
 from mri_seg.models import build_model
+from mri_seg.preprocess import normalisation_spec
 from mri_seg.training.checkpoint import save_checkpoint
 
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from mri_seg.io.images import write_image
+from mri_seg.io.sequences import FLAIR_CHANNEL
 
-FLAIR_CHANNEL = 1
 MONTAGE_SLICES = 8
 MONTAGE_COLUMNS = 4
 MAX_SIDE = 1024

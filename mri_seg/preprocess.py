@@ -1,0 +1,224 @@
+"""One preprocessing path from a slice to the model's input: used by the training dataset and the predictor.
+
+Steps, in the order both sides apply them (training augments the resized uint8 slices
+between steps 2 and 3; inference first checks and adapts its input's channels):
+
+1. **Size** (:func:`scaled_size`, :func:`resize_image`, :func:`resize_mask`): a model
+   trained with ``data.scale`` s sees slices resized to ``round(h*s) x round(w*s)``
+   (``INTER_AREA`` for images, in the input's dtype where OpenCV can; ``INTER_NEAREST``
+   for masks); inference computes exactly the same size, or predictions shift by a pixel.
+2. **2.5D context** (:func:`stack_context`), see below.
+3. **Normalisation** (:func:`normalise_image`, :func:`volume_stats`), see below.
+
+2.5D input: each slice with its ``k`` neighbours on either side, as extra channels.
+``data.context_slices = k`` (0 = plain 2D). The model sees, for slice ``i`` of a volume,
+slices ``i-k .. i+k`` of the *same* volume (patient) in slice order, concatenated along
+the channel axis: channel block ``j`` (``0 <= j <= 2k``) holds slice ``i - k + j``, so
+the centre slice is block ``k`` and a ``C``-sequence input becomes ``C * (2k + 1)``
+channels (``model.in_channels`` counts them). Past the first or last slice the end
+slice is replicated. A single 2D image is a volume of one slice: every block is itself.
+
+:func:`stack_context` is the one definition: the training dataset, validation,
+evaluation and inference all build their inputs with it, so slice ``i`` gets the same
+input wherever it is predicted.
+
+Intensity normalisation, defined once and stored in every checkpoint (``data.normalisation``).
+``zscore_nonzero`` (default): per image and per channel, subtract the mean and divide by
+the standard deviation of the non-zero (inside-head) pixels; background stays 0.
+Why per image: the dataset's slices come from many scanners and institutions with
+different intensity scales, and inference inputs (PNG, NIfTI in scanner units) have
+no common range; a per-image z-score makes the model independent of that scale and
+needs no dataset statistics at inference time.
+
+``zscore_volume``: the same z-score, but with one mean and standard deviation per
+patient volume and channel (over the non-zero voxels of all its slices, at the model's
+scale): a slice's intensity keeps its relation to the rest of the scan (a slice that is
+mostly tumour is not stretched to unit variance on its own). Training computes the
+statistics over each patient's slices, inference over the scan's own slices (a 2D
+image is a one-slice volume, which makes it ``zscore_nonzero``), both with
+:func:`volume_stats`.
+
+Either way, fewer than 16 non-zero values in a channel: all its values are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from mri_seg.config.names import NORMALISATION_METHODS
+
+# ----------------------------------------------------------------------------- size
+
+_CV2_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """``(h, w)`` after resizing by ``scale`` (rounded to the nearest pixel, at least 1)."""
+    if scale <= 0:
+        raise ValueError(f"data.scale must be > 0, got {scale}")
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
+    """An ``H x W x C`` image resized by ``scale`` (``INTER_AREA``); identity at 1.0.
+
+    The input's dtype is kept where OpenCV can resize it (uint8 for training slices), other
+    dtypes are resized as float32.
+    """
+    if scale == 1.0:
+        return image
+    if image.dtype not in _CV2_RESIZE_DTYPES:
+        image = image.astype(np.float32)
+    h, w = scaled_size(image.shape[0], image.shape[1], scale)
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def resize_mask(mask: np.ndarray, scale: float) -> np.ndarray:
+    """An ``H x W`` mask resized by ``scale`` (``INTER_NEAREST``: labels stay labels); identity at 1.0."""
+    if scale == 1.0:
+        return mask
+    h, w = scaled_size(mask.shape[0], mask.shape[1], scale)
+    return cv2.resize(mask, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A training slice and its mask resized together (:func:`resize_image`, :func:`resize_mask`)."""
+    return resize_image(image, scale), resize_mask(mask, scale)
+
+
+# ----------------------------------------------------------------------------- 2.5D context
+
+
+def context_indices(depth: int, index: int, k: int) -> list[int]:
+    """Slice indices ``index - k .. index + k``, clamped to ``[0, depth - 1]`` (ends replicated)."""
+    if depth < 1:
+        raise ValueError(f"a volume needs at least one slice, got depth {depth}")
+    if not 0 <= index < depth:
+        raise IndexError(f"slice {index} outside a volume of {depth} slices")
+    if k < 0:
+        raise ValueError(f"data.context_slices must be >= 0, got {k}")
+    return [min(max(index + offset, 0), depth - 1) for offset in range(-k, k + 1)]
+
+
+def stack_context(
+    volume: np.ndarray | Sequence[np.ndarray], k: int, indices: Sequence[int] | None = None
+) -> np.ndarray:
+    """``D x H x W x C`` volume -> ``N x H x W x C*(2k+1)`` inputs of slices ``indices`` (default: all).
+
+    ``volume`` may also be any sequence of ``H x W x C`` slices (indexing and ``len``
+    only): only the slices the requested inputs need are read. With ``k = 0`` and one
+    index the result is a view of that slice (no copy of a large image); treat it as read-only.
+    """
+    depth = len(volume)
+    indices = range(depth) if indices is None else indices
+    out = []
+    for i in indices:
+        blocks = [np.asarray(volume[j]) for j in context_indices(depth, int(i), k)]
+        if any(b.ndim != 3 for b in blocks):
+            raise ValueError(f"stack_context needs H x W x C slices, got shape {blocks[0].shape}")
+        out.append(blocks[0] if k == 0 else np.concatenate(blocks, axis=-1))
+    if not out:
+        raise ValueError("stack_context: no slices requested")
+    return out[0][None] if len(out) == 1 else np.stack(out)
+
+
+def channels_per_slice(in_channels: int, k: int) -> int:
+    """Input sequences per slice for a model of ``in_channels`` stacked channels; must divide evenly."""
+    width = 2 * k + 1
+    if k < 0:
+        raise ValueError(f"data.context_slices must be >= 0, got {k}")
+    if in_channels % width:
+        raise ValueError(
+            f"model.in_channels={in_channels} is not a multiple of 2 * data.context_slices + 1 = {width} "
+            f"(the model sees {width} slices of C sequences: in_channels = C * {width})"
+        )
+    return in_channels // width
+
+
+def check_input_channels(in_channels: int, k: int, sequences: int, where: str) -> None:
+    """``model.in_channels`` must be ``sequences * (2k + 1)``; the error says what to set."""
+    width = 2 * k + 1
+    if in_channels != sequences * width:
+        raise ValueError(
+            f"model.in_channels={in_channels} does not match the input of {where}: {sequences} channels per slice "
+            f"x {width} slices (2 * data.context_slices + 1, context_slices={k}) = {sequences * width}; "
+            f"set model.in_channels={sequences * width}"
+        )
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+NORMALISATIONS = NORMALISATION_METHODS  # declared once, with the config key data.normalisation
+VOLUME_NORMALISATIONS = ("zscore_volume",)  # methods whose statistics come from the whole volume
+_EPS = 1e-6
+_MIN_FOREGROUND = 16  # fewer non-zero pixels than this: use all pixels for the statistics
+
+
+def check_normalisation(method: str) -> None:
+    if method not in NORMALISATIONS:
+        raise ValueError(f"unknown normalisation '{method}' (data.normalisation; known: {', '.join(NORMALISATIONS)})")
+
+
+def volume_stats(slices: Iterable[np.ndarray]) -> np.ndarray:
+    """``2 x C`` float64 (mean, std) per channel over the non-zero voxels of ``H x W x C`` slices."""
+    sums = None
+    for image in slices:
+        img = np.asarray(image, dtype=np.float64)
+        img = img[:, :, None] if img.ndim == 2 else img
+        flat = img.reshape(-1, img.shape[-1])
+        fg = flat != 0
+        part = np.stack([
+            fg.sum(0), np.where(fg, flat, 0).sum(0), np.where(fg, flat * flat, 0).sum(0),
+            np.full(flat.shape[1], flat.shape[0], np.float64), flat.sum(0), (flat * flat).sum(0),
+        ])  # fmt: skip
+        if sums is not None and part.shape != sums.shape:
+            raise ValueError(f"volume slices have different channel counts: {part.shape[1]} and {sums.shape[1]}")
+        sums = part if sums is None else sums + part
+    if sums is None:
+        raise ValueError("volume_stats needs at least one slice")
+    n_fg, s_fg, q_fg, n_all, s_all, q_all = sums
+    use_fg = n_fg >= _MIN_FOREGROUND
+    n = np.where(use_fg, n_fg, n_all)
+    mean = np.where(use_fg, s_fg, s_all) / np.maximum(n, 1)
+    var = np.where(use_fg, q_fg, q_all) / np.maximum(n, 1) - mean**2
+    return np.stack([mean, np.sqrt(np.maximum(var, 0.0))])
+
+
+def normalise_image(image: np.ndarray, method: str = "zscore_nonzero", stats: np.ndarray | None = None) -> np.ndarray:
+    """Normalise an ``H x W x C`` image to float32 with ``method``; returns a new array.
+
+    ``zscore_volume`` needs ``stats``: the ``2 x C`` (mean, std) of the image's volume
+    (:func:`volume_stats`); background (0) stays 0 either way.
+    """
+    check_normalisation(method)
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if method in VOLUME_NORMALISATIONS:
+        if stats is None or np.shape(stats) != (2, img.shape[2]):
+            raise ValueError(
+                f"normalisation '{method}' needs the volume's (mean, std) per channel, shape (2, {img.shape[2]}), "
+                f"got {None if stats is None else np.shape(stats)}"
+            )
+    out = np.zeros_like(img)
+    for c in range(img.shape[2]):
+        channel = img[:, :, c]
+        fg = channel != 0
+        if stats is not None and method in VOLUME_NORMALISATIONS:
+            mean, std = float(stats[0, c]), float(stats[1, c])
+        else:
+            values = channel[fg] if fg.sum() >= _MIN_FOREGROUND else channel.ravel()
+            mean = float(values.mean()) if values.size else 0.0
+            std = float(values.std()) if values.size else 1.0
+        out[:, :, c] = np.where(fg, (channel - mean) / max(std, _EPS), 0.0)
+    return out
+
+
+def normalisation_spec(method: str) -> dict:
+    """What a checkpoint stores so inference can repeat the exact normalisation."""
+    check_normalisation(method)
+    return {"method": method}
