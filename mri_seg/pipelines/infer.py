@@ -39,7 +39,15 @@ from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
 from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
 from mri_seg.pipelines.evaluate import add_checkpoint_args
+from mri_seg.pipelines.stage import Stage
 from mri_seg.utils.paths import require_input, require_writable_dir
+
+STAGE = Stage(  # the pipeline runner's view (--input/--output come from the pipeline file)
+    name="infer",
+    params=("infer",),
+    argv=lambda call: ["--checkpoint", str(call.run.checkpoints)],
+    inputs=lambda call: [call.run.checkpoints],
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
