@@ -34,6 +34,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -76,7 +77,7 @@ def load_pipeline(path: str | Path) -> list[StageSpec]:
     stages = doc.get("stages")
     if not isinstance(stages, list) or not stages:
         raise StageError(f"{path}: needs a non-empty 'stages' list")
-    known = list(discover())
+    declared = list(discover())
     specs = []
     for i, entry in enumerate(stages):
         if not isinstance(entry, dict) or "name" not in entry:
@@ -84,8 +85,8 @@ def load_pipeline(path: str | Path) -> list[StageSpec]:
         unknown = set(entry) - {"name", "config", "args", "inputs"}
         if unknown:
             raise StageError(f"{path}: stage '{entry['name']}' has unknown keys {sorted(unknown)}")
-        if entry["name"] not in known:
-            raise StageError(f"{path}: unknown stage '{entry['name']}' (known: {', '.join(known)})")
+        if entry["name"] not in declared:
+            raise StageError(f"{path}: unknown stage '{entry['name']}' (known: {', '.join(declared)})")
         config = (path.parent / entry["config"]).resolve() if entry.get("config") else None
         specs.append(
             StageSpec(entry["name"], config, [str(a) for a in entry.get("args", [])], list(entry.get("inputs", [])))
@@ -204,7 +205,7 @@ def run_pipeline(
             outcome[spec.name] = "skipped"
             continue
         log(f"[{spec.name}] running: python -m mri_seg.pipelines.{spec.name} {' '.join(argv)}")
-        record = {
+        record: dict[str, Any] = {
             "stage": spec.name,
             "argv": argv,
             "inputs": inputs,

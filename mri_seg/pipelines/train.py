@@ -116,7 +116,8 @@ def _folds(args: argparse.Namespace) -> list[int | None]:
     folds = fold_ids(read_splits(args.run_dir), path)
     if args.fold is not None and args.fold not in folds:
         raise FoldError(f"fold {args.fold} is out of range: {path} has folds {folds[0]}..{folds[-1]}")
-    return [args.fold] if args.fold is not None else folds
+    chosen: list[int | None] = [args.fold] if args.fold is not None else [*folds]
+    return chosen
 
 
 def _summary_line(s: dict) -> str:

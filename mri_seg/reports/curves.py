@@ -38,7 +38,7 @@ def read_log(path: str | Path) -> pd.DataFrame:
     """A train log with numeric columns (missing columns become NaN), sorted by epoch."""
     frame = pd.read_csv(path)
     for column in ("epoch", "train_loss", "val_loss", "val_patient_dice_mean", "val_patient_dice_median"):
-        frame[column] = pd.to_numeric(frame.get(column), errors="coerce") if column in frame else np.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else np.nan
     return frame.dropna(subset=["epoch"]).sort_values("epoch", kind="stable")
 
 
@@ -47,8 +47,8 @@ def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
     dice = frame["val_patient_dice_mean"]
     if dice.notna().sum() == 0:
         return None
-    i = dice.idxmax()
-    return int(frame.loc[i, "epoch"]), float(dice.loc[i])
+    i = int(np.nanargmax(dice.to_numpy(dtype=float)))  # the first of the highest, NaNs skipped
+    return int(frame["epoch"].iloc[i]), float(dice.iloc[i])
 
 
 def learning_curves_png(logs: dict[str, pd.DataFrame]) -> bytes:

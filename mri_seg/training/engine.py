@@ -229,20 +229,17 @@ def _loaders(
     sampler = build_train_sampler(
         train_ds.has_tumour, cfg.train.tumour_oversample, ctx.world_size, ctx.rank, cfg.train.seed
     )
-    common = dict(
-        num_workers=cfg.data.num_workers,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init_fn,
-    )
+    pin_memory, workers = device.type == "cuda", cfg.data.num_workers
     train_loader = DataLoader(
         train_ds,
         batch_size=cfg.train.batch_size,
         sampler=sampler,
         drop_last=len(sampler) > cfg.train.batch_size,  # no size-1 tail batch (BatchNorm)
-        **common,
-    )
+        num_workers=workers, pin_memory=pin_memory, worker_init_fn=worker_init_fn,
+    )  # fmt: skip
     val_part = Subset(val_ds, list(range(ctx.rank, len(val_ds), ctx.world_size)))
-    val_loader = DataLoader(val_part, batch_size=cfg.train.batch_size, shuffle=False, **common)
+    val_loader = DataLoader(val_part, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers,
+                            pin_memory=pin_memory, worker_init_fn=worker_init_fn)  # fmt: skip
     return train_loader, val_loader, sampler
 
 
@@ -297,12 +294,12 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     D.all_reduce_sum(sums, ctx)
-    n = max(float(sums[3]), 1.0)
+    total = max(float(sums[3]), 1.0)
     return {
         "lr": lr,
-        "train_loss": float(sums[0]) / n,
-        "train_bce": float(sums[1]) / n,
-        "train_dice_loss": float(sums[2]) / n,
+        "train_loss": float(sums[0]) / total,
+        "train_bce": float(sums[1]) / total,
+        "train_dice_loss": float(sums[2]) / total,
         "images_per_s": float(sums[3]) / max(seconds, 1e-9),
         "train_seconds": seconds,
     }
@@ -366,7 +363,7 @@ def setup(run: RunDir, out: TrainingDir, cfg: Config, stored_config: dict[str, A
     train_loader, val_loader, sampler = _loaders(train_ds, val_ds, cfg, ctx, dev)
     model = build_model(cfg.model).to(dev)
     if dev.type == "cuda" and cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(model, cfg.train)
     return Trainer(
         cfg=cfg, out=out, ctx=ctx, device=dev, model=model, optimizer=optimizer,
