@@ -82,7 +82,7 @@ from mri_seg.training.runtime import (
     set_rng_state,
     worker_init_fn,
 )
-from mri_seg.training.samplers import build_train_sampler
+from mri_seg.training.samplers import TrainSampler, build_train_sampler
 from mri_seg.training.validate import validate
 
 __all__ = ["TrainingError", "TrainState", "Trainer", "train", "data_hash", "config_of_checkpoint"]
@@ -112,7 +112,7 @@ class Trainer:
     val_ds: SliceDataset
     train_loader: DataLoader
     val_loader: DataLoader
-    sampler: Any
+    sampler: TrainSampler
     stored_config: dict[str, Any]  # stored in every checkpoint: the config the run started with
     data_hash: str
     train_patients: list[str]
@@ -162,147 +162,86 @@ class TrainState:
         return True
 
 
-
-# --------------------------------------------------------------------------- data and checks
-
-
-def _datasets(run: RunDir, cfg: Config, fold: int | None, progress: bool) -> tuple[SliceDataset, SliceDataset, list[str]]:
-    """Train and val datasets (the run's train/val splits, or fold K's complement / fold K) and
-    the ids of the patients trained on."""
-    if fold is None:
-        train_ds = build_dataset(run.root, "train", cfg, train=True, progress=progress)
-        val_ds = build_dataset(run.root, "val", cfg, train=False, progress=progress)
-    else:
-        try:
-            training, held_out = fold_patients(run.root, fold)
-        except FoldError as exc:
-            raise TrainingError(str(exc)) from exc
-        frames = [manifest_for_patients(run.root, p) for p in (training, held_out)]
-        for frame, what in zip(frames, ("training", "held-out")):
-            if frame.empty:
-                raise TrainingError(f"fold {fold}: no {what} slices in {run.manifest}")
-        train_ds = dataset_from_frame(frames[0], cfg, train=True, progress=progress)
-        val_ds = dataset_from_frame(frames[1], cfg, train=False, progress=progress)
-    return train_ds, val_ds, sorted(set(train_ds.patient_ids))
+# --------------------------------------------------------------------------- train: the loop
 
 
-# --------------------------------------------------------------------------- setup
+def train(
+    run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None,
+    restart: bool = False,
+) -> dict:
+    """Train on the run dir's train split, validate on its val split; returns a summary dict.
 
-
-def _check_sizes(datasets: list[SliceDataset], cfg: Config) -> None:
-    """Scaled slices must be a multiple of the UNet's size divisor."""
-    div = size_divisor(cfg.model)
-    for ds in datasets:
-        for h, w in ds.frame[["height", "width"]].drop_duplicates().itertuples(index=False):
-            sh, sw = scaled_size(int(h), int(w), cfg.data.scale)
-            if sh % div or sw % div:
-                raise TrainingError(
-                    f"data.scale={cfg.data.scale} turns {h}x{w} slices into {sh}x{sw}, which is not a multiple "
-                    f"of {div} (the product of model.strides); pick a scale giving multiples of {div}"
-                )
-
-
-def _check_recipe(cfg: Config) -> torch.nn.Module:
-    """Build the loss and a throw-away model, check the 2.5D channel count; any error is a TrainingError."""
+    With ``fold=K``: train on the other folds' train+val patients, validate on fold K (see
+    the module docstring). ``resume``/``restart``: see the module docstring (they exclude
+    each other). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank; only rank 0 writes.
+    """
+    if resume and restart:
+        raise TrainingError("--resume and --restart exclude each other")
+    wall_start = time.perf_counter()
+    env = D.env_context()
     try:
-        loss_fn = build_loss(cfg.train)
-        build_model(cfg.model)
-        channels_per_slice(cfg.model.in_channels, cfg.data.context_slices)
+        dev = resolve_device(device, env.local_rank)
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
-    return loss_fn
+    ctx = D.init_distributed(dev.type)
+    try:
+        return _train(RunDir(Path(run_dir)), cfg, resume, restart, dev, ctx, wall_start, fold)
+    finally:
+        D.cleanup_distributed()
 
 
-def _check_channels(datasets: list[SliceDataset], cfg: Config) -> None:
-    """``model.in_channels`` must be the slices' channels x (2 * data.context_slices + 1)."""
-    for ds in datasets:
-        sequences = ds.raw(0)[0].shape[2]
+def _train(
+    run: RunDir, cfg: Config, resume: bool, restart: bool, dev: torch.device, ctx: D.DistContext,
+    wall_start: float, fold: int | None,
+) -> dict:
+    out = run.training(fold)
+    tag = "[train]" if fold is None else f"[train fold {fold}]"
+    if fold is not None:  # a bad fold is reported before anything else is read or written
         try:
-            check_input_channels(cfg.model.in_channels, cfg.data.context_slices, sequences, "the training slices")
-        except ValueError as exc:
+            fold_patients(run.root, fold)
+        except FoldError as exc:
             raise TrainingError(str(exc)) from exc
+    hash_ = data_hash(run.root)  # before moving anything: a run dir without data is an error
+    state = start_state(run, out, resume, restart, cfg, ctx, tag)
+    if state is not None and is_finished(state):
+        return _finished_summary(state, out, dev, ctx, wall_start, tag)
+    stored_config = state["config"] if state is not None else config_to_dict(cfg)
+    t = setup(run, out, cfg, stored_config, hash_, dev, ctx, tag)
+    progress = restore(t, state)
+    log = open_log(t, state is not None, progress.epoch + 1)
+
+    prior_elapsed, throughputs, stopped = progress.elapsed_seconds, [], "completed"
+    for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
+        epoch_start = time.perf_counter()
+        row = train_one_epoch(t, epoch)
+        val = validate_epoch(t, epoch)
+        improved = val is not None and progress.record_validation(epoch, val)
+        val = val if val is not None else dict(NO_VALIDATION)
+        row = {**row, **_without_patients(val), "epoch": epoch, "seconds": time.perf_counter() - epoch_start}
+        progress.epoch, progress.elapsed_seconds = epoch, prior_elapsed + (time.perf_counter() - wall_start)
+        stop = stop_decision(t, progress, epoch, row["seconds"], time.perf_counter() - wall_start)
+        save(t, progress, row, val, improved, stop, log)
+        throughputs.append(row["images_per_s"])
+        if stop is not None:
+            stopped = stop
+            _say_stopped(t, stop, epoch)
+            break
+    log.close()
+    return _summary(t, progress, stopped, time.perf_counter() - wall_start, throughputs)
 
 
-def _loaders(
-    train_ds: SliceDataset, val_ds: SliceDataset, cfg: Config, ctx: D.DistContext, device: torch.device
-) -> tuple[DataLoader, DataLoader, Any]:
-    sampler = build_train_sampler(
-        train_ds.has_tumour, cfg.train.tumour_oversample, ctx.world_size, ctx.rank, cfg.train.seed
-    )
-    pin_memory, workers = device.type == "cuda", cfg.data.num_workers
-    train_loader = DataLoader(
-        train_ds,
-        batch_size=cfg.train.batch_size,
-        sampler=sampler,
-        drop_last=len(sampler) > cfg.train.batch_size,  # no size-1 tail batch (BatchNorm)
-        num_workers=workers, pin_memory=pin_memory, worker_init_fn=worker_init_fn,
-    )  # fmt: skip
-    val_part = Subset(val_ds, list(range(ctx.rank, len(val_ds), ctx.world_size)))
-    val_loader = DataLoader(val_part, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers,
-                            pin_memory=pin_memory, worker_init_fn=worker_init_fn)  # fmt: skip
-    return train_loader, val_loader, sampler
+def _without_patients(val: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in val.items() if k != "patient_dice"}
 
 
-# --------------------------------------------------------------------------- one epoch
-
-
-def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    images = batch["image"].to(device, non_blocking=True)
-    masks = batch["mask"].to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, masks
-
-
-def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
-    """One pass over the training data (reseeded from ``(train.seed, epoch, rank)``): the log row's train part."""
-    cfg, device, ctx = t.cfg, t.device, t.ctx
-    seed = epoch_seed(cfg.train.seed, epoch, ctx.rank)
-    seed_everything(seed)
-    t.train_ds.set_seed(seed)
-    t.sampler.set_epoch(epoch)
-    if ctx.is_main:
-        print(f"{t.tag} epoch {epoch}/{cfg.train.epochs} started", flush=True)
-    t.model.train()
-    channels_last = device.type == "cuda" and cfg.train.channels_last
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, bce*n, dice*n, n
-    lr = current_lr(t.optimizer)
-    start = time.perf_counter()
-    bar = tqdm(t.train_loader, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", disable=not ctx.is_main,
-               leave=False, mininterval=1.0)  # fmt: skip
-    for step, batch in enumerate(bar):
-        images, masks = _to_device(batch, device, channels_last)
-        t.optimizer.zero_grad(set_to_none=True)
-        with t.precision.autocast():
-            logits = t.model(images)
-        loss, parts = t.loss_fn(logits, masks)
-        t.precision.scaler.scale(loss).backward()
-        if cfg.train.grad_clip > 0:
-            t.precision.scaler.unscale_(t.optimizer)
-            torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.train.grad_clip)
-        lr = current_lr(t.optimizer)
-        t.precision.scaler.step(t.optimizer)
-        t.precision.scaler.update()
-        step_per_batch(t.scheduler)
-        n = images.shape[0]
-        sums += torch.stack([loss.detach() * n, parts["bce"] * n, parts["dice"] * n, torch.tensor(n, device=device)])
-        if ctx.is_main and step % 10 == 0:
-            seen = sums[3].item() * ctx.world_size
-            bar.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.4f}",
-                            img_s=f"{seen / (time.perf_counter() - start):.1f}")
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    D.all_reduce_sum(sums, ctx)
-    total = max(float(sums[3]), 1.0)
-    return {
-        "lr": lr,
-        "train_loss": float(sums[0]) / total,
-        "train_bce": float(sums[1]) / total,
-        "train_dice_loss": float(sums[2]) / total,
-        "images_per_s": float(sums[3]) / max(seconds, 1e-9),
-        "train_seconds": seconds,
-    }
+def _say_stopped(t: Trainer, stop: str, epoch: int) -> None:
+    if t.ctx.is_main and stop == "time_cap":
+        print(
+            f"{t.tag} time cap reached: train.max_time_minutes={t.cfg.train.max_time_minutes:g} would be "
+            f"overrun by epoch {epoch + 1}, stopped after epoch {epoch} of {t.cfg.train.epochs}; the run is "
+            "unfinished (train --resume, or re-running the pipeline, continues it)",
+            flush=True,
+        )
 
 
 # --------------------------------------------------------------------------- start, setup, restore
@@ -407,7 +346,66 @@ def open_log(t: Trainer, resumed: bool, start_epoch: int) -> TrainLog:
     return log
 
 
-# --------------------------------------------------------------------------- validate, stop, save
+# --------------------------------------------------------------------------- one epoch, validate, stop, save
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    images = batch["image"].to(device, non_blocking=True)
+    masks = batch["mask"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
+    """One pass over the training data (reseeded from ``(train.seed, epoch, rank)``): the log row's train part."""
+    cfg, device, ctx = t.cfg, t.device, t.ctx
+    seed = epoch_seed(cfg.train.seed, epoch, ctx.rank)
+    seed_everything(seed)
+    t.train_ds.set_seed(seed)
+    t.sampler.set_epoch(epoch)
+    if ctx.is_main:
+        print(f"{t.tag} epoch {epoch}/{cfg.train.epochs} started", flush=True)
+    t.model.train()
+    channels_last = device.type == "cuda" and cfg.train.channels_last
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, bce*n, dice*n, n
+    lr = current_lr(t.optimizer)
+    start = time.perf_counter()
+    bar = tqdm(t.train_loader, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch", disable=not ctx.is_main,
+               leave=False, mininterval=1.0)  # fmt: skip
+    for step, batch in enumerate(bar):
+        images, masks = _to_device(batch, device, channels_last)
+        t.optimizer.zero_grad(set_to_none=True)
+        with t.precision.autocast():
+            logits = t.model(images)
+        loss, parts = t.loss_fn(logits, masks)
+        t.precision.scaler.scale(loss).backward()
+        if cfg.train.grad_clip > 0:
+            t.precision.scaler.unscale_(t.optimizer)
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.train.grad_clip)
+        lr = current_lr(t.optimizer)
+        t.precision.scaler.step(t.optimizer)
+        t.precision.scaler.update()
+        step_per_batch(t.scheduler)
+        n = images.shape[0]
+        sums += torch.stack([loss.detach() * n, parts["bce"] * n, parts["dice"] * n, torch.tensor(n, device=device)])
+        if ctx.is_main and step % 10 == 0:
+            seen = sums[3].item() * ctx.world_size
+            bar.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.4f}",
+                            img_s=f"{seen / (time.perf_counter() - start):.1f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    D.all_reduce_sum(sums, ctx)
+    total = max(float(sums[3]), 1.0)
+    return {
+        "lr": lr,
+        "train_loss": float(sums[0]) / total,
+        "train_bce": float(sums[1]) / total,
+        "train_dice_loss": float(sums[2]) / total,
+        "images_per_s": float(sums[3]) / max(seconds, 1e-9),
+        "train_seconds": seconds,
+    }
 
 
 def validate_epoch(t: Trainer, epoch: int) -> dict[str, Any] | None:
@@ -472,86 +470,94 @@ def save(t: Trainer, progress: TrainState, row: dict[str, Any], val: dict[str, A
     D.barrier(t.ctx)
 
 
-# --------------------------------------------------------------------------- train
+def _epoch_line(row: dict, best: float | None, best_epoch: int, epochs: int, tag: str = "[train]") -> str:
+    val = ""
+    if not math.isnan(row["val_patient_dice_mean"]):
+        val = (f" | val loss {row['val_loss']:.4f} patient Dice mean {row['val_patient_dice_mean']:.4f} "
+               f"median {row['val_patient_dice_median']:.4f} slice {row['val_slice_dice']:.4f}")
+    best_text = f" | best {best:.4f} @ {best_epoch}" if best is not None else ""
+    return (f"{tag} epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} lr {row['lr']:.2e}{val}"
+            f"{best_text} | {row['images_per_s']:.1f} img/s {row['seconds']:.1f}s")
 
 
-def train(
-    run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None,
-    restart: bool = False,
-) -> dict:
-    """Train on the run dir's train split, validate on its val split; returns a summary dict.
-
-    With ``fold=K``: train on the other folds' train+val patients, validate on fold K (see
-    the module docstring). ``resume``/``restart``: see the module docstring (they exclude
-    each other). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank; only rank 0 writes.
-    """
-    if resume and restart:
-        raise TrainingError("--resume and --restart exclude each other")
-    wall_start = time.perf_counter()
-    env = D.env_context()
-    try:
-        dev = resolve_device(device, env.local_rank)
-    except ValueError as exc:
-        raise TrainingError(str(exc)) from exc
-    ctx = D.init_distributed(dev.type)
-    try:
-        return _train(RunDir(Path(run_dir)), cfg, resume, restart, dev, ctx, wall_start, fold)
-    finally:
-        D.cleanup_distributed()
+# --------------------------------------------------------------------------- data and checks
 
 
-def _train(
-    run: RunDir, cfg: Config, resume: bool, restart: bool, dev: torch.device, ctx: D.DistContext,
-    wall_start: float, fold: int | None,
-) -> dict:
-    out = run.training(fold)
-    tag = "[train]" if fold is None else f"[train fold {fold}]"
-    if fold is not None:  # a bad fold is reported before anything else is read or written
+def _datasets(run: RunDir, cfg: Config, fold: int | None, progress: bool) -> tuple[SliceDataset, SliceDataset, list[str]]:
+    """Train and val datasets (the run's train/val splits, or fold K's complement / fold K) and
+    the ids of the patients trained on."""
+    if fold is None:
+        train_ds = build_dataset(run.root, "train", cfg, train=True, progress=progress)
+        val_ds = build_dataset(run.root, "val", cfg, train=False, progress=progress)
+    else:
         try:
-            fold_patients(run.root, fold)
+            training, held_out = fold_patients(run.root, fold)
         except FoldError as exc:
             raise TrainingError(str(exc)) from exc
-    hash_ = data_hash(run.root)  # before moving anything: a run dir without data is an error
-    state = start_state(run, out, resume, restart, cfg, ctx, tag)
-    if state is not None and is_finished(state):
-        return _finished_summary(state, out, dev, ctx, wall_start, tag)
-    stored_config = state["config"] if state is not None else config_to_dict(cfg)
-    t = setup(run, out, cfg, stored_config, hash_, dev, ctx, tag)
-    progress = restore(t, state)
-    log = open_log(t, state is not None, progress.epoch + 1)
-
-    prior_elapsed, throughputs, stopped = progress.elapsed_seconds, [], "completed"
-    for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
-        epoch_start = time.perf_counter()
-        row = train_one_epoch(t, epoch)
-        val = validate_epoch(t, epoch)
-        improved = val is not None and progress.record_validation(epoch, val)
-        val = val if val is not None else dict(NO_VALIDATION)
-        row = {**row, **_without_patients(val), "epoch": epoch, "seconds": time.perf_counter() - epoch_start}
-        progress.epoch, progress.elapsed_seconds = epoch, prior_elapsed + (time.perf_counter() - wall_start)
-        stop = stop_decision(t, progress, epoch, row["seconds"], time.perf_counter() - wall_start)
-        save(t, progress, row, val, improved, stop, log)
-        throughputs.append(row["images_per_s"])
-        if stop is not None:
-            stopped = stop
-            _say_stopped(t, stop, epoch)
-            break
-    log.close()
-    return _summary(t, progress, stopped, time.perf_counter() - wall_start, throughputs)
+        frames = [manifest_for_patients(run.root, p) for p in (training, held_out)]
+        for frame, what in zip(frames, ("training", "held-out")):
+            if frame.empty:
+                raise TrainingError(f"fold {fold}: no {what} slices in {run.manifest}")
+        train_ds = dataset_from_frame(frames[0], cfg, train=True, progress=progress)
+        val_ds = dataset_from_frame(frames[1], cfg, train=False, progress=progress)
+    return train_ds, val_ds, sorted(set(train_ds.patient_ids))
 
 
-def _without_patients(val: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in val.items() if k != "patient_dice"}
+def _check_sizes(datasets: list[SliceDataset], cfg: Config) -> None:
+    """Scaled slices must be a multiple of the UNet's size divisor."""
+    div = size_divisor(cfg.model)
+    for ds in datasets:
+        for h, w in ds.frame[["height", "width"]].drop_duplicates().itertuples(index=False):
+            sh, sw = scaled_size(int(h), int(w), cfg.data.scale)
+            if sh % div or sw % div:
+                raise TrainingError(
+                    f"data.scale={cfg.data.scale} turns {h}x{w} slices into {sh}x{sw}, which is not a multiple "
+                    f"of {div} (the product of model.strides); pick a scale giving multiples of {div}"
+                )
 
 
-def _say_stopped(t: Trainer, stop: str, epoch: int) -> None:
-    if t.ctx.is_main and stop == "time_cap":
-        print(
-            f"{t.tag} time cap reached: train.max_time_minutes={t.cfg.train.max_time_minutes:g} would be "
-            f"overrun by epoch {epoch + 1}, stopped after epoch {epoch} of {t.cfg.train.epochs}; the run is "
-            "unfinished (train --resume, or re-running the pipeline, continues it)",
-            flush=True,
-        )
+def _check_recipe(cfg: Config) -> torch.nn.Module:
+    """Build the loss and a throw-away model, check the 2.5D channel count; any error is a TrainingError."""
+    try:
+        loss_fn = build_loss(cfg.train)
+        build_model(cfg.model)
+        channels_per_slice(cfg.model.in_channels, cfg.data.context_slices)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    return loss_fn
+
+
+def _check_channels(datasets: list[SliceDataset], cfg: Config) -> None:
+    """``model.in_channels`` must be the slices' channels x (2 * data.context_slices + 1)."""
+    for ds in datasets:
+        sequences = ds.raw(0)[0].shape[2]
+        try:
+            check_input_channels(cfg.model.in_channels, cfg.data.context_slices, sequences, "the training slices")
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
+
+
+def _loaders(
+    train_ds: SliceDataset, val_ds: SliceDataset, cfg: Config, ctx: D.DistContext, device: torch.device
+) -> tuple[DataLoader, DataLoader, TrainSampler]:
+    sampler = build_train_sampler(
+        train_ds.has_tumour, cfg.train.tumour_oversample, ctx.world_size, ctx.rank, cfg.train.seed
+    )
+    pin_memory, workers = device.type == "cuda", cfg.data.num_workers
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        drop_last=len(sampler) > cfg.train.batch_size,  # no size-1 tail batch (BatchNorm)
+        num_workers=workers, pin_memory=pin_memory, worker_init_fn=worker_init_fn,
+    )  # fmt: skip
+    val_part = Subset(val_ds, list(range(ctx.rank, len(val_ds), ctx.world_size)))
+    val_loader = DataLoader(val_part, batch_size=cfg.train.batch_size, shuffle=False, num_workers=workers,
+                            pin_memory=pin_memory, worker_init_fn=worker_init_fn)  # fmt: skip
+    return train_loader, val_loader, sampler
+
+
+# --------------------------------------------------------------------------- summaries
 
 
 def _summary(t: Trainer, progress: TrainState, stopped: str, wall: float, throughputs: list[float]) -> dict:
@@ -600,16 +606,6 @@ def _finished_summary(state: dict[str, Any], out: TrainingDir, dev: torch.device
         "fold": state.get("fold"),
         "train_log": str(out.train_log),
     }
-
-
-def _epoch_line(row: dict, best: float | None, best_epoch: int, epochs: int, tag: str = "[train]") -> str:
-    val = ""
-    if not math.isnan(row["val_patient_dice_mean"]):
-        val = (f" | val loss {row['val_loss']:.4f} patient Dice mean {row['val_patient_dice_mean']:.4f} "
-               f"median {row['val_patient_dice_median']:.4f} slice {row['val_slice_dice']:.4f}")
-    best_text = f" | best {best:.4f} @ {best_epoch}" if best is not None else ""
-    return (f"{tag} epoch {row['epoch']}/{epochs} loss {row['train_loss']:.4f} lr {row['lr']:.2e}{val}"
-            f"{best_text} | {row['images_per_s']:.1f} img/s {row['seconds']:.1f}s")
 
 
 def config_of_checkpoint(path: str | Path) -> Config:

@@ -1,13 +1,13 @@
 """Resume and restart: what a training run computed from, whether it is finished, moving it aside.
 
-``train --resume`` continues a run only with the same data (:func:`data_hash`) and the same
-training config (:data:`TRAIN_PARAMS`, the sections the train stage fingerprints, less
-:data:`mri_seg.params.RUN_ONLY_KEYS`; :func:`config_differences`). Training is never silently extended or mixed: a fresh training run (``train --restart``,
-or the pipeline runner after the training config or data changed) first moves the
-previous run's checkpoints, log, config and TensorBoard events
-(:meth:`mri_seg.rundir.RunDir.train_outputs`) into ``RUN/superseded/train-<UTC time>/``
--- nothing is deleted, and the new run starts from an empty slate. ``--resume``
-continues only an unfinished run (see :func:`training_status`).
+Training is never silently extended or mixed. ``train --resume`` continues only an
+unfinished run (:func:`training_status`), with the same data (:func:`data_hash`) and the
+same training config (:data:`TRAIN_PARAMS`, the sections the train stage fingerprints,
+less :data:`mri_seg.params.RUN_ONLY_KEYS`; :func:`config_differences`). A fresh run
+(``train --restart``, or the pipeline runner after the training config or data changed)
+first moves the previous run's checkpoints, log, config and TensorBoard events
+(:meth:`mri_seg.rundir.RunDir.train_outputs`) into ``RUN/superseded/train-<UTC time>/``:
+nothing is deleted, and the new run starts from an empty slate.
 """
 
 from __future__ import annotations

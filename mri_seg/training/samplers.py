@@ -61,14 +61,18 @@ class DistributedWeightedSampler(Sampler[int]):
         return self.num_samples
 
 
+TrainSampler = DistributedWeightedSampler | DistributedSampler  # both: len(), set_epoch(), DDP-aware
+
+
 def build_train_sampler(
     has_tumour: np.ndarray, tumour_oversample: float, num_replicas: int, rank: int, seed: int
-) -> DistributedWeightedSampler | DistributedSampler:
+) -> TrainSampler:
     """Oversampling when ``tumour_oversample > 0``, else a seeded shuffle; both support DDP."""
     if tumour_oversample > 0:
         return DistributedWeightedSampler(
             oversample_weights(has_tumour, tumour_oversample), num_replicas=num_replicas, rank=rank, seed=seed
         )
     return DistributedSampler(
-        cast(Dataset, range(len(has_tumour))),  # only its length is used num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False
-    )
+        cast(Dataset, range(len(has_tumour))),  # only its length is used
+        num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False,
+    )  # fmt: skip
