@@ -7,6 +7,7 @@ import math
 import pandas as pd
 
 from mri_seg.reports.curves import best_epoch, find_train_logs, read_log, run_learning_curves_png
+from mri_seg.rundir import RunDir
 from mri_seg.training.runlog import LOG_COLUMNS, TrainLog
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +21,7 @@ def _row(epoch: int, dice: float) -> dict:
 
 
 def test_train_log_redraws_curves_every_epoch(tmp_path):
-    log = TrainLog(tmp_path, tensorboard=False)
+    log = TrainLog(RunDir(tmp_path).training(), tensorboard=False)
     log.append(_row(1, 0.4))
     png = tmp_path / "learning_curves.png"
     first = png.read_bytes()

@@ -14,10 +14,12 @@ import pytest
 import torch
 import yaml
 
-from mri_seg.config import RUN_ONLY_KEYS, STAGE_PARAMS, Config, load_config, stage_params
+from mri_seg.config import Config, load_config
 from mri_seg.data.synthetic import generate_dataset
+from mri_seg.params import RUN_ONLY_KEYS, config_params
 from mri_seg.pipelines import run as runner
-from mri_seg.pipelines.run import STAGE_MODULES
+from mri_seg.pipelines.stage import discover
+from mri_seg.training.resume import TRAIN_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,9 +34,15 @@ STAGES = ("prepare", "split", "train", "evaluate", "infer")
 
 
 def test_every_stage_and_every_config_section_is_declared() -> None:
-    assert set(STAGE_PARAMS) == set(STAGE_MODULES)
-    read = {p.split(".")[0] for params in STAGE_PARAMS.values() for p in params}
+    stages = discover()
+    assert set(stages) == {"synthesize", "prepare", "split", "train", "cv", "evaluate", "infer"}
+    read = {p.split(".")[0] for stage in stages.values() for p in stage.params}
     assert read == {f.name for f in dataclasses.fields(Config)}  # a new section must say which stage reads it
+    assert stages["train"].params == TRAIN_PARAMS  # what train --resume compares
+
+
+def stage_params(cfg: Config, stage: str) -> dict:
+    return config_params(cfg, discover()[stage].params)
 
 
 def test_stage_params_hold_only_the_stage_sections_without_run_only_keys() -> None:

@@ -175,7 +175,7 @@ def test_time_cap_stops_unfinished_and_resume_continues_and_val_every_with_plate
     # a pipeline run ending here closes with a note saying so
     from mri_seg.pipelines import run as runner
 
-    note = runner.unfinished_training_note([runner.StageSpec("train", None)], runner.StageContext(run, None))
+    (note,) = runner.closing_notes([runner.StageSpec("train", None)], runner.StageContext(run, None))
     assert note.startswith("note: training is UNFINISHED (epoch 1 of 3 (time_cap)): the train.max_time_minutes")
     # the cap is not part of the training config: a resume with a larger one continues the same run
     summary = train(run, load_config(None, tiny(run, 3, "train.scheduler=plateau")), resume=True, device="cpu")
@@ -183,7 +183,7 @@ def test_time_cap_stops_unfinished_and_resume_continues_and_val_every_with_plate
     assert pd.read_csv(run / "train_log.csv")["epoch"].tolist() == [1, 2, 3]
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["extra"]["finished"] is True
-    assert runner.unfinished_training_note([runner.StageSpec("train", None)], runner.StageContext(run, None)) is None
+    assert runner.closing_notes([runner.StageSpec("train", None)], runner.StageContext(run, None)) == []
     assert state["config"]["train"]["max_time_minutes"] == 0.0001  # stored config: the one the run started with
 
     run2 = fresh_run(synthetic_run, tmp_path / "run2")

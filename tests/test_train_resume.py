@@ -41,18 +41,18 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(synthetic_run,
 
     broken = fresh_run(synthetic_run, tmp_path / "broken")
     cfg = load_config(None, tiny(broken, 3))
-    real_epoch = engine._train_epoch
+    real_epoch = engine.train_one_epoch
 
-    def dies_in_epoch_3(*args, **kwargs):
-        if kwargs["desc"].startswith("epoch 3/"):
+    def dies_in_epoch_3(trainer: engine.Trainer, epoch: int) -> dict:
+        if epoch == 3:
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return real_epoch(trainer, epoch)
 
-    monkeypatch.setattr(engine, "_train_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         engine.train(broken, cfg, device="cpu")
     assert torch.load(broken / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(engine, "_train_epoch", real_epoch)
+    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
     engine.train(broken, cfg, resume=True, device="cpu")
 
     a = pd.read_csv(straight / "train_log.csv")

@@ -15,7 +15,6 @@ declarations. Names that other modules implement (losses, architectures...) are 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 import types
@@ -73,53 +72,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     infer: InferConfig = field(default_factory=InferConfig)
-
-
-# --------------------------------------------------------------------------- what each stage reads
-
-# The config sections (or dotted keys) each stage reads. The pipeline runner fingerprints
-# only these (with the stage's input files), like DVC's per-stage ``params``: changing
-# ``eval.*`` re-runs evaluate alone, ``infer.*`` infer alone, and the training sections
-# re-train. ``train --resume`` compares exactly the "train" entry with the checkpoint's.
-# A new stage adds its line here.
-STAGE_PARAMS: dict[str, tuple[str, ...]] = {
-    "synthesize": (),
-    "prepare": ("prepare",),
-    "split": ("split",),
-    "train": ("data", "augment", "model", "train"),
-    "cv": ("eval",),
-    "evaluate": ("eval",),
-    "infer": ("infer",),
-}
-
-# Keys that bound how a stage runs but never what it computes: left out of stage
-# fingerprints and of the --resume comparison. The time cap only stops a run early (the
-# run is then unfinished and resumable, so raising the cap must not re-train); caching
-# slices in memory and prepare's reader threads do not change a single value.
-RUN_ONLY_KEYS: tuple[str, ...] = ("train.max_time_minutes", "data.cache_in_memory", "prepare.workers")
-
-
-def stage_params(cfg: "Config", stage: str) -> dict[str, Any]:
-    """The part of ``cfg`` that ``stage`` reads (see :data:`STAGE_PARAMS`), as a nested dict."""
-    if stage not in STAGE_PARAMS:
-        raise KeyError(f"no STAGE_PARAMS entry for stage '{stage}'")
-    full = config_to_dict(cfg)
-    out: dict[str, Any] = {}
-    for dotted in STAGE_PARAMS[stage]:
-        src, dst = full, out
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            src = src[key]
-            dst = dst.setdefault(key, {})
-        dst[leaf] = copy.deepcopy(src[leaf])
-    for dotted in RUN_ONLY_KEYS:
-        *parents, leaf = dotted.split(".")
-        node = out
-        for key in parents:
-            node = node.get(key, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return out
 
 
 # --------------------------------------------------------------------------- building

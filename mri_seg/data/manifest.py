@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mri_seg.config.names import SPLITS
+from mri_seg.rundir import MANIFEST_FILE, PATIENTS_FILE, PREPARE_REPORT_FILE, SPLITS_FILE  # noqa: F401 (re-exported)
 from mri_seg.utils.atomic import atomic_write_csv
 
 MANIFEST_COLUMNS = [
@@ -27,10 +28,7 @@ MANIFEST_COLUMNS = [
 ]
 SPLIT_COLUMNS = ["patient_id", "split"]  # plus "fold" when k folds are asked for
 
-MANIFEST_FILE = "manifest.csv"
-PATIENTS_FILE = "patients.csv"
-SPLITS_FILE = "splits.csv"
-REPORT_FILE = "prepare_report.json"
+REPORT_FILE = PREPARE_REPORT_FILE  # the file names live in mri_seg.rundir
 
 
 def write_table(path: str | Path, frame: pd.DataFrame) -> None:

@@ -34,7 +34,18 @@ from mri_seg.pipelines.evaluate import (
     eval_output_dir,
     resolve_config,
 )
+from mri_seg.pipelines.stage import Stage
 from mri_seg.utils.paths import require_dir, require_writable_dir
+
+STAGE = Stage(
+    name="cv",
+    params=("eval",),
+    argv=lambda call: ["--run-dir", str(call.run.root)],
+    # the fold folders, not RUN/checkpoints: cv writes its threshold choice there
+    inputs=lambda call: [*(call.run.fold_dirs() or [call.run.checkpoints]), call.run.manifest, call.run.splits,
+                         call.run.patients],  # fmt: skip
+    outputs=lambda call: [call.run.eval_dir("cv") / "summary.json"],
+)
 
 TITLE = "mri_seg cross-validation (out-of-fold)"
 
@@ -55,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 def fold_checkpoints(run_dir: Path, name: str | None) -> dict[int, Path]:
     """Fold -> its checkpoint file, for every fold of splits.csv (a missing one is an error)."""
     from mri_seg.data.manifest import SPLITS_FILE, fold_ids, read_splits
+    from mri_seg.rundir import RunDir
     from mri_seg.training.checkpoint import shipped_checkpoint
-    from mri_seg.training.engine import fold_dir
 
     folds = fold_ids(read_splits(run_dir), run_dir / SPLITS_FILE)
     out = {}
     for fold in folds:
-        folder = fold_dir(run_dir, fold)
+        folder = RunDir(run_dir).fold_dir(fold)
         if not folder.is_dir():
             raise StageError(f"fold {fold} has no model: {folder} not found (train --fold {fold}, or --all-folds)")
         out[fold] = shipped_checkpoint(folder, name)

@@ -20,7 +20,8 @@ from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines._cli import StageError, run_main
 from mri_seg.pipelines.run import StageContext, load_pipeline, run_pipeline
 from mri_seg.recipes import PIPELINES
-from mri_seg.training.rundir import training_status
+from mri_seg.rundir import RunDir
+from mri_seg.training.resume import training_status
 
 DEFAULT_PIPELINE = PIPELINES / "demo.yaml"  # shipped in the package: the demo runs from an installed wheel
 MARKER = ".mri_seg_demo"  # marks a folder the demo created, so it never writes into a user's folder
@@ -44,7 +45,8 @@ def make_inputs(out: Path, n_patients: int, seed: int) -> tuple[Path, Path]:
 
 
 def summarise(out: Path) -> str:
-    summary_path = out / "eval" / "test" / "summary.json"
+    run = RunDir(out)
+    summary_path = run.eval_dir("test") / "summary.json"
     lines = ["", "demo finished:"]
     if summary_path.is_file():
         s = json.loads(summary_path.read_text())
@@ -59,11 +61,11 @@ def summarise(out: Path) -> str:
             "  UNFINISHED: the train.max_time_minutes safety cap stopped it; re-run the demo to continue")
         lines.append(f"  training:     {status['state']}{note}")
     lines += [
-        f"  report:       {out / 'eval' / 'test' / 'report.html'}",
-        f"  masks:        {out / 'predictions'}",
-        f"  predictions:  {out / 'predictions' / 'predictions.csv'}",
-        f"  inference report: {out / 'predictions' / 'report.html'}",
-        f"  checkpoint:   {out / 'checkpoints' / 'best.pt'}",
+        f"  report:       {run.eval_dir('test') / 'report.html'}",
+        f"  masks:        {run.predictions}",
+        f"  predictions:  {run.predictions / 'predictions.csv'}",
+        f"  inference report: {run.predictions / 'report.html'}",
+        f"  checkpoint:   {run.best_checkpoint}",
     ]
     return "\n".join(lines)
 

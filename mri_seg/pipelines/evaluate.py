@@ -46,8 +46,16 @@ from mri_seg.config import (
 )
 from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
+from mri_seg.pipelines.stage import Stage
 from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
 from mri_seg.utils.provenance import provenance
+
+STAGE = Stage(  # the pipeline runner's view: RUN/checkpoints is the run's deliverable
+    name="evaluate",
+    params=("eval",),
+    argv=lambda call: ["--run-dir", str(call.run.root), "--checkpoint", str(call.run.checkpoints)],
+    inputs=lambda call: [call.run.checkpoints, call.run.manifest, call.run.splits, call.run.patients],
+)
 
 USER_SECTIONS = ("eval",)  # the sections --config/--set may change (mri_seg.config.STAGE_PARAMS["evaluate"])
 

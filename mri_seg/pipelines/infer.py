@@ -42,8 +42,16 @@ from mri_seg.inference.segment import read_options
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
 from mri_seg.pipelines.evaluate import add_checkpoint_args
+from mri_seg.pipelines.stage import Stage
 from mri_seg.reports import inference_report
 from mri_seg.utils.paths import require_input, require_writable_dir
+
+STAGE = Stage(  # the pipeline runner's view (--input/--output come from the pipeline file)
+    name="infer",
+    params=("infer",),
+    argv=lambda call: ["--checkpoint", str(call.run.checkpoints)],
+    inputs=lambda call: [call.run.checkpoints],
+)
 
 
 def _page_path(out_dir: Path, rel: str) -> Path:

@@ -18,7 +18,16 @@ from pathlib import Path
 from mri_seg.config import save_resolved_config
 from mri_seg.data.kaggle_lgg import INFO, DatasetError, Problem, StrictPrepareError, prepare_dataset
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
+from mri_seg.pipelines.stage import Stage
 from mri_seg.utils.paths import require_dir, require_writable_dir
+
+STAGE = Stage(
+    name="prepare",
+    params=("prepare",),
+    argv=lambda call: ["--data-dir", str(call.require_data_dir("prepare")), "--run-dir", str(call.run.root)],
+    inputs=lambda call: [call.require_data_dir("prepare")],
+    outputs=lambda call: [call.run.manifest, call.run.patients],
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

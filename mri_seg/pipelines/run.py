@@ -6,20 +6,23 @@ A pipeline file (``pipelines/*.yaml``) lists stages, each with the config recipe
 runs with (paths relative to the pipeline file) and optional extra arguments and
 input paths, in which ``{run_dir}`` and ``{data_dir}`` are filled in.
 
+The stages are the modules of :mod:`mri_seg.pipelines` that declare ``STAGE``
+(:mod:`mri_seg.pipelines.stage`): what each reads, writes and which config sections it
+fingerprints lives next to its code, not here.
+
 Per-stage fingerprints (DVC's per-stage ``params``): each stage's record,
 ``RUN/stages/<stage>.json``, holds a fingerprint of only what that stage reads -- its
-input files' hashes, its pipeline arguments and the config sections it reads
-(``mri_seg.config.STAGE_PARAMS``: ``eval.*`` is evaluate's alone, ``infer.*`` infer's,
-data/augment/model/train are train's) -- and its status. A stage is skipped when its
+input files' hashes, its pipeline arguments and the config sections it declares
+(``eval.*`` is evaluate's and cv's, ``infer.*`` infer's, data/augment/model/train are
+train's) -- and its status. A stage is skipped when its
 last record is ``ok`` with the same fingerprint and its outputs exist; otherwise it
 runs, and so do the later stages whose inputs change (a new checkpoint changes
 evaluate's and infer's inputs).
 
-Training is never silently extended or mixed: train runs with ``--resume`` only to
-continue the same unfinished run (same fingerprint; killed, failed or stopped by the
-time cap), and otherwise with ``--restart`` (the previous run is moved to
-``RUN/superseded/``). A failed stage stops the run with its error; the next run starts
-from that stage.
+A stage's declaration may decide more itself (``Stage.mode``): train runs with
+``--resume`` only to continue the same unfinished run and otherwise with ``--restart``
+(see :mod:`mri_seg.pipelines.train`). A failed stage stops the run with its error; the
+next run starts from that stage.
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from mri_seg.config import config_to_dict, load_config, stage_params
+from mri_seg.config import config_to_dict, load_config
+from mri_seg.params import config_params
 from mri_seg.pipelines._cli import StageError, run_main, stage_lock
+from mri_seg.pipelines.stage import Previous, StageCall, StageContext, discover
 from mri_seg.recipes import PIPELINES, packaged_pipeline
+from mri_seg.rundir import RunDir
 from mri_seg.utils.atomic import atomic_write_json
 from mri_seg.utils.hashing import file_sha256
 from mri_seg.utils.paths import require_dir, require_writable_dir
 from mri_seg.utils.provenance import provenance
-
-STAGE_MODULES = ("synthesize", "prepare", "split", "train", "cv", "evaluate", "infer")
 
 
 @dataclass
@@ -53,12 +58,6 @@ class StageSpec:
     config: Path | None
     args: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # extra input paths to fingerprint ({run_dir} allowed)
-
-
-@dataclass
-class StageContext:
-    run_dir: Path
-    data_dir: Path | None
 
 
 def load_pipeline(path: str | Path) -> list[StageSpec]:
@@ -78,6 +77,7 @@ def load_pipeline(path: str | Path) -> list[StageSpec]:
     stages = doc.get("stages")
     if not isinstance(stages, list) or not stages:
         raise StageError(f"{path}: needs a non-empty 'stages' list")
+    declared = list(discover())
     specs = []
     for i, entry in enumerate(stages):
         if not isinstance(entry, dict) or "name" not in entry:
@@ -85,8 +85,8 @@ def load_pipeline(path: str | Path) -> list[StageSpec]:
         unknown = set(entry) - {"name", "config", "args", "inputs"}
         if unknown:
             raise StageError(f"{path}: stage '{entry['name']}' has unknown keys {sorted(unknown)}")
-        if entry["name"] not in STAGE_MODULES:
-            raise StageError(f"{path}: unknown stage '{entry['name']}' (known: {', '.join(STAGE_MODULES)})")
+        if entry["name"] not in declared:
+            raise StageError(f"{path}: unknown stage '{entry['name']}' (known: {', '.join(declared)})")
         config = (path.parent / entry["config"]).resolve() if entry.get("config") else None
         specs.append(
             StageSpec(entry["name"], config, [str(a) for a in entry.get("args", [])], list(entry.get("inputs", [])))
@@ -115,48 +115,9 @@ def path_digest(path: Path) -> str:
     return "missing"
 
 
-def stage_io(name: str, ctx: StageContext, args: list[str] = ()) -> tuple[list[str], list[Path], list[Path]]:
-    """Command-line arguments, input paths and output paths of a stage (``args``: the pipeline file's)."""
-    run = ctx.run_dir
-    ckpt = run / "checkpoints" / "best.pt"
-    if name == "prepare":
-        if ctx.data_dir is None:
-            raise StageError("the prepare stage needs --data-dir")
-        return (
-            ["--data-dir", str(ctx.data_dir), "--run-dir", str(run)],
-            [ctx.data_dir],
-            [run / "manifest.csv", run / "patients.csv"],
-        )
-    if name == "split":
-        return ["--run-dir", str(run)], [run / "manifest.csv", run / "patients.csv"], [run / "splits.csv"]
-    if name == "train" and "--all-folds" in args:  # config_train.yaml is written after the last fold
-        return ["--run-dir", str(run)], [run / "manifest.csv", run / "splits.csv"], [
-            run / "checkpoints", run / "config_train.yaml"]  # fmt: skip
-    if name == "train":
-        return (  # the runner adds --resume or --restart (see train_mode)
-            ["--run-dir", str(run)],
-            [run / "manifest.csv", run / "splits.csv"],
-            [run / "checkpoints" / "last.pt", ckpt, run / "train_log.csv"],
-        )
-    if name == "cv":  # the fold folders, not RUN/checkpoints: cv writes its threshold choice there
-        folds = sorted(p for p in (run / "checkpoints").glob("fold*") if p.is_dir()) or [run / "checkpoints"]
-        return (
-            ["--run-dir", str(run)],
-            [*folds, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
-            [run / "eval" / "cv" / "summary.json"],
-        )
-    deliverable = run / "checkpoints"  # the shipped checkpoint, or the fold models' ensemble
-    if name == "evaluate":
-        return (
-            ["--run-dir", str(run), "--checkpoint", str(deliverable)],
-            [deliverable, run / "manifest.csv", run / "splits.csv", run / "patients.csv"],
-            [],
-        )
-    if name == "infer":
-        return ["--checkpoint", str(deliverable)], [deliverable], []
-    if name == "synthesize":
-        return [], [], []
-    raise StageError(f"unknown stage '{name}'")
+def stage_call(spec: StageSpec, ctx: StageContext) -> StageCall:
+    """What the stage's declaration sees: the run, the data folder and its expanded pipeline args."""
+    return StageCall(RunDir(ctx.run_dir), ctx.data_dir, tuple(expand(a, ctx) for a in spec.args))
 
 
 def expand(text: str, ctx: StageContext) -> str:
@@ -170,51 +131,23 @@ def fingerprint(spec: StageSpec, args: list[str], inputs: dict[str, str], params
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def run_training_status(run_dir: Path, args: list[str]) -> dict | None:
-    """:func:`mri_seg.training.rundir.training_status` of the run (every fold's with ``--all-folds``)."""
-    from mri_seg.data.manifest import fold_ids, read_splits
-    from mri_seg.training.rundir import training_status
-
-    folds = fold_ids(read_splits(run_dir), run_dir / "splits.csv") if "--all-folds" in args else None
-    return training_status(run_dir, folds)
-
-
-def unfinished_training_note(specs: list[StageSpec], ctx: StageContext) -> str | None:
-    """A closing line when the pipeline's training is unfinished (the time cap stopped it)."""
+def closing_notes(specs: list[StageSpec], ctx: StageContext) -> list[str]:
+    """The stages' closing lines (e.g. training left unfinished by the time cap)."""
+    declared = discover()
+    notes = []
     for spec in specs:
-        if spec.name == "train":
-            status = run_training_status(ctx.run_dir, [expand(a, ctx) for a in spec.args])
-            if status is not None and not status["finished"]:
-                return (f"note: training is UNFINISHED ({status['state']}): the train.max_time_minutes safety cap "
-                        "stopped it, and later stages used the model as it was; re-run this command to continue it")
-    return None
-
-
-def train_mode(
-    previous: dict | None, fp: str, run_dir: Path, args: list[str], forced: bool, log
-) -> tuple[str, bool]:
-    """``(flag, up_to_date)`` for the train stage: ``--resume`` only for the same unfinished run,
-    else ``--restart``. ``up_to_date``: same fingerprint, recorded ``ok``, and training finished
-    (every fold's, with ``--all-folds``)."""
-    same = previous is not None and previous.get("fingerprint") == fp
-    status = run_training_status(run_dir, args) if same and not forced else None
-    if status is None:
-        return "--restart", False
-    if status["finished"]:  # not recorded ok (e.g. killed while closing): --resume just confirms it
-        return ("--restart", True) if previous.get("status") == "ok" else ("--resume", False)
-    log(f"[train] the same training is unfinished ({status['state']}): resuming it")
-    return "--resume", False
+        note = declared[spec.name].note
+        text = note(stage_call(spec, ctx)) if note is not None else None
+        if text:
+            notes.append(text)
+    return notes
 
 
 # ----------------------------------------------------------------------------- running
 
 
-def record_path(run_dir: Path, stage: str) -> Path:
-    return run_dir / "stages" / f"{stage}.json"
-
-
 def read_record(run_dir: Path, stage: str) -> dict | None:
-    path = record_path(run_dir, stage)
+    path = RunDir(run_dir).stage_record(stage)
     if not path.is_file():
         return None
     try:
@@ -242,34 +175,37 @@ def run_pipeline(
     overrides = list(overrides or [])
     configs = [load_config(spec.config, overrides) for spec in specs]  # bad values: refused before any stage
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    declared = discover()
+    record_of = RunDir(ctx.run_dir).stage_record
     outcome: dict[str, str] = {}
     for position, spec in enumerate(specs):
-        base_argv, input_paths, outputs = stage_io(spec.name, ctx, spec.args)
+        stage, call = declared[spec.name], stage_call(spec, ctx)
         config = configs[position]
-        args = [expand(a, ctx) for a in spec.args]
-        argv = base_argv + (["--config", str(spec.config)] if spec.config else [])
-        argv += [a for o in overrides for a in ("--set", o)] + args
-        input_paths = list(input_paths) + [Path(expand(p, ctx)) for p in spec.inputs]
+        args = list(call.args)
+        base_argv = stage.argv(call)
+        input_paths = stage.inputs(call) + [Path(expand(p, ctx)) for p in spec.inputs]
         inputs = {str(p): path_digest(p) for p in input_paths}
-        params = stage_params(config, spec.name)
+        params = config_params(config, stage.params)
         fp = fingerprint(spec, args, inputs, params)
         previous = read_record(ctx.run_dir, spec.name)
         unchanged = (
             previous is not None
             and previous.get("status") == "ok"
             and previous.get("fingerprint") == fp
-            and all(p.exists() for p in outputs)
+            and all(p.exists() for p in stage.outputs(call))
         )
-        if spec.name == "train":
-            flag, up_to_date = train_mode(previous, fp, ctx.run_dir, args, spec.name in force, log)
+        flags: list[str] = []
+        if stage.mode is not None:
+            flags, up_to_date = stage.mode(call, Previous(previous, fp, spec.name in force), log)
             unchanged = unchanged and up_to_date
-            argv.insert(len(base_argv), flag)
+        argv = base_argv + flags + (["--config", str(spec.config)] if spec.config else [])
+        argv += [a for o in overrides for a in ("--set", o)] + args
         if unchanged and spec.name not in force:
             log(f"[{spec.name}] unchanged, skipped")
             outcome[spec.name] = "skipped"
             continue
         log(f"[{spec.name}] running: python -m mri_seg.pipelines.{spec.name} {' '.join(argv)}")
-        record = {
+        record: dict[str, Any] = {
             "stage": spec.name,
             "argv": argv,
             "inputs": inputs,
@@ -279,7 +215,7 @@ def run_pipeline(
             "provenance": provenance(),
             "status": "running",
         }
-        atomic_write_json(record_path(ctx.run_dir, spec.name), record)
+        atomic_write_json(record_of(spec.name), record)
         start = time.time()
         try:
             code = run_stage_module(spec.name, argv)
@@ -293,7 +229,7 @@ def run_pipeline(
         record["status"] = "ok" if error is None else "failed"
         if error is not None:
             record["error"] = error
-        atomic_write_json(record_path(ctx.run_dir, spec.name), record)
+        atomic_write_json(record_of(spec.name), record)
         if error is not None:
             raise StageError(f"stage '{spec.name}' failed: {error} (re-run the same command to resume from it)")
         outcome[spec.name] = "ran"
@@ -321,8 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_pipeline(specs, ctx, args.overrides, set(args.force))
     ran = [s for s, o in outcome.items() if o == "ran"]
     print(f"pipeline {args.pipeline.name}: {len(ran)} stage(s) ran, {len(outcome) - len(ran)} skipped -> {args.run_dir}")
-    note = unfinished_training_note(specs, StageContext(args.run_dir.resolve(), data_dir))
-    if note:
+    for note in closing_notes(specs, StageContext(args.run_dir.resolve(), data_dir)):
         print(note)
     return 0
 

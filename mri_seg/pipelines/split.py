@@ -12,10 +12,20 @@ import argparse
 from pathlib import Path
 
 from mri_seg.config import save_resolved_config
-from mri_seg.data.manifest import SPLITS_FILE, read_manifest
+from mri_seg.data.manifest import read_manifest
 from mri_seg.data.splits import split_run_dir, split_summary
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
+from mri_seg.pipelines.stage import Stage
+from mri_seg.rundir import RunDir
 from mri_seg.utils.paths import require_dir, require_writable_dir
+
+STAGE = Stage(
+    name="split",
+    params=("split",),
+    argv=lambda call: ["--run-dir", str(call.run.root)],
+    inputs=lambda call: [call.run.manifest, call.run.patients],
+    outputs=lambda call: [call.run.splits],
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         save_resolved_config(cfg, args.run_dir, "split")
     table = split_summary(read_manifest(args.run_dir), splits)
     folds = f", {cfg.split.n_folds} folds" if cfg.split.n_folds > 1 else ""
-    print(f"split: seed {cfg.split.seed}{folds} -> {Path(args.run_dir) / SPLITS_FILE}")
+    print(f"split: seed {cfg.split.seed}{folds} -> {RunDir(args.run_dir).splits}")
     print(table.to_string(index=False))
     return 0
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines._cli import StageError, run_main
+from mri_seg.pipelines.stage import Stage
+
+STAGE = Stage(name="synthesize")  # writes where its pipeline args say (--out); reads no config
 
 
 def build_parser() -> argparse.ArgumentParser:

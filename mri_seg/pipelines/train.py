@@ -13,26 +13,35 @@ resumable on its own with ``--resume``). Test patients are never used.
 ``--resume`` continues an unfinished run (killed, or stopped by the time cap) from its
 last.pt; without ``--config`` the checkpoint's config is the base that
 ``--set``/``--epochs``/``--device`` change. Any difference in the training config
-(data, augment, model, train sections; not the RUN_ONLY_KEYS such as train.max_time_minutes) or the data is
+(data, augment, model, train sections; not mri_seg.params.RUN_ONLY_KEYS such as train.max_time_minutes) or the data is
 refused with one line naming the keys (exit 2); a finished run is reported finished and
 not trained further. ``--restart`` moves the run's previous training (every fold's too)
 to RUN/superseded/train-<UTC time>/ and trains afresh. Without either, an existing
 last.pt is refused (exit 2).
+
+In a pipeline (:data:`STAGE`) the runner passes ``--resume`` only to continue the same
+unfinished run (same fingerprint; killed, failed or stopped by the time cap), and
+otherwise ``--restart``.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from mri_seg.config import Config, load_config, save_resolved_config
-from mri_seg.data.manifest import SPLITS_FILE, FoldError, fold_ids, read_splits
+from mri_seg.data.manifest import FoldError, fold_ids, read_splits
 from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
+from mri_seg.pipelines.stage import Previous, Stage, StageCall
+from mri_seg.rundir import RunDir
 from mri_seg.training.checkpoint import CheckpointError, load_checkpoint
 from mri_seg.training.distributed import env_context
+from mri_seg.training.resume import TRAIN_PARAMS, training_status
 from mri_seg.utils.paths import require_dir, require_writable_dir
 
 
@@ -65,10 +74,8 @@ def _flag_overrides(args: argparse.Namespace) -> list[str]:
 
 def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
     """--config (or, resuming without one, the checkpoint's config) + --set + flag overrides."""
-    from mri_seg.training.engine import checkpoint_paths
-
     overrides = list(args.overrides) + _flag_overrides(args)
-    last, _ = checkpoint_paths(args.run_dir, fold)
+    last = RunDir(args.run_dir).training(fold).last
     if args.resume and args.config is None and last.is_file():
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp) / "checkpoint_config.yaml"
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(_summary_line(summary))
             if args.all_folds and env_context().is_main:
                 save_resolved_config(cfg, args.run_dir, "train")
-                print(f"train done: {len(folds)} folds -> {args.run_dir / 'checkpoints'}/fold{{{','.join(map(str, folds))}}}")
+                print(f"train done: {len(folds)} folds -> {RunDir(args.run_dir).checkpoints}/fold{{{','.join(map(str, folds))}}}")
         except (TrainingError, CheckpointError, FoldError) as exc:
             raise StageError(str(exc)) from exc
     return 0
@@ -105,11 +112,12 @@ def _folds(args: argparse.Namespace) -> list[int | None]:
     """[None] (no folds), [K], or every fold of splits.csv (checked before any training)."""
     if args.fold is None and not args.all_folds:
         return [None]
-    path = args.run_dir / SPLITS_FILE
+    path = RunDir(args.run_dir).splits
     folds = fold_ids(read_splits(args.run_dir), path)
     if args.fold is not None and args.fold not in folds:
         raise FoldError(f"fold {args.fold} is out of range: {path} has folds {folds[0]}..{folds[-1]}")
-    return [args.fold] if args.fold is not None else folds
+    chosen: list[int | None] = [args.fold] if args.fold is not None else [*folds]
+    return chosen
 
 
 def _summary_line(s: dict) -> str:
@@ -126,6 +134,57 @@ def _summary_line(s: dict) -> str:
         return (f"{what} STOPPED BY THE TIME CAP (train.max_time_minutes): {s['epochs_completed']} of "
                 f"{s['epochs']} epochs, unfinished (--resume continues it), {timing}; {best}")
     return f"{what} done: {s['epochs_completed']} epochs ({s['stopped']}), {timing}; {best}"
+
+
+# --------------------------------------------------------------------------- the pipeline runner's view
+
+
+def run_training_status(call: StageCall) -> dict | None:
+    """:func:`mri_seg.training.resume.training_status` of the run (every fold's with ``--all-folds``)."""
+    folds = fold_ids(read_splits(call.run.root), call.run.splits) if "--all-folds" in call.args else None
+    return training_status(call.run.root, folds)
+
+
+def train_mode(call: StageCall, previous: Previous, log: Callable[[str], Any]) -> tuple[list[str], bool]:
+    """``([flag], up_to_date)``: ``--resume`` only for the same unfinished run, else ``--restart``.
+    ``up_to_date``: same fingerprint, recorded ``ok``, and training finished (every fold's, with
+    ``--all-folds``)."""
+    record = previous.record
+    same = record is not None and record.get("fingerprint") == previous.fingerprint
+    status = run_training_status(call) if same and not previous.forced else None
+    if record is None or status is None:
+        return ["--restart"], False
+    if status["finished"]:  # not recorded ok (e.g. killed while closing): --resume just confirms it
+        return (["--restart"], True) if record.get("status") == "ok" else (["--resume"], False)
+    log(f"[train] the same training is unfinished ({status['state']}): resuming it")
+    return ["--resume"], False
+
+
+def unfinished_note(call: StageCall) -> str | None:
+    """A closing line when the training is unfinished (the time cap stopped it)."""
+    status = run_training_status(call)
+    if status is None or status["finished"]:
+        return None
+    return (f"note: training is UNFINISHED ({status['state']}): the train.max_time_minutes safety cap "
+            "stopped it, and later stages used the model as it was; re-run this command to continue it")
+
+
+def _outputs(call: StageCall) -> list[Path]:
+    if "--all-folds" in call.args:  # config_train.yaml is written after the last fold
+        return [call.run.checkpoints, call.run.config("train")]
+    own = call.run.training()
+    return [own.last, own.best, own.train_log]
+
+
+STAGE = Stage(
+    name="train",
+    params=TRAIN_PARAMS,  # also what --resume compares
+    argv=lambda call: ["--run-dir", str(call.run.root)],  # the runner adds --resume or --restart (train_mode)
+    inputs=lambda call: [call.run.manifest, call.run.splits],
+    outputs=_outputs,
+    mode=train_mode,
+    note=unfinished_note,
+)
 
 
 def cli() -> None:

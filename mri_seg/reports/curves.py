@@ -9,34 +9,28 @@ The best epoch (highest mean val patient Dice, the one ``best.pt`` keeps) is mar
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from mri_seg.rundir import CURVES_FILE, RunDir, fold_folders
 from mri_seg.utils.atomic import atomic_write_bytes
 
-LOG_FILE = "train_log.csv"
-CURVES_FILE = "learning_curves.png"
 DPI = 90
-_FOLD = re.compile(r"fold(\d+)$")
 
 
 def find_train_logs(run_dir: str | Path) -> dict[str, Path]:
     """label -> train_log.csv: the run's own log and each ``checkpoints/fold<K>/`` log, in fold order."""
-    run_dir = Path(run_dir)
+    run = RunDir(Path(run_dir))
     logs: dict[str, Path] = {}
-    if (run_dir / LOG_FILE).is_file():
-        logs["run"] = run_dir / LOG_FILE
-    folds = []
-    for path in (run_dir / "checkpoints").glob(f"fold*/{LOG_FILE}"):
-        match = _FOLD.match(path.parent.name)
-        if match:
-            folds.append((int(match.group(1)), path))
-    for k, path in sorted(folds):
-        logs[f"fold {k}"] = path
+    if run.train_log.is_file():
+        logs["run"] = run.train_log
+    for k, _ in fold_folders(run.checkpoints):
+        path = run.training(k).train_log
+        if path.is_file():
+            logs[f"fold {k}"] = path
     return logs
 
 
@@ -44,7 +38,7 @@ def read_log(path: str | Path) -> pd.DataFrame:
     """A train log with numeric columns (missing columns become NaN), sorted by epoch."""
     frame = pd.read_csv(path)
     for column in ("epoch", "train_loss", "val_loss", "val_patient_dice_mean", "val_patient_dice_median"):
-        frame[column] = pd.to_numeric(frame.get(column), errors="coerce") if column in frame else np.nan
+        frame[column] = pd.to_numeric(frame[column], errors="coerce") if column in frame else np.nan
     return frame.dropna(subset=["epoch"]).sort_values("epoch", kind="stable")
 
 
@@ -53,8 +47,8 @@ def best_epoch(frame: pd.DataFrame) -> tuple[int, float] | None:
     dice = frame["val_patient_dice_mean"]
     if dice.notna().sum() == 0:
         return None
-    i = dice.idxmax()
-    return int(frame.loc[i, "epoch"]), float(dice.loc[i])
+    i = int(np.nanargmax(dice.to_numpy(dtype=float)))  # the first of the highest, NaNs skipped
+    return int(frame["epoch"].iloc[i]), float(dice.iloc[i])
 
 
 def learning_curves_png(logs: dict[str, pd.DataFrame]) -> bytes:

@@ -31,7 +31,6 @@ stored in the folder's checkpoints, unless the caller names one.
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from mri_seg import __version__
 from mri_seg.config import Config, config_from_dict
 from mri_seg.config.names import SHIP_CHOICES
 from mri_seg.io.sequences import TRAINING_SEQUENCES, model_sequences
+from mri_seg.rundir import checkpoint_file, fold_folders
 from mri_seg.utils.atomic import atomic_write_bytes
 from mri_seg.utils.hashing import file_sha256  # noqa: F401 (re-exported)
 
@@ -81,16 +81,6 @@ def checkpoint_config(state: dict[str, Any]) -> Config:
     return config_from_dict(state["config"])
 
 
-_FOLD_DIR = re.compile(r"fold(\d+)")
-
-
-def fold_folders(folder: str | Path) -> list[tuple[int, Path]]:
-    """``(K, folder/fold<K>)`` for every fold folder, in fold order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _FOLD_DIR.fullmatch(p.name))]
-    return sorted(found)
 
 
 def _check_ship_name(name: str, where: str) -> str:
@@ -104,7 +94,7 @@ def shipped_checkpoint(folder: str | Path, name: str | None = None) -> Path:
     of the config stored in the folder's checkpoints (last.pt, else best.pt)."""
     folder = Path(folder)
     if name is None:
-        stored = [folder / f"{n}.pt" for n in ("last", "best") if (folder / f"{n}.pt").is_file()]
+        stored = [checkpoint_file(folder, n) for n in ("last", "best") if checkpoint_file(folder, n).is_file()]
         if not stored:
             raise FileNotFoundError(f"no checkpoint in {folder} (expected best.pt, last.pt or fold<K>/ folders)")
         config = load_checkpoint(stored[0])["config"]
@@ -112,7 +102,7 @@ def shipped_checkpoint(folder: str | Path, name: str | None = None) -> Path:
                                 f"train.ship_checkpoint in {stored[0]}")  # fmt: skip
     else:
         _check_ship_name(name, "the checkpoint name")
-    path = folder / f"{name}.pt"
+    path = checkpoint_file(folder, name)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return path

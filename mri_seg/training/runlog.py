@@ -1,4 +1,7 @@
-"""RUN/train_log.csv (rewritten atomically every epoch), its learning_curves.png and optional TensorBoard events."""
+"""RUN/train_log.csv (rewritten atomically every epoch), its learning_curves.png and optional TensorBoard events.
+
+Where they go is one training run's :class:`mri_seg.rundir.TrainingDir` (the run's own, or a fold's).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from mri_seg.rundir import TrainingDir
 from mri_seg.utils.atomic import atomic_write_csv
 
-LOG_FILE = "train_log.csv"
 LOG_COLUMNS = [
     "epoch",
     "lr",
@@ -29,10 +32,10 @@ LOG_COLUMNS = [
 class TrainLog:
     """Rows keyed by epoch; ``truncate(epoch)`` drops rows a resumed run will redo."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True):
-        self.path = Path(run_dir) / LOG_FILE
+    def __init__(self, outputs: TrainingDir, tensorboard: bool = True):
+        self.path = outputs.train_log
         self.rows: list[dict] = []
-        self._tb = _summary_writer(Path(run_dir) / "tensorboard") if tensorboard else None
+        self._tb = _summary_writer(outputs.tensorboard) if tensorboard else None
 
     def load_existing(self, up_to_epoch: int) -> None:
         """Keep the rows of epochs ``<= up_to_epoch`` from an earlier (interrupted) run."""

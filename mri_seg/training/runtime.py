@@ -71,7 +71,7 @@ def worker_init_fn(worker_id: int) -> None:
 
 def rng_state() -> dict[str, Any]:
     """torch/numpy/random states as tensors and lists (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_state = random.getstate()
     return {
         "torch": torch.get_rng_state(),

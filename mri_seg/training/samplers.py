@@ -7,11 +7,11 @@ the draw before taking its shard.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, cast
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 def oversample_weights(has_tumour: np.ndarray, tumour_fraction: float) -> np.ndarray:
@@ -61,14 +61,18 @@ class DistributedWeightedSampler(Sampler[int]):
         return self.num_samples
 
 
+TrainSampler = DistributedWeightedSampler | DistributedSampler  # both: len(), set_epoch(), DDP-aware
+
+
 def build_train_sampler(
     has_tumour: np.ndarray, tumour_oversample: float, num_replicas: int, rank: int, seed: int
-) -> Sampler[int]:
+) -> TrainSampler:
     """Oversampling when ``tumour_oversample > 0``, else a seeded shuffle; both support DDP."""
     if tumour_oversample > 0:
         return DistributedWeightedSampler(
             oversample_weights(has_tumour, tumour_oversample), num_replicas=num_replicas, rank=rank, seed=seed
         )
     return DistributedSampler(
-        range(len(has_tumour)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False
-    )
+        cast(Dataset, range(len(has_tumour))),  # only its length is used
+        num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False,
+    )  # fmt: skip
