@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from mri_seg.config import EvalConfig
-from mri_seg.evaluation.core import EvalOptions, PatientCase, evaluate_cases
+from mri_seg.evaluation.scoring import EvalOptions, PatientCase, evaluate_cases
 from mri_seg.reports.inference_report import write_inference_report, write_scan_page
 from mri_seg.reports.outputs import write_eval_outputs
 from mri_seg.reports.patient_pages import PatientSliceWriter

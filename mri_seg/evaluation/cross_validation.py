@@ -20,15 +20,8 @@ import pandas as pd
 
 from mri_seg.config import Config
 from mri_seg.data.manifest import SPLITS_FILE, fold_ids, manifest_for_patients, read_splits
-from mri_seg.evaluation.core import (
-    CaseSink,
-    EvalOptions,
-    EvalResult,
-    as_volume_fn,
-    evaluate_cases,
-    finish_result,
-    iter_cases,
-)
+from mri_seg.evaluation.prediction import as_volume_fn, finish_result, iter_cases
+from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, evaluate_cases
 
 SPLIT_NAME = "cv"  # the ``split`` of an out-of-fold summary (RUN/eval/cv/)
 
@@ -79,7 +72,7 @@ def evaluate_out_of_fold(
 ) -> EvalResult:
     """Predict every train+val patient with its fold's model and score them all together.
 
-    The result is that of :func:`mri_seg.evaluation.core.evaluate_run` with split ``cv`` and
+    The result is that of :func:`mri_seg.evaluation.prediction.evaluate_run` with split ``cv`` and
     a ``fold`` column after ``patient_id``.
     """
     run_dir = Path(run_dir)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from mri_seg.io.sequences import FLAIR_CHANNEL
 from mri_seg.reports.slice_images import THUMB_SIDE, thumbnail_jpeg, volume_window, write_slice_pictures
 from mri_seg.reports.viewer import SORT_JS, ViewerSlice, page, viewer_html
 from mri_seg.utils.atomic import atomic_write_bytes, atomic_write_text
@@ -28,7 +29,6 @@ from mri_seg.utils.atomic import atomic_write_bytes, atomic_write_text
 REPORT_FILE = "report.html"
 ASSETS_DIR = "report_files"
 MAX_SIDE = 512  # scan-page slice pictures: longer side in pixels
-FLAIR_CHANNEL = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

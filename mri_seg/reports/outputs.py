@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mri_seg.evaluation.core import EvalResult, cluster_table, ranked_patients
+from mri_seg.evaluation.scoring import EvalResult, cluster_table, ranked_patients
 from mri_seg.reports.curves import CURVES_FILE, run_learning_curves_png
 from mri_seg.reports.html import render_report
 from mri_seg.reports.patient_pages import patient_links, write_patient_pages

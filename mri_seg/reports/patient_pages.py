@@ -22,7 +22,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from mri_seg.reports.html import PATIENT_TABLE_COLUMNS, _fmt, _table
+from mri_seg.reports.html import PATIENT_TABLE_COLUMNS, _fmt
 from mri_seg.reports.slice_images import DEFAULT_MAX_SIDE, volume_window, write_slice_pictures
 from mri_seg.reports.viewer import LEGEND, ViewerSlice, page, viewer_html
 from mri_seg.uncertainty import COLUMNS as UNCERTAINTY_COLUMNS
@@ -74,7 +74,7 @@ def _caption(row: dict[str, Any]) -> str:
 def _split_columns(columns: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(metric columns, shape-feature columns, the patient's clinical/dataset columns)."""
     own = set(PATIENT_TABLE_COLUMNS) | set(UNCERTAINTY_COLUMNS) | {"patient_id", "case_id", "n_slices"}
-    own |= {c for c in columns if c.startswith("dice_at_")}  # threshold sweep (evaluation core)
+    own |= {c for c in columns if c.startswith("dice_at_")}  # threshold sweep (mri_seg.evaluation.scoring)
     shape = [c for c in columns if c.startswith(("true_", "pred_")) and c not in own]
     metrics = [c for c in columns if c in own and c not in ("patient_id", "case_id")]
     return metrics, shape, [c for c in columns if c not in metrics and c not in shape and c != "patient_id"]

@@ -100,7 +100,7 @@ def montage_png(slices: list, title: str, columns: int = 4) -> bytes:
     """FLAIR slices with true (green) and predicted (red) contours, each titled with its Dice.
 
     ``slices``: objects with ``slice_index``, ``flair``, ``truth``, ``pred``, ``dice``
-    (:class:`mri_seg.evaluation.core.MontageSlice`).
+    (:class:`mri_seg.evaluation.scoring.MontageSlice`).
     """
     n = max(1, len(slices))
     cols = min(columns, n)
