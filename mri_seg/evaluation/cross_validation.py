@@ -22,6 +22,8 @@ from mri_seg.config import Config
 from mri_seg.data.manifest import SPLITS_FILE, fold_ids, manifest_for_patients, read_splits
 from mri_seg.evaluation.prediction import as_volume_fn, finish_result, iter_cases
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, evaluate_cases
+from mri_seg.training.checkpoint import shipped_checkpoint
+from mri_seg.training.engine import fold_dir
 
 SPLIT_NAME = "cv"  # the ``split`` of an out-of-fold summary (RUN/eval/cv/)
 
@@ -38,6 +40,19 @@ class FoldModel:
     predictor: Any
     train_patients: set[str] = field(default_factory=set)
     name: str = ""  # shown in errors, e.g. the checkpoint path
+
+
+def fold_checkpoints(run_dir: Path, name: str | None = None) -> dict[int, Path]:
+    """Fold -> its checkpoint file (``name``: best or last; default the shipped one), for every
+    fold of splits.csv; a fold without its model folder is an :class:`OutOfFoldError`."""
+    folds = fold_ids(read_splits(run_dir), Path(run_dir) / SPLITS_FILE)
+    out = {}
+    for fold in folds:
+        folder = fold_dir(Path(run_dir), fold)
+        if not folder.is_dir():
+            raise OutOfFoldError(f"fold {fold} has no model: {folder} not found (train --fold {fold}, or --all-folds)")
+        out[fold] = shipped_checkpoint(folder, name)
+    return out
 
 
 def fold_assignment(run_dir: str | Path) -> dict[str, int]:
