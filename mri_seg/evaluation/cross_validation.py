@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -115,7 +115,7 @@ def evaluate_out_of_fold(
 def per_fold_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Patients, mean and median Dice of each fold (how much the folds disagree)."""
     rows = [
-        {"fold": int(fold), "n_patients": int(len(group)), "dice_mean": float(group["dice"].mean()),
+        {"fold": int(cast(int, fold)), "n_patients": int(len(group)), "dice_mean": float(group["dice"].mean()),
          "dice_median": float(group["dice"].median())}
         for fold, group in patients.groupby("fold", sort=True)
     ]  # fmt: skip

@@ -140,7 +140,7 @@ def evaluate_case(
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
     row.update(scan_uncertainty(passes, options.threshold).columns(review_threshold))
-    slice_rows = []
+    slice_rows: list[dict[str, Any]] = []
     for i, index in enumerate(case.slice_indices):
         metrics = slice_metrics(pred[i], truth[i])
         slice_rows.append({"patient_id": case.patient_id, "slice_index": int(index), **metrics})
