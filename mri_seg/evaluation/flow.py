@@ -358,13 +358,8 @@ class OutOfFoldModels:
         return evaluate_out_of_fold(run_dir, self.models, cfg, options, progress=progress, on_case=on_case)
 
     def describe(self) -> dict[str, Any]:
-        from mri_seg.training.checkpoint import file_sha256
-
-        checkpoints = [
-            {"fold": fold, "path": str(path.resolve()), "sha256": file_sha256(path),
-             "epoch": self.states[fold].get("epoch"), "best_metric": self.states[fold].get("best_metric")}
-            for fold, path in self.paths.items()
-        ]  # fmt: skip
+        # each fold's predictor describes its checkpoint as an ensemble member: path, sha256, epoch, fold, best_metric
+        checkpoints = [self.models[fold].predictor.members[0] for fold in self.paths]
         return {"checkpoints": checkpoints, "threshold_source": "config"}
 
     def stores_choice(self, cfg: Config) -> bool:
