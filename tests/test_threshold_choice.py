@@ -15,7 +15,13 @@ import pytest
 import yaml
 
 from mri_seg.config import PostprocessConfig
-from mri_seg.evaluation.threshold_choice import CHOICE_FILE, choose_threshold, read_choice, resolve_threshold, write_choice
+from mri_seg.evaluation.threshold_choice import (
+    CHOICE_FILE,
+    choose_threshold,
+    read_choice,
+    resolve_threshold,
+    write_choice,
+)
 from mri_seg.inference.testing import tiny_config, write_untrained_checkpoint
 from mri_seg.pipelines import evaluate
 from mri_seg.pipelines.infer import main as infer_main
