@@ -38,7 +38,7 @@ from mri_seg.config import (
 )
 from mri_seg.errors import StageError
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult
-from mri_seg.utils.paths import require_dir, require_writable_dir
+from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
 from mri_seg.utils.provenance import provenance
 
 USER_SECTIONS = ("eval",)  # the sections --config/--set may change (mri_seg.config.STAGE_PARAMS["evaluate"])
@@ -226,7 +226,6 @@ class SplitModels:
     def resolve(cls, given: list[Path], name: str | None) -> "SplitModels":
         """The checkpoint files that ``--checkpoint`` paths (files or folders) and ``--checkpoint-name`` mean."""
         from mri_seg.training.checkpoint import CheckpointError, resolve_checkpoints
-        from mri_seg.utils.paths import require_file
 
         try:
             checkpoints = resolve_checkpoints(list(given), name)
