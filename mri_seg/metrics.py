@@ -183,7 +183,7 @@ def bootstrap_mean_ci(
     return (float(lo), float(hi))
 
 
-def describe(values: Sequence[float], name: str, n_bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
+def describe(values: Sequence[float] | np.ndarray, name: str, n_bootstrap: int = 2000, seed: int = 0) -> dict[str, Any]:
     """``<name>_mean/median/std/min/max/ci95/n_undefined`` over the defined (non-NaN) values."""
     arr = np.asarray(values, dtype=float)
     defined = arr[~np.isnan(arr)]

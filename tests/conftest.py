@@ -1,7 +1,8 @@
 """Shared fixtures: the real lgg-dev subset (unpacked once, cached outside the repo) and synthetic data.
 
 - ``lgg_dev_dir``: path of the unpacked real ``kaggle_3m/`` (40 patients, 1409 slices). Read-only:
-  copy what you modify. Skips when ``../shared/data/lgg-dev/kaggle_3m.tar.gz`` is absent.
+  copy what you modify. Skips when ``../shared/data/lgg-dev/kaggle_3m.tar.gz`` is absent, and
+  fails instead with ``MRI_SEG_REQUIRE_REALDATA=1`` (CI: see ``ci_switches.py``).
   Cache folder: ``$MRI_SEG_CACHE/lgg-dev`` (default ``~/.cache/mri_seg/lgg-dev``).
 - ``synthetic_dir``: a small synthetic Kaggle-layout dataset (8 patients, 12-20 slices of 128x128).
 - ``synthetic_run``: that dataset prepared and split (default config) in a run directory.
@@ -17,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from ci_switches import REQUIRE_REALDATA, unavailable
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -64,7 +66,8 @@ def unpack_lgg_dev(archive: Path, dest_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def lgg_dev_dir() -> Path:
     if not LGG_DEV_ARCHIVE.is_file():
-        pytest.skip(f"real-data test: {LGG_DEV_ARCHIVE} not found (lgg-dev subset of the Kaggle LGG dataset)")
+        unavailable(f"real-data test: {LGG_DEV_ARCHIVE} not found (lgg-dev subset of the Kaggle LGG dataset)",
+                    REQUIRE_REALDATA)
     return unpack_lgg_dev(LGG_DEV_ARCHIVE, cache_root() / "lgg-dev")
 
 

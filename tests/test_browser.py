@@ -3,10 +3,13 @@
 Opens the evaluation report, a patient page, the inference report and a scan page:
 no console or page errors, no failed requests, every link and picture resolves to an
 existing file, and the slice viewer changes the shown slice on the slider and the arrow
-keys. Skipped (with the reason) where Playwright or a Chromium binary is missing; the
-plain HTML-parsing tests (test_report_outputs.py, test_infer.py) cover those machines.
+keys. Skipped (with the reason) only where Playwright or a Chromium binary is missing --
+and failed for that same reason with ``MRI_SEG_REQUIRE_BROWSER=1`` (CI, ``ci_switches.py``);
+the plain HTML-parsing tests (test_reports_*.py, test_report_outputs.py, test_infer.py)
+cover the machines without one. A browser that is there but does not start is a failure.
 Playwright never downloads a browser here: it launches the system one
-(``MRI_SEG_BROWSER`` or the first of chromium / chromium-browser / google-chrome on PATH).
+(``MRI_SEG_BROWSER`` or the first of chromium / chromium-browser / google-chrome on PATH;
+``apt-get install chromium``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 import pandas as pd
 import pytest
+from ci_switches import REQUIRE_BROWSER, unavailable
 
 from mri_seg.config import EvalConfig
-from mri_seg.evaluation.core import EvalOptions, PatientCase, evaluate_cases
+from mri_seg.evaluation.scoring import EvalOptions, PatientCase, evaluate_cases
 from mri_seg.reports.inference_report import write_inference_report, write_scan_page
 from mri_seg.reports.outputs import write_eval_outputs
 from mri_seg.reports.patient_pages import PatientSliceWriter
@@ -35,21 +39,22 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-ru
 def _browser_path() -> str | None:
     explicit = os.environ.get("MRI_SEG_BROWSER")
     if explicit:
-        return explicit if Path(explicit).is_file() else None
+        assert Path(explicit).is_file(), f"MRI_SEG_BROWSER={explicit} is not a file"  # asked for: a failure
+        return explicit
     return next((p for p in map(shutil.which, BROWSERS) if p), None)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        unavailable("playwright is not installed (pip install playwright)", REQUIRE_BROWSER)
     path = _browser_path()
     if path is None:
-        pytest.skip("no Chromium found (apt-get install chromium, or set MRI_SEG_BROWSER)")
+        unavailable("no Chromium found (apt-get install chromium, or set MRI_SEG_BROWSER)", REQUIRE_BROWSER)
     with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=path, args=LAUNCH_ARGS)
-        except Exception as exc:  # a browser that cannot start here is a skip, not a failure of the pages
-            pytest.skip(f"Chromium at {path} did not start: {str(exc).splitlines()[0]}")
+        b = p.chromium.launch(executable_path=path, args=LAUNCH_ARGS)  # present but not starting: a failure
         yield b
         b.close()
 
@@ -136,8 +141,9 @@ def _check_viewer(page) -> None:
     page.eval_on_selector("#viewer input[type=range]",
                           "el => { el.value = '0'; el.dispatchEvent(new Event('input')); }")
     assert _viewer_index(page) == 0
-    assert page.evaluate("document.querySelector('#viewer img.slice').complete")
-    assert page.evaluate("document.querySelector('#viewer img.slice').naturalWidth") > 0
+    # the new picture loads (asynchronously: waited for, up to 10 s, else a timeout error)
+    page.wait_for_function("() => { const i = document.querySelector('#viewer img.slice');"
+                           " return i.complete && i.naturalWidth > 0; }", timeout=10_000)
     page.keyboard.press("End")
     assert _viewer_index(page) == total - 1
     page.click("#viewer input[type=checkbox]")

@@ -12,9 +12,9 @@ import pytest
 
 from mri_seg.config import load_config
 from mri_seg.data.splits import make_splits, patients_from_run
-from mri_seg.evaluation.core import FLAIR_CHANNEL
 from mri_seg.evaluation.cross_validation import FoldModel, OutOfFoldError, evaluate_out_of_fold
 from mri_seg.io.images import read_slice
+from mri_seg.io.sequences import FLAIR_CHANNEL
 from mri_seg.pipelines._cli import run_main
 from mri_seg.pipelines.cv import main as cv_main
 

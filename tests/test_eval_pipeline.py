@@ -1,4 +1,4 @@
-"""The evaluate stage: config precedence, and a run on synthetic data producing every output."""
+"""The evaluate stage: its errors, and a run on synthetic data producing every output."""
 
 from __future__ import annotations
 
@@ -9,44 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mri_seg.config import Config, ConfigError
 from mri_seg.pipelines import evaluate
 from mri_seg.pipelines._cli import StageError
-from mri_seg.pipelines.evaluate import resolve_config
 from mri_seg.reports.outputs import OUTPUT_FILES
-
-
-def _ckpt_cfg() -> Config:
-    cfg = Config()
-    cfg.eval.postprocess.threshold = 0.3
-    cfg.eval.postprocess.min_component_pixels = 7
-    cfg.model.channels = [4, 8, 16]
-    cfg.model.strides = [2, 2]
-    return cfg
-
-
-def test_precedence_checkpoint_file_set_flags(tmp_path):
-    ckpt = _ckpt_cfg()
-    assert resolve_config(ckpt).eval.postprocess.threshold == 0.3  # checkpoint's eval section by default
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(
-        "eval: {postprocess: {threshold: 0.4, tta_flip: true}, bootstrap_samples: 10}\n"
-        "model: {channels: [8, 16, 32, 64]}\n"
-        "infer: {overlap: 0.25}\n"
-    )
-    cfg = resolve_config(ckpt, recipe)
-    assert cfg.eval.postprocess.threshold == 0.4 and cfg.eval.postprocess.tta_flip is True
-    assert cfg.eval.postprocess.min_component_pixels == 7  # not in the file: checkpoint value kept
-    assert cfg.eval.bootstrap_samples == 10
-    assert cfg.infer.overlap == 0.5  # evaluate reads only eval.* (the runner re-runs it only when that changes)
-    assert cfg.model.channels == [4, 8, 16]  # the model is the checkpoint's, whatever the file says
-    cfg = resolve_config(ckpt, recipe, ["eval.postprocess.threshold=0.45"])
-    assert cfg.eval.postprocess.threshold == 0.45
-    flags = {"eval.postprocess.threshold": 0.6, "eval.postprocess.tta_flip": None, "eval.split": "val"}
-    cfg = resolve_config(ckpt, recipe, ["eval.postprocess.threshold=0.45"], flags)
-    assert cfg.eval.postprocess.threshold == 0.6 and cfg.eval.postprocess.tta_flip is True and cfg.eval.split == "val"
-    with pytest.raises(ConfigError, match="eval.nope"):
-        resolve_config(ckpt, None, ["eval.nope=1"])
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mri_seg.config import PostprocessConfig
-from mri_seg.evaluation.core import EvalOptions, binarise
+from mri_seg.evaluation.scoring import EvalOptions, binarise
 from mri_seg.postprocess import apply_postprocess, filter_components_3d, postprocess
 
 

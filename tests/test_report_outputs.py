@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mri_seg.config import EvalConfig
-from mri_seg.evaluation.core import EvalOptions, PatientCase, evaluate_cases
+from mri_seg.evaluation.scoring import EvalOptions, PatientCase, evaluate_cases
 from mri_seg.reports.outputs import OUTPUT_FILES, write_eval_outputs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -76,7 +76,7 @@ def test_25d_model_trains_and_is_evaluated_and_inferred_on_whole_volumes(synthet
     """data.context_slices=1: training, evaluation and batch inference all stack the same neighbours."""
     import cv2
 
-    from mri_seg.evaluation.core import as_volume_fn, iter_run_cases
+    from mri_seg.evaluation.prediction import as_volume_fn, iter_run_cases
     from mri_seg.io.images import read_slice
     from mri_seg.pipelines.infer import main as infer_main
 

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
 from mri_seg.config import Config
 from mri_seg.data.manifest import SPLITS_FILE, fold_ids, manifest_for_patients, read_splits
-from mri_seg.evaluation.core import (
-    CaseSink,
-    EvalOptions,
-    EvalResult,
-    as_volume_fn,
-    evaluate_cases,
-    finish_result,
-    iter_cases,
-)
+from mri_seg.evaluation.prediction import as_volume_fn, finish_result, iter_cases
+from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, evaluate_cases
+from mri_seg.rundir import RunDir
+from mri_seg.training.checkpoint import shipped_checkpoint
 
 SPLIT_NAME = "cv"  # the ``split`` of an out-of-fold summary (RUN/eval/cv/)
 
@@ -45,6 +40,19 @@ class FoldModel:
     predictor: Any
     train_patients: set[str] = field(default_factory=set)
     name: str = ""  # shown in errors, e.g. the checkpoint path
+
+
+def fold_checkpoints(run_dir: Path, name: str | None = None) -> dict[int, Path]:
+    """Fold -> its checkpoint file (``name``: best or last; default the shipped one), for every
+    fold of splits.csv; a fold without its model folder is an :class:`OutOfFoldError`."""
+    folds = fold_ids(read_splits(run_dir), Path(run_dir) / SPLITS_FILE)
+    out = {}
+    for fold in folds:
+        folder = RunDir(Path(run_dir)).fold_dir(fold)
+        if not folder.is_dir():
+            raise OutOfFoldError(f"fold {fold} has no model: {folder} not found (train --fold {fold}, or --all-folds)")
+        out[fold] = shipped_checkpoint(folder, name)
+    return out
 
 
 def fold_assignment(run_dir: str | Path) -> dict[str, int]:
@@ -79,7 +87,7 @@ def evaluate_out_of_fold(
 ) -> EvalResult:
     """Predict every train+val patient with its fold's model and score them all together.
 
-    The result is that of :func:`mri_seg.evaluation.core.evaluate_run` with split ``cv`` and
+    The result is that of :func:`mri_seg.evaluation.prediction.evaluate_run` with split ``cv`` and
     a ``fold`` column after ``patient_id``.
     """
     run_dir = Path(run_dir)
@@ -107,7 +115,7 @@ def evaluate_out_of_fold(
 def per_fold_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Patients, mean and median Dice of each fold (how much the folds disagree)."""
     rows = [
-        {"fold": int(fold), "n_patients": int(len(group)), "dice_mean": float(group["dice"].mean()),
+        {"fold": int(cast(int, fold)), "n_patients": int(len(group)), "dice_mean": float(group["dice"].mean()),
          "dice_median": float(group["dice"].median())}
         for fold, group in patients.groupby("fold", sort=True)
     ]  # fmt: skip

@@ -1,7 +1,7 @@
 """The deliverable's threshold, chosen on out-of-fold predictions (nnU-Net's habit for post-processing).
 
 The ``cv`` stage predicts every train+val patient with the fold model that never saw it
-and sweeps the probability threshold (:data:`mri_seg.evaluation.core.SWEEP_THRESHOLDS`).
+and sweeps the probability threshold (:data:`mri_seg.evaluation.scoring.SWEEP_THRESHOLDS`).
 With ``eval.postprocess.threshold_from_cv`` it writes the threshold with the best
 out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models, in
 ``RUN/checkpoints/postprocess.json``, together with the sha256 of every fold checkpoint it
@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mri_seg.config import PostprocessConfig
+from mri_seg.rundir import POSTPROCESS_FILE
 from mri_seg.utils.atomic import atomic_write_json
 
-CHOICE_FILE = "postprocess.json"
+CHOICE_FILE = POSTPROCESS_FILE  # RunDir.postprocess_choice
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def make_inputs(out: Path, n_patients: int, seed: int) -> tuple[Path, Path]:
     return data_dir, scans_dir
 
 
-def summarise(out: Path) -> str:
+def demo_summary_text(out: Path) -> str:
     run = RunDir(out)
     summary_path = run.eval_dir("test") / "summary.json"
     lines = ["", "demo finished:"]
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_out_dir(out)
     data_dir, _ = make_inputs(out, args.patients, args.seed)
     run_pipeline(load_pipeline(args.pipeline), StageContext(out, data_dir), args.overrides)
-    print(summarise(out))
+    print(demo_summary_text(out))
     print(f"  wall time:    {time.time() - start:.0f} s")
     return 0
 

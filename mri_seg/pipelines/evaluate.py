@@ -30,25 +30,13 @@ training size (the ``infer`` tiling settings are for the infer stage's inputs of
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mri_seg.config import (
-    Config,
-    InferConfig,
-    config_from_dict,
-    config_to_dict,
-    explicit_values,
-    load_config,
-    merge_values,
-)
 from mri_seg.evaluation import INPUT_SEQUENCES
-from mri_seg.pipelines._cli import StageError, add_config_args, run_main, stage_lock
+from mri_seg.pipelines._cli import add_config_args, run_main, stage_lock
 from mri_seg.pipelines.stage import Stage
-from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
-from mri_seg.utils.provenance import provenance
 
 STAGE = Stage(  # the pipeline runner's view: RUN/checkpoints is the run's deliverable
     name="evaluate",
@@ -56,8 +44,6 @@ STAGE = Stage(  # the pipeline runner's view: RUN/checkpoints is the run's deliv
     argv=lambda call: ["--run-dir", str(call.run.root), "--checkpoint", str(call.run.checkpoints)],
     inputs=lambda call: [call.run.checkpoints, call.run.manifest, call.run.splits, call.run.patients],
 )
-
-USER_SECTIONS = ("eval",)  # the sections --config/--set may change (mri_seg.config.STAGE_PARAMS["evaluate"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,132 +98,18 @@ def eval_flags(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def eval_output_dir(run_dir: Path, name: str, input_sequences: str) -> Path:
-    """RUN/eval/<name>, or RUN/eval/<name>_flair_only for FLAIR-only input (never mixed up)."""
-    return run_dir / "eval" / (name if input_sequences == "all" else f"{name}_{input_sequences}")
-
-
-def eval_infer_config(cfg: Config) -> InferConfig:
-    """How evaluate and cv predict: whole slices at the training size (default tiling, not the
-    infer stage's ``infer.*``, so a change there never alters an evaluation), flip TTA from
-    ``eval.postprocess``, ``eval.batch_size`` slices per forward pass."""
-    return InferConfig(tile_batch=cfg.eval.batch_size, postprocess=cfg.eval.postprocess)
-
-
-def resolve_config(
-    checkpoint_cfg: Config,
-    config_path: Path | None = None,
-    overrides: list[str] | None = None,
-    flags: dict[str, Any] | None = None,
-) -> Config:
-    """Checkpoint config < --config < --set < flags, for the eval section only.
-
-    ``flags`` maps dotted keys (``eval.postprocess.threshold``) to values; ``None`` values are skipped.
-    """
-    overrides = list(overrides or [])
-    load_config(config_path, overrides, validate=False)  # keys and types; values are checked after the merge
-    values = config_to_dict(checkpoint_cfg)
-    explicit = explicit_values(config_path, overrides)
-    for section in USER_SECTIONS:
-        if isinstance(explicit.get(section), dict):
-            values[section] = merge_values(values[section], explicit[section])
-    for dotted, value in (flags or {}).items():
-        if value is None:
-            continue
-        node = values
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return config_from_dict(values)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
-    from mri_seg.training.checkpoint import CheckpointError, resolve_checkpoints
+    from mri_seg.evaluation.flow import EvalRequest, SplitModels, check_request, run_evaluation
+    from mri_seg.reports.outputs import ReportWriter
 
     flags = {"eval.split": args.split, **eval_flags(args)}
-    resolve_config(Config(), args.config, args.overrides, flags)  # the user's values: checked before any work
-    run_dir: Path = args.run_dir
-    require_writable_dir(require_dir(run_dir, "run directory"), "run directory")
-    try:
-        checkpoints = resolve_checkpoints(args.checkpoint or [run_dir / "checkpoints"], args.checkpoint_name)
-    except FileNotFoundError as exc:
-        raise StageError(f"{exc} (train first, or pass --checkpoint)") from exc
-    except CheckpointError as exc:
-        raise StageError(str(exc)) from exc
-    for path in checkpoints:
-        require_file(path, "checkpoint")
-    with stage_lock(run_dir, "evaluate", argv):
-        return _evaluate(args, run_dir, checkpoints, flags, start)
-
-
-def _evaluate(args: argparse.Namespace, run_dir: Path, checkpoints: list[Path], flags: dict[str, Any],
-              start: float) -> int:  # fmt: skip
-    from mri_seg.config import save_resolved_config
-    from mri_seg.evaluation.core import EvalOptions, evaluate_run
-    from mri_seg.reports.outputs import write_eval_outputs
-    from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages
-    from mri_seg.training.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
-
-    checkpoint = checkpoints[0]
-    try:
-        state = load_checkpoint(checkpoint)
-        ckpt_cfg = checkpoint_config(state)
-    except CheckpointError as exc:
-        raise StageError(str(exc)) from exc
-    cfg = resolve_config(ckpt_cfg, args.config, args.overrides, flags)
-    ignored = [o for o in args.overrides if o.split(".", 1)[0] not in USER_SECTIONS]
-    if ignored:
-        print(f"note: evaluate uses the checkpoint's settings outside eval; ignored: {ignored}", file=sys.stderr)
-    split = cfg.eval.split
-    try:
-        EvalOptions.from_config(cfg.eval.postprocess)  # bad settings stop before the models load
-    except ValueError as exc:
-        raise StageError(str(exc)) from exc
-
-    from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
-    from mri_seg.inference.predictor import Predictor
-
-    try:
-        predictor = Predictor.from_checkpoints(checkpoints, device=args.device, infer_cfg=eval_infer_config(cfg))
-    except ValueError as exc:  # unusable device or inference settings, members that disagree
-        raise StageError(str(exc)) from exc
-    cfg.eval.postprocess, threshold = resolve_threshold(
-        cfg.eval.postprocess, args.checkpoint or [run_dir / "checkpoints"], predictor.members
-    )
-    report_threshold(threshold)
-    options = EvalOptions.from_config(cfg.eval.postprocess)
-    out_dir = eval_output_dir(run_dir, split, cfg.eval.input_sequences)
-    on_case = None
-    if cfg.eval.patient_pages:
-        clear_pages(out_dir)  # pages of an earlier evaluation would show other predictions
-        on_case = PatientSliceWriter(out_dir)
-    try:
-        result = evaluate_run(run_dir, split, predictor, cfg, options, progress=not args.no_progress, on_case=on_case)
-    except ValueError as exc:
-        raise StageError(str(exc)) from exc
-    del state["model"]
-    result.summary["checkpoint"] = {
-        "path": str(checkpoint.resolve()),
-        "epoch": state.get("epoch"),
-        "best_metric": state.get("best_metric"),
-    }
-    result.summary["checkpoints"] = predictor.members  # every member: path, sha256, epoch, fold
-    result.summary["threshold_source"] = threshold.source
-    result.summary["device"] = args.device
-    result.summary["provenance"] = provenance()
-    save_resolved_config(cfg, run_dir, "evaluate")
-    result.summary["seconds"] = round(time.perf_counter() - start, 2)
-    paths = write_eval_outputs(result, out_dir, run_dir=run_dir, patient_pages=cfg.eval.patient_pages)
-    s = result.summary
-    ensemble = f", ensemble of {len(checkpoints)} checkpoints" if len(checkpoints) > 1 else ""
-    print(
-        f"{split}: {s['n_patients']} patients, {s['n_slices']} slices; patient Dice mean {s['dice_mean']:.4f} "
-        f"(95% CI {s['dice_ci95'][0]:.4f}-{s['dice_ci95'][1]:.4f}), median {s['dice_median']:.4f}; "
-        f"{s['seconds']:.1f} s{ensemble} -> {paths['report.html']}"
-    )
+    request = EvalRequest(args.run_dir, args.config, args.overrides, flags, args.device, not args.no_progress, start=start)
+    check_request(request)
+    models = SplitModels.resolve(args.checkpoint or [args.run_dir / "checkpoints"], args.checkpoint_name)
+    with stage_lock(args.run_dir, "evaluate", argv):
+        run_evaluation(request, models, ReportWriter())
     return 0
 
 

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from mri_seg.metrics import SUMMARY_METRICS
+from mri_seg.reports.web import BASE_STYLE, SORT_JS, fmt, key_value_table
 
 PATIENT_TABLE_COLUMNS = (
     "patient_id",
@@ -40,54 +41,14 @@ PATIENT_TABLE_COLUMNS = (
     "review_flag",
 )
 
-_STYLE = """
-body{font-family:system-ui,Arial,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}
-table.sortable th{cursor:pointer}
-table.sortable th:hover{background:#dde}
-img{max-width:100%;margin:6px 0}
+_STYLE = BASE_STYLE + """img{max-width:100%;margin:6px 0}
 .legend span{display:inline-block;width:14px;height:3px;margin:0 4px 3px 12px;vertical-align:middle}
 .note{color:#555;font-size:13px;max-width:900px}
-"""
-
-_SORT_JS = """
-document.querySelectorAll('table.sortable th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var body = th.closest('table').tBodies[0];
-    var asc = th.getAttribute('data-dir') !== 'asc';
-    th.parentNode.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-dir'); });
-    th.setAttribute('data-dir', asc ? 'asc' : 'desc');
-    var key = function (row) {
-      var t = row.cells[col].getAttribute('data-v');
-      var n = parseFloat(t);
-      return isNaN(n) ? t : n;
-    };
-    Array.from(body.rows).sort(function (a, b) {
-      var x = key(a), y = key(b);
-      if (x === '' || y === '') { return x === y ? 0 : (x === '' ? 1 : -1); }  // blanks last
-      var c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
-      return asc ? c : -c;
-    }).forEach(function (r) { body.appendChild(r); });
-  });
-});
 """
 
 
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _sort_value(value: Any) -> str:
@@ -97,7 +58,7 @@ def _sort_value(value: Any) -> str:
 
 
 def _cell(column: str, value: Any, links: dict[str, str] | None, link_column: str | None) -> str:
-    text = html.escape(_fmt(value))
+    text = html.escape(fmt(value))
     if links and column == link_column and str(value) in links:
         text = f'<a href="{html.escape(links[str(value)])}">{text}</a>'
     return f'<td data-v="{html.escape(_sort_value(value))}">{text}</td>'
@@ -131,38 +92,40 @@ def _summary_table(summary: dict[str, Any]) -> str:
                 "std": summary[f"{name}_std"],
                 "min": summary[f"{name}_min"],
                 "max": summary[f"{name}_max"],
-                "95% CI of mean": f"[{_fmt(lo)}, {_fmt(hi)}]",
+                "95% CI of mean": f"[{fmt(lo)}, {fmt(hi)}]",
                 "undefined (excluded)": summary.get(f"{name}_n_undefined", 0),
             }
         )
     return _table(pd.DataFrame(rows))
 
 
+# (label, key) of the run facts at the top of the report, in order: from the summary, the
+# (first) checkpoint, the post-processing options, then the summary again
+_RUN_FACTS = (("split", "split"), ("patients", "n_patients"), ("slices", "n_slices"))
+_CHECKPOINT_FACTS = (("checkpoint", "path"), ("checkpoint epoch", "epoch"))
+_OPTION_FACTS = (
+    ("threshold", "threshold"),
+    ("min component (pixels)", "min_component_pixels"),
+    ("min 3D component (voxels)", "min_component_voxels"),
+    ("largest 3D component only", "largest_only"),
+    ("flip TTA", "tta_flip"),
+)
+_INPUT_AND_TIME_FACTS = (("input sequences", "input_sequences"), ("seconds", "seconds"))
+
+
 def _run_info(summary: dict[str, Any]) -> str:
-    options = summary.get("options", {})
-    checkpoint = summary.get("checkpoint", {}) or {}
-    items = [
-        ("split", summary.get("split")),
-        ("patients", summary.get("n_patients")),
-        ("slices", summary.get("n_slices")),
-        ("checkpoint", checkpoint.get("path")),
-        ("checkpoint epoch", checkpoint.get("epoch")),
-        ("threshold", options.get("threshold")),
-        ("min component (pixels)", options.get("min_component_pixels")),
-        ("min 3D component (voxels)", options.get("min_component_voxels")),
-        ("largest 3D component only", options.get("largest_only")),
-        ("flip TTA", options.get("tta_flip")),
-        ("input sequences", summary.get("input_sequences")),
-        ("seconds", summary.get("seconds")),
-    ]
+    sources = (
+        (_RUN_FACTS, summary),
+        (_CHECKPOINT_FACTS, summary.get("checkpoint", {}) or {}),
+        (_OPTION_FACTS, summary.get("options", {})),
+        (_INPUT_AND_TIME_FACTS, summary),
+    )
+    items = [(label, source.get(key)) for facts, source in sources for label, key in facts]
     members = summary.get("checkpoints") or []
     for member in members if len(members) > 1 else []:  # several models (folds, ensemble members)
         label = f"fold {member['fold']}" if member.get("fold") is not None else "member"
         items.append((f"checkpoint ({label})", f"{member.get('path')} (epoch {member.get('epoch')})"))
-    body = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in items if v is not None
-    )
-    return f"<table>{body}</table>"
+    return key_value_table((k, v) for k, v in items if v is not None)
 
 
 def _review_note(review: dict[str, Any] | None) -> str:
@@ -175,7 +138,7 @@ def _review_note(review: dict[str, Any] | None) -> str:
     worst_text = "" if worst is None else f" Of the {review.get('worst_n')} lowest-Dice patients, {worst} are flagged."
     return (
         f'<p class="note"><b>Review flags.</b> {review.get("n_flagged", 0)} of {review.get("n", 0)} patients have an '
-        f"uncertainty above {_fmt(review.get('threshold'))} (disagreement of the prediction's passes; "
+        f"uncertainty above {fmt(review.get('threshold'))} (disagreement of the prediction's passes; "
         f"see the uncertainty plot).{rho_text}{worst_text}</p>"
     )
 
@@ -217,7 +180,7 @@ def render_report(
         '<span style="background:#ff2a2a"></span>prediction; panels titled with the slice Dice.</p>'
     )
     for label, patient_id, dice, png in montages:
-        parts.append(f"<h3>{html.escape(label)}: {html.escape(patient_id)} (Dice {_fmt(float(dice))})</h3>")
+        parts.append(f"<h3>{html.escape(label)}: {html.escape(patient_id)} (Dice {fmt(float(dice))})</h3>")
         parts.append(f'<img src="{data_uri(png)}" alt="montage {html.escape(label)} {html.escape(patient_id)}">')
     if summary.get("folds"):
         parts.append("<h2>By fold</h2>")
@@ -230,5 +193,5 @@ def render_report(
     note = "Click a column header to sort." + (" Click a patient for their page: every slice, a slice viewer." if links else "")
     parts.append(f'<h2>Patients</h2><p class="note">{note}</p>')
     parts.append(_table(ordered, "sortable", row_id_column="patient_id", links=links))
-    parts.append(f"<script>{_SORT_JS}</script></body></html>")
+    parts.append(f"<script>{SORT_JS}</script></body></html>")
     return "\n".join(parts)

@@ -21,14 +21,15 @@ from urllib.parse import quote
 
 import numpy as np
 
+from mri_seg.io.sequences import FLAIR_CHANNEL
 from mri_seg.reports.slice_images import THUMB_SIDE, thumbnail_jpeg, volume_window, write_slice_pictures
-from mri_seg.reports.viewer import SORT_JS, ViewerSlice, page, viewer_html
+from mri_seg.reports.viewer import ViewerSlice, page, viewer_html
+from mri_seg.reports.web import SORT_JS, key_value_table
 from mri_seg.utils.atomic import atomic_write_bytes, atomic_write_text
 
 REPORT_FILE = "report.html"
 ASSETS_DIR = "report_files"
 MAX_SIDE = 512  # scan-page slice pictures: longer side in pixels
-FLAIR_CHANNEL = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -112,7 +113,6 @@ def write_scan_page(
         views.append(ViewerSlice(f"{quote(key)}/{files.image}", f"{quote(key)}/{files.overlay}", caption))
     best = int(np.argmax(area)) if area.max(initial=0) > 0 else len(slices) // 2
     atomic_write_bytes(folder / "thumb.jpg", thumbnail_jpeg(channel[best], mask[best], THUMB_SIDE, window))
-    facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _facts(row))
     flag = '<p class="flag">Flagged for review: check this prediction.</p>' if _flagged(row) else ""
     body = [
         f'<p><a href="../{REPORT_FILE}">&larr; inference report</a></p>',
@@ -121,7 +121,7 @@ def write_scan_page(
         '<p class="legend">FLAIR (or the only channel) with the predicted contour'
         '<span style="background:#ff2a2a"></span>prediction</p>',
         viewer_html(views, best),
-        f"<table>{facts}</table>",
+        key_value_table(_facts(row)),
     ]
     path = assets / f"{key}.html"
     atomic_write_text(path, page(f"{row['path']} — mri_seg inference", body))

@@ -13,10 +13,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mri_seg.evaluation.core import EvalResult, cluster_table, ranked_patients
+from mri_seg.evaluation.scoring import EvalResult, cluster_table, ranked_patients
 from mri_seg.reports.curves import CURVES_FILE, run_learning_curves_png
 from mri_seg.reports.html import render_report
-from mri_seg.reports.patient_pages import patient_links, write_patient_pages
+from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages, patient_links, write_patient_pages
 from mri_seg.reports.plots import (
     dice_by_patient_png,
     dice_vs_size_png,
@@ -110,3 +110,16 @@ def write_eval_outputs(
     atomic_write_text(paths["report.html"], html_text)
     atomic_write_json(paths["summary.json"], json_safe(result.summary))  # last: marks a complete evaluation
     return paths
+
+
+class ReportWriter:
+    """How the evaluate and cv stages render (:class:`mri_seg.evaluation.flow.ResultWriter`)."""
+
+    def case_sink(self, out_dir: Path) -> PatientSliceWriter:
+        clear_pages(out_dir)  # pages of an earlier evaluation would show other predictions
+        return PatientSliceWriter(out_dir)
+
+    def write(
+        self, result: EvalResult, out_dir: Path, title: str, run_dir: Path, patient_pages: bool
+    ) -> dict[str, Path]:
+        return write_eval_outputs(result, out_dir, title, run_dir=run_dir, patient_pages=patient_pages)

@@ -22,9 +22,10 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from mri_seg.reports.html import PATIENT_TABLE_COLUMNS, _fmt
+from mri_seg.reports.html import PATIENT_TABLE_COLUMNS
 from mri_seg.reports.slice_images import DEFAULT_MAX_SIDE, volume_window, write_slice_pictures
 from mri_seg.reports.viewer import LEGEND, ViewerSlice, page, viewer_html
+from mri_seg.reports.web import fmt, key_value_table
 from mri_seg.uncertainty import COLUMNS as UNCERTAINTY_COLUMNS
 from mri_seg.utils.atomic import atomic_write_text
 
@@ -74,17 +75,14 @@ def _caption(row: dict[str, Any]) -> str:
 def _split_columns(columns: list[str]) -> tuple[list[str], list[str], list[str]]:
     """(metric columns, shape-feature columns, the patient's clinical/dataset columns)."""
     own = set(PATIENT_TABLE_COLUMNS) | set(UNCERTAINTY_COLUMNS) | {"patient_id", "case_id", "n_slices"}
-    own |= {c for c in columns if c.startswith("dice_at_")}  # threshold sweep (evaluation core)
+    own |= {c for c in columns if c.startswith("dice_at_")}  # threshold sweep (mri_seg.evaluation.scoring)
     shape = [c for c in columns if c.startswith(("true_", "pred_")) and c not in own]
     metrics = [c for c in columns if c in own and c not in ("patient_id", "case_id")]
     return metrics, shape, [c for c in columns if c not in metrics and c not in shape and c != "patient_id"]
 
 
 def _vertical(record: dict[str, Any], columns: list[str]) -> str:
-    rows = "".join(
-        f"<tr><th>{html.escape(c)}</th><td>{html.escape(_fmt(record.get(c)))}</td></tr>" for c in columns
-    )
-    return f"<table>{rows}</table>"
+    return key_value_table((c, record.get(c)) for c in columns)
 
 
 def render_patient_page(patient: dict[str, Any], slices: pd.DataFrame, split: str, report_href: str) -> str:
@@ -109,12 +107,12 @@ def render_patient_page(patient: dict[str, Any], slices: pd.DataFrame, split: st
     amount = [r["true_pixels"] + r["pred_pixels"] for r in records]
     start = int(np.argmax(amount)) if amount else 0
     flag_text = (
-        f'<p class="flag">Flagged for review: uncertainty {_fmt(patient.get("uncertainty"))}</p>' if flagged else ""
+        f'<p class="flag">Flagged for review: uncertainty {fmt(patient.get("uncertainty"))}</p>' if flagged else ""
     )
     body = [
         f'<p><a href="{html.escape(report_href)}">&larr; evaluation report ({html.escape(split)})</a></p>',
         f"<h1>{html.escape(pid)}</h1>",
-        f"<p>Patient Dice <b>{_fmt(patient.get('dice'))}</b>, {len(records)} slices, "
+        f"<p>Patient Dice <b>{fmt(patient.get('dice'))}</b>, {len(records)} slices, "
         f"{len(gallery)} with tumour in truth or prediction.</p>",
         flag_text,
         '<div class="columns"><div>',
@@ -141,7 +139,8 @@ def write_patient_pages(patients: pd.DataFrame, slices: pd.DataFrame, eval_dir: 
     folder = Path(eval_dir) / PAGES_DIR
     by_patient = dict(tuple(slices.groupby("patient_id", sort=False))) if not slices.empty else {}
     written = []
-    for record in patients.to_dict("records"):
+    for row in patients.to_dict("records"):
+        record = {str(k): v for k, v in row.items()}
         pid = str(record["patient_id"])
         rows = by_patient.get(pid, pd.DataFrame(columns=slices.columns))
         path = folder / f"{safe_name(pid)}.html"

@@ -10,12 +10,15 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 TRUE_COLOUR = "#00e000"  # green: ground-truth contour
 PRED_COLOUR = "#ff2a2a"  # red: predicted contour
+POINT_COLOUR = "#4c72b0"  # blue: patients' bars and points
 DPI = 90
 
 
@@ -32,20 +35,32 @@ def _thousands(value: float, _pos: int | None = None) -> str:
     return f"{value:,.0f}"
 
 
-def volume_axis(axis, log: bool = False) -> None:
+def volume_axis(axis: Axis, log: bool = False) -> None:
     """Readable volume ticks: at most 5 of them, thousands separators (LGG volumes reach 10^5 pixels)."""
     if not log:
         axis.set_major_locator(MaxNLocator(nbins=5, min_n_ticks=3))
     axis.set_major_formatter(FuncFormatter(_thousands))
 
 
+def _column(patients: pd.DataFrame, name: str) -> np.ndarray:
+    return patients[name].to_numpy(dtype=float)
+
+
+def _scatter(x: np.ndarray, y: np.ndarray, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """A figure with one axes and the patients as points (the per-patient scatter plots' look)."""
+    fig = Figure(figsize=figsize)
+    ax = fig.add_subplot()
+    ax.scatter(x, y, s=18, color=POINT_COLOUR, alpha=0.8)
+    return fig, ax
+
+
 def dice_by_patient_png(patients: pd.DataFrame) -> bytes:
     """Patient Dice, sorted descending, with mean and median lines."""
     ordered = patients.sort_values("dice", ascending=False, kind="stable")
-    dice = ordered["dice"].to_numpy(dtype=float)
+    dice = _column(ordered, "dice")
     fig = Figure(figsize=(max(6.0, 0.22 * len(dice) + 2), 4))
     ax = fig.add_subplot()
-    ax.bar(np.arange(len(dice)), dice, color="#4c72b0")
+    ax.bar(np.arange(len(dice)), dice, color=POINT_COLOUR)
     ax.axhline(float(np.mean(dice)), color="#dd8452", linestyle="-", label=f"mean {np.mean(dice):.3f}")
     ax.axhline(float(np.median(dice)), color="#55a868", linestyle="--", label=f"median {np.median(dice):.3f}")
     ax.set_xticks(np.arange(len(dice)))
@@ -59,11 +74,8 @@ def dice_by_patient_png(patients: pd.DataFrame) -> bytes:
 
 def volume_scatter_png(patients: pd.DataFrame) -> bytes:
     """Predicted vs true tumour volume (pixels) with the identity line."""
-    true = patients["true_volume"].to_numpy(dtype=float)
-    pred = patients["pred_volume"].to_numpy(dtype=float)
-    fig = Figure(figsize=(5, 5))
-    ax = fig.add_subplot()
-    ax.scatter(true, pred, s=18, color="#4c72b0", alpha=0.8)
+    true, pred = _column(patients, "true_volume"), _column(patients, "pred_volume")
+    fig, ax = _scatter(true, pred, (5, 5))
     top = max(1.0, float(np.max(true, initial=0)), float(np.max(pred, initial=0))) * 1.05
     ax.plot([0, top], [0, top], color="grey", linestyle="--", label="identity")
     ax.set_xlim(0, top)
@@ -79,11 +91,8 @@ def volume_scatter_png(patients: pd.DataFrame) -> bytes:
 
 def dice_vs_size_png(patients: pd.DataFrame) -> bytes:
     """Patient Dice against true tumour volume (log axis when volumes span decades)."""
-    true = patients["true_volume"].to_numpy(dtype=float)
-    dice = patients["dice"].to_numpy(dtype=float)
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    ax.scatter(true, dice, s=18, color="#4c72b0", alpha=0.8)
+    true, dice = _column(patients, "true_volume"), _column(patients, "dice")
+    fig, ax = _scatter(true, dice, (6, 4))
     positive = true[true > 0]
     log = bool(positive.size and positive.max() / positive.min() > 20)
     if log:
@@ -100,7 +109,7 @@ def montage_png(slices: list, title: str, columns: int = 4) -> bytes:
     """FLAIR slices with true (green) and predicted (red) contours, each titled with its Dice.
 
     ``slices``: objects with ``slice_index``, ``flair``, ``truth``, ``pred``, ``dice``
-    (:class:`mri_seg.evaluation.core.MontageSlice`).
+    (:class:`mri_seg.evaluation.scoring.MontageSlice`).
     """
     n = max(1, len(slices))
     cols = min(columns, n)
@@ -127,12 +136,11 @@ def montage_png(slices: list, title: str, columns: int = 4) -> bytes:
 
 def uncertainty_vs_dice_png(patients: pd.DataFrame, threshold: float, review: dict | None = None) -> bytes:
     """Patient Dice against the review-flag uncertainty; flagged patients in red, threshold dashed."""
-    unc = patients["uncertainty"].to_numpy(dtype=float)
-    dice = patients["dice"].to_numpy(dtype=float)
+    unc, dice = _column(patients, "uncertainty"), _column(patients, "dice")
     flagged = unc > threshold
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    ax.scatter(unc[~flagged], dice[~flagged], s=22, color="#4c72b0", alpha=0.85, label="not flagged")
+    ax.scatter(unc[~flagged], dice[~flagged], s=22, color=POINT_COLOUR, alpha=0.85, label="not flagged")
     ax.scatter(unc[flagged], dice[flagged], s=22, color=PRED_COLOUR, alpha=0.85, label="flagged for review")
     ax.axvline(threshold, color="grey", linestyle="--", label=f"threshold {threshold:g}")
     ax.set_ylim(-0.02, 1.05)

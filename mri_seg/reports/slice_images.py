@@ -61,7 +61,7 @@ def gray_picture(
     """One channel (any dtype) -> uint8 picture, windowed (default: the slice's 1st-99th
     percentile), downscaled."""
     gray = to_gray8(channel) if window is None else windowed(channel, window)
-    h, w = fit_size(*gray.shape, max_side)
+    h, w = fit_size(gray.shape[0], gray.shape[1], max_side)
     if (h, w) != gray.shape:
         gray = cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA)
     return gray
@@ -75,7 +75,7 @@ def contour_rgba(shape: tuple[int, int], truth: np.ndarray | None, pred: np.ndar
     for mask, colour, width in ((truth, TRUTH_RGBA, thickness + 1), (pred, PRED_RGBA, thickness)):
         if mask is None or not np.any(mask):
             continue
-        small = np.asarray(mask, np.uint8)
+        small: np.ndarray = np.asarray(mask, np.uint8)
         if small.shape != (h, w):
             small = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
         contours, _ = cv2.findContours(small, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)

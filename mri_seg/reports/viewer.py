@@ -13,15 +13,9 @@ import html
 import json
 from dataclasses import dataclass
 
-PAGE_STYLE = """
-body{font-family:system-ui,Arial,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
-th{background:#f0f0f0}
-td:first-child,th:first-child{text-align:left}
-table.sortable th{cursor:pointer}
-table.sortable th:hover{background:#dde}
-.note{color:#555;font-size:13px;max-width:900px}
+from mri_seg.reports.web import BASE_STYLE
+
+PAGE_STYLE = BASE_STYLE + """.note{color:#555;font-size:13px;max-width:900px}
 .legend span{display:inline-block;width:14px;height:3px;margin:0 4px 3px 12px;vertical-align:middle}
 .viewer{display:inline-block;border:1px solid #ccc;padding:8px;background:#fafafa}
 .stack{position:relative;display:inline-block;background:#000;line-height:0}
@@ -74,28 +68,6 @@ _VIEWER_JS = """
   });
   show(parseInt(viewer.getAttribute('data-start'), 10) || 0);
 })();
-"""
-
-SORT_JS = """
-document.querySelectorAll('table.sortable th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var body = th.closest('table').tBodies[0];
-    var asc = th.getAttribute('data-dir') !== 'asc';
-    th.parentNode.querySelectorAll('th').forEach(function (h) { h.removeAttribute('data-dir'); });
-    th.setAttribute('data-dir', asc ? 'asc' : 'desc');
-    var key = function (row) {
-      var t = row.cells[col].getAttribute('data-v');
-      var n = parseFloat(t);
-      return isNaN(n) ? t : n;
-    };
-    Array.from(body.rows).sort(function (a, b) {
-      var x = key(a), y = key(b);
-      if (x === '' || y === '') { return x === y ? 0 : (x === '' ? 1 : -1); }
-      var c = (typeof x === 'number' && typeof y === 'number') ? x - y : String(x).localeCompare(String(y));
-      return asc ? c : -c;
-    }).forEach(function (r) { body.appendChild(r); });
-  });
-});
 """
 
 LEGEND = (

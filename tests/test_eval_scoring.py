@@ -1,4 +1,4 @@
-"""Evaluation core on hand-made probability volumes (no model): options act only through their mechanism."""
+"""Scoring patients on hand-made probability volumes (no model): options act only through their mechanism."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import pandas as pd
 import pytest
 
 from mri_seg.config import EvalConfig
-from mri_seg.evaluation.core import (
+from mri_seg.evaluation.scoring import (
     EvalOptions,
     PatientCase,
-    as_prob_fn,
     cluster_table,
     evaluate_case,
     evaluate_cases,
-    predict_volume,
     ranked_patients,
 )
 
@@ -111,25 +109,6 @@ def test_errors_and_empty():
         evaluate_cases([], EvalOptions(), EVAL)
     with pytest.raises(ValueError, match="threshold"):
         EvalOptions(threshold=1.5)
-    with pytest.raises(TypeError):
-        as_prob_fn(42)
-
-
-def test_predict_volume_batches_and_prob_fn_adapter():
-    calls = []
-
-    def fn(images):
-        calls.append(len(images))
-        return [np.full(img.shape[:2], 0.25, np.float32) for img in images]
-
-    class FakePredictor:
-        def predict_proba_batch(self, images):
-            return fn(images)
-
-    images = [np.zeros((8, 8, 3), np.uint8)] * 5
-    vol = predict_volume(as_prob_fn(FakePredictor()), images, batch_size=2)
-    assert vol.shape == (5, 8, 8) and calls == [2, 2, 1]
-    assert np.allclose(vol, 0.25)
 
 
 def test_cluster_table():

@@ -36,7 +36,7 @@ SHAPE_FEATURES = (
 )
 
 
-def _extent(mask_along_axis: np.ndarray) -> int:
+def _extent(mask_along_axis: np.ndarray | np.bool_) -> int:
     idx = np.flatnonzero(mask_along_axis)
     return int(idx[-1] - idx[0] + 1) if idx.size else 0
 

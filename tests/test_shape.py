@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mri_seg.reports.shape import irregularity, prefixed_shape_features, shape_features, solidity
+from mri_seg.shape import irregularity, prefixed_shape_features, shape_features, solidity
 
 
 def test_filled_square():
