@@ -4,7 +4,7 @@ Locally a missing lgg-dev archive, Playwright or Chromium is a skip with its rea
 (``.ci/run`` sets the switches) the same reason fails the test, so a skip can never pass green:
 
 * ``MRI_SEG_REQUIRE_REALDATA=1``: the lgg-dev archive must be there (the ``lgg_dev_dir`` fixture).
-* ``MRI_SEG_REQUIRE_BROWSER=1``: Playwright and a Chromium must be there (tests/test_browser.py).
+* ``MRI_SEG_REQUIRE_BROWSER=1``: Playwright and a Chromium must be there (tests/e2e/test_browser.py).
 
 Only absence is governed here: a browser that is present but fails to start, or a page that
 misbehaves, always fails.

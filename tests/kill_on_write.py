@@ -1,4 +1,4 @@
-"""Run a stage module and SIGKILL it at a chosen file write (used by tests/test_kills.py).
+"""Run a stage module and SIGKILL it at a chosen file write (used by tests/reliability/test_kills.py).
 
     python tests/kill_on_write.py NAME_REGEX N -m mri_seg.pipelines.STAGE ARGS...
 

@@ -4,7 +4,7 @@
 copies in the repository: the code uses them (``mri-seg-demo`` runs ``pipelines/demo.yaml``
 from here, so it works from an installed wheel, not only from a clone), and the top-level
 ``configs/`` and ``pipelines/`` folders of a clone are symbolic links to these two folders
-(checked by ``tests/test_recipes.py``), so the documented paths and the package data are
+(checked by ``tests/e2e/test_recipes.py``), so the documented paths and the package data are
 the same files. A pipeline names its configs as ``../configs/<name>.yaml``, which resolves
 to the same file through either path.
 """

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from mri_seg.evaluation.scoring import EvalResult, cluster_table, ranked_patients
-from mri_seg.reports.curves import CURVES_FILE, run_learning_curves_png
 from mri_seg.reports.html import render_report
 from mri_seg.reports.patient_pages import PatientSliceWriter, clear_pages, patient_links, write_patient_pages
 from mri_seg.reports.plots import (
@@ -24,6 +23,7 @@ from mri_seg.reports.plots import (
     uncertainty_vs_dice_png,
     volume_scatter_png,
 )
+from mri_seg.training.curves import CURVES_FILE, run_learning_curves_png
 from mri_seg.utils.atomic import atomic_write_bytes, atomic_write_csv, atomic_write_json, atomic_write_text
 
 OUTPUT_FILES = (

@@ -60,7 +60,7 @@ class TrainLog:
 
     def _draw_curves(self) -> None:
         """Redraw learning_curves.png beside the log; a plotting failure never stops training."""
-        from mri_seg.reports.curves import write_learning_curves
+        from mri_seg.training.curves import write_learning_curves
 
         try:
             write_learning_curves(self.path)

@@ -18,7 +18,7 @@ from mri_seg.pipelines import run as runner
 from mri_seg.pipelines._cli import StageError
 from mri_seg.recipes import CONFIGS, PIPELINES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("packaged, documented", [(CONFIGS, REPO / "configs"), (PIPELINES, REPO / "pipelines")])

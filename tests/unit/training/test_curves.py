@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from mri_seg.reports.curves import best_epoch, find_train_logs, read_log, run_learning_curves_png
 from mri_seg.rundir import RunDir
+from mri_seg.training.curves import best_epoch, find_train_logs, read_log, run_learning_curves_png
 from mri_seg.training.runlog import LOG_COLUMNS, TrainLog
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

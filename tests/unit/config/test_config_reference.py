@@ -8,7 +8,7 @@ from mri_seg.config import Config
 from mri_seg.config.reference import REGENERATE, render, type_name, yaml_value
 from mri_seg.config.rules import declared_keys
 
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "config.md"
+PAGE = Path(__file__).resolve().parents[3] / "docs" / "reference" / "config.md"
 
 
 def test_committed_page_is_up_to_date():

@@ -21,7 +21,7 @@ from mri_seg.pipelines import run as runner
 from mri_seg.pipelines.stage import discover
 from mri_seg.training.resume import TRAIN_PARAMS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 SMALL = [
     "train.epochs=2",

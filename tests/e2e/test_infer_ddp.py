@@ -16,7 +16,7 @@ from untrained import tiny_config, write_untrained_checkpoint
 from mri_seg.inference.sharding import Shard, shard_from_env
 from mri_seg.pipelines.infer import main
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shard_takes_every_nth_scan(monkeypatch):

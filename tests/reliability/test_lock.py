@@ -92,7 +92,7 @@ def _argv(stage: str, folder: Path, synthetic_dir: Path, ckpt: Path, inputs: Pat
         "cv": ["--run-dir", str(folder), "--no-progress"],
         "evaluate": ["--run-dir", str(folder), "--checkpoint", str(ckpt), "--no-progress"],
         "infer": ["--checkpoint", str(ckpt), "--input", str(inputs), "--output", str(folder), "--no-progress"],
-        "run": [str(Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"), "--run-dir", str(folder)],
+        "run": [str(Path(__file__).resolve().parents[2] / "pipelines" / "demo.yaml"), "--run-dir", str(folder)],
     }[stage]
 
 

@@ -1,5 +1,8 @@
 """Learning curves from ``train_log.csv``: train/val loss and val patient Dice per epoch.
 
+Training's own picture of its log (it lives with training, which draws it every epoch;
+the evaluation report, a later layer, embeds it).
+
 ``learning_curves.png`` is redrawn (atomically) beside the log after every epoch, so a
 person can watch a long run; the evaluation report draws the run's log, and the
 per-fold logs of cross-validation (``RUN/checkpoints/fold<K>/train_log.csv``) when present.

@@ -12,7 +12,7 @@ from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines import run as runner
 from mri_seg.pipelines._cli import StageError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_pipeline(path: Path, stages: list[dict]) -> Path:

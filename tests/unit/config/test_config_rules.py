@@ -13,7 +13,7 @@ from mri_seg.config import RULES, Config, ConfigError, config_to_dict, config_vi
 from mri_seg.config.rules import COUNT, declared_keys, leaf_items, sections, setting
 from mri_seg.pipelines._cli import run_main
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_every_leaf_key_of_config_has_a_rule_and_a_doc():

@@ -10,7 +10,7 @@ import yaml
 from mri_seg.config import Config, ConfigError, config_from_dict, config_to_dict, load_config, save_resolved_config
 from mri_seg.pipelines import prepare as prepare_stage
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def write(path: Path, data) -> Path:

@@ -13,7 +13,7 @@ from mri_seg.config import load_config
 from mri_seg.data.synthetic import generate_dataset
 from mri_seg.pipelines import run as runner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["train.epochs=1", "model.channels=[4,8,16,32]", "model.num_res_units=0", "eval.bootstrap_samples=50",
         "train.max_time_minutes=0.0"]  # fmt: skip
 

@@ -19,7 +19,7 @@ from mri_seg.data.manifest import MANIFEST_COLUMNS, read_manifest
 from mri_seg.data.synthetic import DATA_CSV_COLUMNS, generate_dataset
 from mri_seg.io.images import read_mask, read_slice
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 OUTPUTS = ("manifest.csv", "patients.csv", "prepare_report.json")
 
 

@@ -28,7 +28,7 @@ from mri_seg.postprocess import postprocess
 from mri_seg.training.checkpoint import file_sha256
 
 PATIENT = "TCGA_AB_1234_20000101"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _affine() -> np.ndarray:
