@@ -1,0 +1,104 @@
+"""Which 3D components to keep, measured on out-of-fold predictions (issue 19).
+
+    python benchmarks/oof_components.py --run-dir RUN [--input-sequences all|flair_only]
+        [--cache DIR] [--thresholds 0.3 0.4 0.5]
+
+RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
+once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
+volume cached (``--cache``, default ``RUN/eval/oof_probabilities[_flair_only]/``); then each
+component rule of :data:`mri_seg.postprocess.COMPONENT_RULES` is scored at each threshold
+on the same probabilities: mean / median patient Dice with a bootstrap CI, patients below
+0.5, patients at 0 with a tumour-sized prediction elsewhere, and the small-tumour third and
+the hard patients (docs/accuracy.md) as their own rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mri_seg.config import PostprocessConfig
+from mri_seg.metrics import bootstrap_mean_ci, dice_score
+from mri_seg.postprocess import COMPONENT_RULES, apply_postprocess
+from mri_seg.rundir import RunDir
+
+HARD = ("TCGA_CS_5396", "TCGA_DU_5872", "TCGA_CS_6666", "TCGA_DU_7299", "TCGA_CS_5397")  # docs/accuracy.md
+
+
+def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str) -> None:
+    """One ``<patient>.npz`` (prob float16, truth bool, fold) per out-of-fold patient."""
+    from mri_seg.data.manifest import manifest_for_patients
+    from mri_seg.evaluation.cross_validation import fold_assignment, fold_checkpoints
+    from mri_seg.evaluation.flow import eval_infer_config
+    from mri_seg.evaluation.prediction import as_volume_fn, iter_cases
+    from mri_seg.inference.predictor import Predictor
+    from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
+
+    paths = fold_checkpoints(run_dir)
+    cfg = checkpoint_config(load_checkpoint(next(iter(paths.values()))))
+    infer_cfg = eval_infer_config(cfg)
+    assignment = fold_assignment(run_dir)
+    todo = sorted(p for p in assignment if not (cache / f"{p}.npz").is_file())
+    if not todo:
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    fns = {f: as_volume_fn(Predictor.from_checkpoint(p, device="cpu", infer_cfg=infer_cfg), cfg.eval.batch_size)
+           for f, p in paths.items()}  # fmt: skip
+    manifest = manifest_for_patients(run_dir, todo)
+    for case in iter_cases(manifest, lambda p: fns[assignment[p]], True, "out-of-fold", input_sequences):
+        tmp = cache / f".{case.patient_id}.tmp.npz"
+        np.savez_compressed(tmp, prob=case.prob.astype(np.float16), truth=case.truth, fold=assignment[case.patient_id])
+        tmp.replace(cache / f"{case.patient_id}.npz")
+
+
+def score(cache: Path, thresholds: list[float]) -> None:
+    data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
+    volumes = {k: int(v["truth"].sum()) for k, v in data.items()}
+    order = sorted(volumes, key=volumes.__getitem__)
+    small = set(order[: len(order) // 3])
+    hard = {k for k in data if k.startswith(HARD)}
+    print(f"{len(data)} out-of-fold patients; small tumours (smallest third): <= {volumes[order[len(order) // 3 - 1]]} "
+          f"voxels; hard patients: {len(hard)}")  # fmt: skip
+    base = PostprocessConfig(largest_only=True)
+    for threshold in thresholds:
+        print(f"\nthreshold {threshold}")
+        print(f"  {'rule':24s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
+              f"{'small':>6s} {'hard':>6s}")  # fmt: skip
+        for rule in ("none", *COMPONENT_RULES):
+            settings = replace(base, threshold=threshold, largest_only=rule != "none",
+                               component_rule=rule if rule != "none" else base.component_rule)  # fmt: skip
+            dice, elsewhere = {}, 0
+            for k, v in data.items():
+                truth = v["truth"].astype(bool)
+                pred = apply_postprocess(v["prob"].astype(np.float32), settings)
+                dice[k] = dice_score(pred, truth)
+                elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
+            values = np.array(list(dice.values()))
+            lo, hi = bootstrap_mean_ci(values, n_bootstrap=2000, seed=0)
+            print(f"  {rule:24s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
+                  f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
+                  f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f}")  # fmt: skip
+    lowest = sorted(dice, key=dice.__getitem__)[:8]
+    print("\nlowest patients (last rule, last threshold): " + ", ".join(f"{k} {dice[k]:.3f}" for k in lowest))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--input-sequences", choices=("all", "flair_only"), default="all")
+    parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
+    args = parser.parse_args(argv)
+    suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
+    cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
+    cache_probabilities(args.run_dir, cache, args.input_sequences)
+    score(cache, args.thresholds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
