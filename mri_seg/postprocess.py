@@ -31,12 +31,22 @@ _CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)  # 26-neighbourhood
 
 
 class PostprocessSettings(Protocol):
-    """What :func:`apply_postprocess` reads (:class:`mri_seg.config.PostprocessConfig` has it)."""
+    """What :func:`apply_postprocess` reads (:class:`mri_seg.config.PostprocessConfig` has it).
 
-    threshold: float
-    min_component_pixels: int
-    min_component_voxels: int
-    largest_only: bool
+    Read-only members, so a frozen dataclass (``EvalOptions``) satisfies it too.
+    """
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def min_component_pixels(self) -> int: ...
+
+    @property
+    def min_component_voxels(self) -> int: ...
+
+    @property
+    def largest_only(self) -> bool: ...
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:

@@ -44,6 +44,7 @@ Either way, fewer than 16 non-zero values in a channel: all its values are used.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -93,6 +94,15 @@ def resize_pair(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.n
 # ----------------------------------------------------------------------------- 2.5D context
 
 
+class SliceSequence(Protocol):
+    """What :func:`stack_context` reads of a volume: its length and slice ``j`` (an ndarray,
+    a list of slices, or a lazy sequence that reads or prepares slices on access)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, j: int, /) -> np.ndarray: ...
+
+
 def context_indices(depth: int, index: int, k: int) -> list[int]:
     """Slice indices ``index - k .. index + k``, clamped to ``[0, depth - 1]`` (ends replicated)."""
     if depth < 1:
@@ -104,9 +114,7 @@ def context_indices(depth: int, index: int, k: int) -> list[int]:
     return [min(max(index + offset, 0), depth - 1) for offset in range(-k, k + 1)]
 
 
-def stack_context(
-    volume: np.ndarray | Sequence[np.ndarray], k: int, indices: Sequence[int] | None = None
-) -> np.ndarray:
+def stack_context(volume: SliceSequence, k: int, indices: Sequence[int] | None = None) -> np.ndarray:
     """``D x H x W x C`` volume -> ``N x H x W x C*(2k+1)`` inputs of slices ``indices`` (default: all).
 
     ``volume`` may also be any sequence of ``H x W x C`` slices (indexing and ``len``

@@ -21,7 +21,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -44,6 +44,9 @@ from mri_seg.config.schema import (
 )
 from mri_seg.errors import StageError
 from mri_seg.utils.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "AffineConfig", "AugmentConfig", "Config", "ConfigError", "DataConfig", "ElasticConfig", "EvalConfig",
@@ -195,7 +198,8 @@ def explicit_values(path: str | Path | None = None, overrides: list[str] | None 
     return tree
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
+def config_to_dict(cfg: DataclassInstance) -> dict[str, Any]:
+    """A :class:`Config`, or one of its sections (e.g. an :class:`InferConfig`), as nested plain dicts."""
     return dataclasses.asdict(cfg)
 
 

@@ -164,8 +164,10 @@ class SliceDataset(Dataset):
         if self.normalisation not in VOLUME_NORMALISATIONS:
             return None
         stats = self._stats[self._volume_of[i][0]].copy()
-        for c in replaced or []:
-            stats[:, c] = stats[:, self.augment.flair_channel]
+        if replaced:
+            assert self.augment is not None, "only the augmentation replaces sequences"
+            for c in replaced:
+                stats[:, c] = stats[:, self.augment.flair_channel]
         return np.tile(stats, (1, 2 * self.context_slices + 1))
 
     def __getitem__(self, i: int) -> dict:

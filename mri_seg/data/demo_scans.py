@@ -47,8 +47,8 @@ def make_inference_scans(out_dir: str | Path, seed: int = 1000, grid: int = 4) -
     """Write the three demo scans into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         small = generate_dataset(tmp / "small", n_patients=2, seed=seed)
         folder_src, volume_src = _patient_dirs(small)[:2]
 

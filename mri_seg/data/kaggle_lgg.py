@@ -173,7 +173,10 @@ class _Folder:
 def _scan_folder(folder: Path, problems: list[Problem]) -> _Folder:
     """Pair images with masks by slice number; naming and pairing defects become problems."""
     pid = folder.name
-    inst = PATIENT_RE.match(pid).group(1)
+    match = PATIENT_RE.match(pid)
+    if match is None:  # _list_folders passes only folders whose name matches
+        raise ValueError(f"{folder}: not a patient folder name (TCGA_<inst>_<id>_<yyyymmdd>)")
+    inst = match.group(1)
     try:
         files = sorted(p for p in folder.iterdir() if not _is_stray(p))
     except OSError as exc:  # unreadable folder: reported, the other patients go on
@@ -266,7 +269,7 @@ def inspect_pair(pair: _Pair) -> tuple[dict | None, list[Problem]]:
             shown = ", ".join(map(str, present[:8])) + (", ..." if len(present) > 8 else "")
             problems.append(Problem(str(pair.mask), pid, "mask_values", ERROR,
                                     f"mask values must be 0/255 or 0/1, found {shown}"))  # fmt: skip
-    if problems:
+    if problems or image is None or mask is None:  # an undecodable image or mask is a problem
         return None, problems
     if image.shape[:2] != mask.shape[:2]:
         return None, [Problem(str(pair.mask), pid, "size_mismatch", ERROR,

@@ -59,7 +59,7 @@ class _Tumour:
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
     """Zero-mean, unit-std low-frequency texture (blurred white noise)."""
-    field = rng.standard_normal((size, size)).astype(np.float32)
+    field: np.ndarray = rng.standard_normal((size, size)).astype(np.float32)
     field = cv2.GaussianBlur(field, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
     return (field - field.mean()) / (field.std() + 1e-6)
 

@@ -207,8 +207,8 @@ class Predictor:
         if not models:
             raise ValueError("a Predictor needs at least one model")
         self.models = [m.to(self.device).eval() for m in models]
-        if self.cuda:
-            self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
+        if self.cuda:  # torch's stubs omit Module.to's memory_format keyword (accepted at runtime)
+            self.models = [m.to(memory_format=torch.channels_last) for m in self.models]  # type: ignore[call-overload]
         self.model = self.models[0]
         self.checkpoint_path: Path | None = None  # the first member's file
         self.checkpoint_paths: list[Path] = []
@@ -324,7 +324,7 @@ class Predictor:
             batch[n] = stacked.transpose(2, 0, 1)  # filled in place
         return batch
 
-    def _iter_passes(self, images: Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
+    def _iter_passes(self, images: np.ndarray | Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
         if len(images) == 0:
             return
         height, width = images[0].shape[:2]
@@ -427,7 +427,7 @@ class _PreparedSlices:
     (independent images, each a one-slice volume).
     """
 
-    def __init__(self, predictor: Predictor, slices: Sequence[np.ndarray], as_volume: bool):
+    def __init__(self, predictor: Predictor, slices: np.ndarray | Sequence[np.ndarray], as_volume: bool):
         self.predictor = predictor
         self.slices = slices
         self.as_volume = as_volume

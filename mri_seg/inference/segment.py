@@ -33,7 +33,7 @@ from tqdm import tqdm
 from mri_seg.config import InferConfig
 from mri_seg.inference.journal import DICE_COLUMN, Row, empty_row
 from mri_seg.inference.provenance import checkpoint_columns
-from mri_seg.io.kaggle import parse_kaggle_name
+from mri_seg.io.kaggle import slice_number
 from mri_seg.io.options import ReadOptions
 from mri_seg.io.overlay import write_overlay
 from mri_seg.io.registry import OutputPaths, Source, read_source, read_truth, write_outputs
@@ -75,7 +75,7 @@ def slice_names(scan: Scan) -> list[str] | None:
     """Montage labels: a Kaggle slice's number from its file name; else the index along the slice axis."""
     if scan.format != "kaggle":
         return None
-    return [str(parse_kaggle_name(p.name)[1]) for p in scan.geometry["slice_paths"]]  # type: ignore[index]
+    return [str(slice_number(p.name)) for p in scan.geometry["slice_paths"]]
 
 
 def read_options(predictor: Any, cfg: InferConfig) -> ReadOptions:

@@ -59,6 +59,15 @@ def parse_case_name(name: str) -> tuple[str, str, str] | None:
     return None
 
 
+def member_key(name: str) -> str:
+    """The member key (BraTS sequence key or nnU-Net channel number) of a case file name;
+    ScanError for a name that is not a case file."""
+    parsed = parse_case_name(name)
+    if parsed is None:
+        raise ScanError(f"{name}: not a BraTS / nnU-Net case file name")
+    return parsed[2]
+
+
 def group_cases(files: list[Path]) -> tuple[list[CaseFiles], list[Path]]:
     """Split ``files`` into cases and the files that are not part of one (returned in order)."""
     groups: dict[tuple[Path, str, str], dict[str, Path]] = {}
@@ -67,7 +76,8 @@ def group_cases(files: list[Path]) -> tuple[list[CaseFiles], list[Path]]:
         if parsed is not None:
             kind, case, key = parsed
             groups.setdefault((f.parent, kind, case), {}).setdefault(key, f)
-    cases, used = [], set()
+    cases: list[CaseFiles] = []
+    used: set[Path] = set()
     for (folder, kind, case), members in groups.items():
         truth = members.pop(TRUTH_KEY, None) if kind == "brats" else None
         if not members or (kind == "nnunet" and "0000" not in members):

@@ -127,22 +127,26 @@ def _tiff_info(data: np.ndarray) -> tuple[int | None, int, bool]:
 def _classic_tiff_info(data: np.ndarray) -> tuple[int, int, bool]:
     """:func:`_tiff_info` of a classic TIFF from its IFD chain (tags 254, 262, 277); ValueError otherwise."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2].tobytes())
-    if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
+    buf = data.data  # the file's bytes (a memoryview, no copy)
+    if order is None or struct.unpack_from(order + "H", buf, 2)[0] != 42:
         raise ValueError("not a classic TIFF")
-    ifd, seen, pages, first = struct.unpack_from(order + "I", data, 4)[0], set(), 0, None
+    ifd: int = struct.unpack_from(order + "I", buf, 4)[0]
+    seen: set[int] = set()
+    pages = 0
+    first: dict[int, int] | None = None
     while ifd and ifd not in seen and len(seen) < _MAX_PAGES:
         seen.add(ifd)
-        count = struct.unpack_from(order + "H", data, ifd)[0]
-        tags = {}
+        count = struct.unpack_from(order + "H", buf, ifd)[0]
+        tags: dict[int, int] = {}
         for k in range(count):
-            tag, kind = struct.unpack_from(order + "HH", data, ifd + 2 + 12 * k)
+            tag, kind = struct.unpack_from(order + "HH", buf, ifd + 2 + 12 * k)
             if tag in (254, 262, 277):
-                tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), data, ifd + 10 + 12 * k)[0]
+                tags[tag] = struct.unpack_from(order + ("H" if kind == 3 else "I"), buf, ifd + 10 + 12 * k)[0]
         if first is None:
             first = tags
         if not tags.get(254, 0) & 1:  # NewSubfileType bit 0: a reduced-resolution copy (thumbnail)
             pages += 1
-        ifd = struct.unpack_from(order + "I", data, ifd + 2 + 12 * count)[0]
+        ifd = struct.unpack_from(order + "I", buf, ifd + 2 + 12 * count)[0]
     first = first or {}
     return int(first.get(277, 1)), max(pages, 1), first.get(262) == _SEPARATED
 

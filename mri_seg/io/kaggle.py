@@ -27,13 +27,21 @@ def parse_kaggle_name(name: str) -> tuple[str, int, bool] | None:
     return m.group("prefix"), int(m.group("index")), m.group("mask") is not None
 
 
+def slice_number(name: str) -> int:
+    """The slice number ``<n>`` of a Kaggle slice file name (ScanError for any other name)."""
+    parsed = parse_kaggle_name(name)
+    if parsed is None:
+        raise ScanError(f"{name}: not a Kaggle slice file name (TCGA_<inst>_<id>_<date>_<n>.tif)")
+    return parsed[1]
+
+
 def truth_path(slice_path: Path) -> Path:
     """The reference mask file of a Kaggle slice: ``<slice>_mask.tif``."""
     return slice_path.with_name(f"{slice_path.stem}_mask{slice_path.suffix}")
 
 
 def sort_slices(paths: list[Path]) -> list[Path]:
-    return sorted(paths, key=lambda p: parse_kaggle_name(p.name)[1])
+    return sorted(paths, key=lambda p: slice_number(p.name))
 
 
 def read_kaggle_volume(path: Path, slice_paths: list[Path]) -> Scan:
@@ -41,7 +49,7 @@ def read_kaggle_volume(path: Path, slice_paths: list[Path]) -> Scan:
     slice_paths = sort_slices(list(slice_paths))
     if not slice_paths:
         raise ScanError(f"{path}: no slices")
-    slices = []
+    slices: list[np.ndarray] = []
     for p in slice_paths:
         image = decode_image(p)
         image = image[:, :, None] if image.ndim == 2 else image

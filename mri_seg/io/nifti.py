@@ -75,7 +75,7 @@ def _voxel_mm(header) -> tuple[float, float, float] | None:
     zooms = header.get_zooms()[:3]
     if factor is None or any(z <= 0 for z in zooms):
         return None
-    return tuple(float(z) * factor for z in zooms)
+    return float(zooms[0]) * factor, float(zooms[1]) * factor, float(zooms[2]) * factor
 
 
 def _intensities(image) -> np.ndarray:
@@ -149,6 +149,8 @@ def read_nifti(path: str | Path, options: ReadOptions | int | str | None = None)
     path = Path(path)
     options = as_options(options)
     slices, layout, image = load_volume(path, options.nifti_axis)
+    names: tuple[str, ...]
+    sources: tuple[str, ...]
     if slices.ndim == 3:
         names, sources = ("flair",), ("3D volume",)
         slices = slices[..., None]

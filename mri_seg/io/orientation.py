@@ -63,20 +63,26 @@ class Layout:
 
     def describe(self) -> str:
         if self.oriented:
+            assert self.input_axcodes is not None, "oriented_layout sets the transforms and axcodes together"
             return f"{''.join(self.input_axcodes)} -> {''.join(TRAINING_AXCODES)}"
         return f"index space, axis {self.axis}"
 
     def forward(self, data: np.ndarray) -> np.ndarray:
         """Stored array (3 spatial axes first) -> slices first, training layout (a view)."""
-        if self.oriented:
+        if self.to_training is not None:  # self.oriented
             return apply_orientation(data, self.to_training)
-        return np.moveaxis(data, self.axis, 0)
+        return np.moveaxis(data, self._index_axis(), 0)
 
     def inverse(self, slices: np.ndarray) -> np.ndarray:
         """Exact inverse of :meth:`forward` (a view)."""
         if self.oriented:
+            assert self.to_input is not None, "oriented_layout sets both transforms"
             return apply_orientation(slices, self.to_input)
-        return np.moveaxis(slices, 0, self.axis)
+        return np.moveaxis(slices, 0, self._index_axis())
+
+    def _index_axis(self) -> int:
+        assert self.axis is not None, "index_layout sets the axis of an index-space layout"
+        return self.axis
 
 
 def oriented_layout(affine: np.ndarray) -> Layout | None:

@@ -40,7 +40,7 @@ def overlay_slice(
     channel = image[:, :, min(FLAIR_CHANNEL, image.shape[2] - 1)]
     gray = to_gray8(channel)
     factor = min(1.0, max_side / max(gray.shape))
-    mask8 = mask.astype(np.uint8)
+    mask8: np.ndarray = mask.astype(np.uint8)
     if factor < 1.0:
         size = (max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)

@@ -68,7 +68,14 @@ def _nifti_writer(write: Callable[[Path, np.ndarray, Scan], None]) -> Callable[[
 
 
 def _read_image_as(fmt: str) -> Callable[[Path, ReadOptions], Scan]:
-    return lambda path, options=None: images.read_image(path, fmt)
+    def _read(path: Path, options: ReadOptions | None = None) -> Scan:
+        return images.read_image(path, fmt)
+
+    return _read
+
+
+def _read_nifti(path: Path, options: ReadOptions | None = None) -> Scan:
+    return nifti.read_nifti(path, options)
 
 
 _MASK_IMG = _image_writer(images.write_mask_image)
@@ -81,7 +88,7 @@ FILE_TYPES: dict[str, FileType] = {
     "nifti": FileType(
         "nifti",
         (".nii", ".nii.gz"),
-        lambda path, options=None: nifti.read_nifti(path, options),
+        _read_nifti,
         _nifti_writer(nifti.write_mask_nifti),
         _nifti_writer(nifti.write_prob_nifti),
         "",  # same as the input (.nii or .nii.gz)
@@ -282,12 +289,15 @@ def read_source(source: Source, options: ReadOptions | int | str | None = None) 
     elif source.format in ("brats", "nnunet"):
         raw = cases.read_case(_case_files(source), options)
     else:
-        raw = FILE_TYPES[source.format].read(source.path, options)
+        read = FILE_TYPES[source.format].read
+        if read is None:  # only the grouped types (handled above) have no reader of their own
+            raise ScanError(f"{source.path}: file type {source.format} has no reader")
+        raw = read(source.path, options)
     return to_model(raw, options.model)
 
 
 def _case_files(source: Source) -> cases.CaseFiles:
-    members = {cases.parse_case_name(p.name)[2]: p for p in source.members}
+    members = {cases.member_key(p.name): p for p in source.members}
     return cases.CaseFiles(source.path.parent, source.base, source.format, members, source.truth)
 
 

@@ -110,6 +110,7 @@ def to_model(scan: Scan, model: Sequence[str]) -> Scan:
     array, names, sources = scan.array, scan.channels, scan.channel_sources
     if names is None:
         array, names, sources = image_channels(array, scan.path)
+    assert sources is not None, "readers that name the channels also give their sources"
     mapped, description = assemble(array, names, sources, model, scan.path)
     return dataclasses.replace(scan, array=mapped, sequences=description,
                                loaded_shape=scan.loaded_shape or tuple(scan.array.shape))  # fmt: skip

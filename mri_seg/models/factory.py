@@ -35,7 +35,7 @@ applied by the caller.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import torch
 from monai.networks.nets import AttentionUnet, DynUNet, SegResNet, UNet
@@ -153,7 +153,16 @@ def build_model(cfg: ModelConfig) -> torch.nn.Module:
     return model
 
 
-def _output_convs(model: torch.nn.Module, name: str, out_channels: int) -> list[torch.nn.Module]:
+_Conv: TypeAlias = torch.nn.Conv2d | torch.nn.ConvTranspose2d  # a layer whose bias can set the output level
+
+
+def _bias(conv: _Conv) -> torch.Tensor:
+    if conv.bias is None:
+        raise ValueError(f"{conv}: an output convolution without a bias")
+    return conv.bias
+
+
+def _output_convs(model: torch.nn.Module, name: str, out_channels: int) -> list[_Conv]:
     """The convolutions whose biases set the output logits' starting level.
 
     Every conv producing ``out_channels`` maps has its bias zeroed first (MONAI's UNet adds
@@ -168,8 +177,8 @@ def _output_convs(model: torch.nn.Module, name: str, out_channels: int) -> list[
     if not convs:
         raise ValueError(f"model.name {name}: no output convolution with a bias to initialise")
     for conv in convs:
-        torch.nn.init.zeros_(conv.bias)
-    heads = [convs[-1]]
+        torch.nn.init.zeros_(_bias(conv))
+    heads: list[_Conv] = [convs[-1]]
     if name == "dynunet":
         heads = [
             m for part in (model.output_block, *getattr(model, "deep_supervision_heads", []))
@@ -185,7 +194,7 @@ def init_output_prior(model: torch.nn.Module, name: str, out_channels: int, prio
     logit = math.log(prior / (1 - prior))
     with torch.no_grad():
         for conv in _output_convs(model, name, out_channels):
-            conv.bias.fill_(logit)
+            _bias(conv).fill_(logit)
 
 
 def size_divisor(cfg: ModelConfig) -> int:

@@ -30,7 +30,7 @@ class DiskFullError(OSError):
         self.filename = str(path)
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""  # always set: __init__ passes (errno, message)
 
 
 def _umask() -> int:
