@@ -6,7 +6,7 @@
 RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
 once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
 volume cached (``--cache``, default ``RUN/eval/oof_probabilities[_flair_only]/``); then each
-component rule of :data:`mri_seg.postprocess.COMPONENT_RULES` is scored at each threshold
+component rule (``postprocess.component_rule`` x ``keep_ratio``) is scored at each threshold
 on the same probabilities: mean / median patient Dice with a bootstrap CI, patients below
 0.5, patients at 0 with a tumour-sized prediction elsewhere, and the small-tumour third and
 the hard patients (docs/accuracy.md) as their own rows.
@@ -22,10 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from mri_seg.config import PostprocessConfig
+from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import bootstrap_mean_ci, dice_score
-from mri_seg.postprocess import COMPONENT_RULES, apply_postprocess
+from mri_seg.postprocess import apply_postprocess
 from mri_seg.rundir import RunDir
 
+# (component_rule, keep_ratio) with largest_only; "none": largest_only off
+VARIANTS = [("none", 1.0)] + [(rule, ratio) for rule in COMPONENT_RULES for ratio in (1.0, 0.5, 0.25)]
 HARD = ("TCGA_CS_5396", "TCGA_DU_5872", "TCGA_CS_6666", "TCGA_DU_7299", "TCGA_CS_5397")  # docs/accuracy.md
 
 
@@ -68,9 +71,10 @@ def score(cache: Path, thresholds: list[float]) -> None:
         print(f"\nthreshold {threshold}")
         print(f"  {'rule':24s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
               f"{'small':>6s} {'hard':>6s}")  # fmt: skip
-        for rule in ("none", *COMPONENT_RULES):
+        for rule, ratio in VARIANTS:
+            name = rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}"
             settings = replace(base, threshold=threshold, largest_only=rule != "none",
-                               component_rule=rule if rule != "none" else base.component_rule)  # fmt: skip
+                               component_rule=rule if rule != "none" else "size", keep_ratio=ratio)  # fmt: skip
             dice, elsewhere = {}, 0
             for k, v in data.items():
                 truth = v["truth"].astype(bool)
@@ -79,7 +83,7 @@ def score(cache: Path, thresholds: list[float]) -> None:
                 elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
             values = np.array(list(dice.values()))
             lo, hi = bootstrap_mean_ci(values, n_bootstrap=2000, seed=0)
-            print(f"  {rule:24s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
+            print(f"  {name:24s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
                   f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
                   f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f}")  # fmt: skip
     lowest = sorted(dice, key=dice.__getitem__)[:8]

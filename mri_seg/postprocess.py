@@ -14,6 +14,10 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
 4. ``largest_only``: keep only the largest 3D component, dropping every predicted
    component not connected to it (LGGs are almost always one lesion). A slice predicted
    empty inside a tumour splits it into two components, of which only the larger is kept.
+   ``component_rule`` says what "largest" means: ``size`` (most voxels) or ``mass`` (the
+   most probability: the sum of the probabilities inside it, so a confident small tumour
+   beats a larger but doubtful false blob); ``keep_ratio`` < 1 also keeps every other
+   component that scores at least that fraction of the kept one.
 
 A 2D image is a one-slice volume: steps 3 and 4 then act on its 2D (8-connected) components.
 Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes.
@@ -26,6 +30,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from mri_seg.config.names import COMPONENT_RULES
 
 _CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)  # 26-neighbourhood
 
@@ -47,6 +53,12 @@ class PostprocessSettings(Protocol):
 
     @property
     def largest_only(self) -> bool: ...
+
+    @property
+    def component_rule(self) -> str: ...
+
+    @property
+    def keep_ratio(self) -> float: ...
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -71,9 +83,28 @@ def to_native_size(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(prob, 0.0, 1.0, out=prob)
 
 
-def filter_components_3d(volume: np.ndarray, min_voxels: int = 0, largest_only: bool = False) -> np.ndarray:
+def component_scores(labels: np.ndarray, n: int, rule: str, prob: np.ndarray | None) -> np.ndarray:
+    """Score of each label ``0..n`` (0: background) under ``rule``: voxels (``size``) or summed probability (``mass``)."""
+    if rule not in COMPONENT_RULES:
+        raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}, got '{rule}'")
+    if rule == "mass":
+        if prob is None or prob.shape != labels.shape:
+            raise ValueError("component_rule 'mass' needs the probabilities of the volume")
+        return np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=n + 1)
+    return np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
+
+
+def filter_components_3d(
+    volume: np.ndarray,
+    min_voxels: int = 0,
+    largest_only: bool = False,
+    rule: str = "size",
+    prob: np.ndarray | None = None,
+    keep_ratio: float = 1.0,
+) -> np.ndarray:
     """Drop 26-connected components of a ``D x H x W`` bool volume smaller than ``min_voxels``,
-    then (``largest_only``) all but the largest; ties keep the first in label order."""
+    then (``largest_only``) all but the best under ``rule`` (``prob``: the probabilities, for
+    ``mass``) and those scoring at least ``keep_ratio`` x the best; ties keep the first in label order."""
     if (min_voxels <= 1 and not largest_only) or not volume.any():
         return volume
     labels, n = ndimage.label(volume, structure=_CONNECTIVITY_3D)
@@ -81,9 +112,11 @@ def filter_components_3d(volume: np.ndarray, min_voxels: int = 0, largest_only: 
     keep = np.zeros(n + 1, dtype=bool)
     keep[1:] = sizes[1:] >= max(min_voxels, 1)
     if largest_only and keep.any():
-        largest = int(np.argmax(np.where(keep, sizes, -1)))
-        keep[:] = False
-        keep[largest] = True
+        scores = np.where(keep, component_scores(labels, n, rule, prob), -1.0)
+        best = int(np.argmax(scores))
+        keep = scores >= keep_ratio * scores[best] if keep_ratio < 1.0 else np.zeros(n + 1, dtype=bool)
+        keep[0] = False
+        keep[best] = True
     return keep[labels]
 
 
@@ -93,6 +126,8 @@ def postprocess(
     min_component_pixels: int = 0,
     min_component_voxels: int = 0,
     largest_only: bool = False,
+    component_rule: str = "size",
+    keep_ratio: float = 1.0,
 ) -> np.ndarray:
     """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring)."""
     if not 0.0 <= threshold <= 1.0:
@@ -101,13 +136,16 @@ def postprocess(
         raise ValueError(f"min_component_pixels must be >= 0, got {min_component_pixels}")
     if min_component_voxels < 0:
         raise ValueError(f"min_component_voxels must be >= 0, got {min_component_voxels}")
+    if not 0.0 < keep_ratio <= 1.0:
+        raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
     prob = np.asarray(prob)
     if prob.ndim not in (2, 3):
         raise ValueError(f"expected an H x W or D x H x W array, got shape {prob.shape}")
     planes = (prob >= threshold) if prob.ndim == 3 else (prob >= threshold)[None]
     if min_component_pixels > 1:
         planes = np.stack([remove_small_components(p, min_component_pixels) for p in planes])
-    planes = filter_components_3d(planes, min_component_voxels, largest_only)
+    volume = prob if prob.ndim == 3 else prob[None]
+    planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio)
     return planes if prob.ndim == 3 else planes[0]
 
 
@@ -119,4 +157,6 @@ def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.nda
         settings.min_component_pixels,
         settings.min_component_voxels,
         settings.largest_only,
+        settings.component_rule,
+        settings.keep_ratio,
     )

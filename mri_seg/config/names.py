@@ -61,3 +61,5 @@ def parse_names(values: Sequence[str], key: str, allowed: tuple[str, ...] = INPU
             raise ValueError(f"{key}: sequence {value!r} listed twice ({list(values)})")
         names.append(name)
     return tuple(names)
+
+COMPONENT_RULES = ("size", "mass")  # postprocess.component_rule: mri_seg.postprocess

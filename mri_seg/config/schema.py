@@ -16,6 +16,7 @@ from typing import Any
 from mri_seg.config.names import (
     ARCHITECTURES,
     BLENDS,
+    COMPONENT_RULES,
     DEVICES,
     INPUT_SEQUENCES,
     LOSSES,
@@ -231,6 +232,14 @@ class PostprocessConfig:
     largest_only: bool = setting(
         False, Flag(), "keep only the largest 3D component (drop all not connected to it)"
     )
+    component_rule: str = setting(
+        "size", OneOf(COMPONENT_RULES),
+        "largest_only: what makes a component the largest: its voxels (size) or its summed probability (mass)",
+    )  # fmt: skip
+    keep_ratio: float = setting(
+        1.0, Range(0.0, 1.0, lo_open=True),
+        "largest_only: also keep every component scoring at least this fraction of the kept one (1: only one)",
+    )  # fmt: skip
     tta_flip: bool = setting(False, Flag(), "horizontal-flip test-time augmentation")
     threshold_from_cv: bool = setting(
         True, Flag(),

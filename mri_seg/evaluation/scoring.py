@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mri_seg.config import EvalConfig, PostprocessConfig, ReviewConfig
+from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.postprocess import apply_postprocess
 from mri_seg.shape import prefixed_shape_features
@@ -50,12 +51,14 @@ class EvalOptions:
     tta_flip: bool = False
     min_component_voxels: int = 0
     largest_only: bool = False
+    component_rule: str = "size"
+    keep_ratio: float = 1.0
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
         return cls(
             float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip),
-            int(pp.min_component_voxels), bool(pp.largest_only),
+            int(pp.min_component_voxels), bool(pp.largest_only), str(pp.component_rule), float(pp.keep_ratio),
         )  # fmt: skip
 
     def __post_init__(self) -> None:
@@ -65,6 +68,10 @@ class EvalOptions:
             raise ValueError(f"min_component_pixels must be >= 0, got {self.min_component_pixels}")
         if self.min_component_voxels < 0:
             raise ValueError(f"min_component_voxels must be >= 0, got {self.min_component_voxels}")
+        if self.component_rule not in COMPONENT_RULES:
+            raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}, got '{self.component_rule}'")
+        if not 0.0 < self.keep_ratio <= 1.0:
+            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
 
 
 @dataclass

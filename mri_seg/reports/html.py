@@ -108,6 +108,8 @@ _OPTION_FACTS = (
     ("min component (pixels)", "min_component_pixels"),
     ("min 3D component (voxels)", "min_component_voxels"),
     ("largest 3D component only", "largest_only"),
+    ("largest by (component rule)", "component_rule"),
+    ("also kept: components scoring >= this x the largest", "keep_ratio"),
     ("flip TTA", "tta_flip"),
 )
 _INPUT_AND_TIME_FACTS = (("input sequences", "input_sequences"), ("seconds", "seconds"))

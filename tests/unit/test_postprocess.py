@@ -86,6 +86,49 @@ def test_evaluation_and_inference_read_the_same_settings():
         postprocess(prob, 0.5, min_component_voxels=-1)
 
 
+def _small_confident_and_large_doubtful() -> np.ndarray:
+    """A small confident tumour (2x3x3 = 18 voxels at 0.95) and a larger doubtful blob (3x4x4 = 48 at 0.55)."""
+    prob = np.zeros((6, 12, 12), np.float32)
+    prob[1:3, 1:4, 1:4] = 0.95
+    prob[2:5, 6:10, 6:10] = 0.55
+    return prob
+
+
+def test_component_rule_mass_keeps_the_most_probable_component_not_the_most_voxels():
+    prob = _small_confident_and_large_doubtful()
+    by_size = postprocess(prob, 0.5, largest_only=True)
+    assert by_size.sum() == 48 and not by_size[1:3, 1:4, 1:4].any()  # the doubtful blob wins on voxels
+    by_mass = postprocess(prob, 0.5, largest_only=True, component_rule="mass")
+    # mass: 18 x 0.95 = 17.1 < 48 x 0.55 = 26.4, so the blob still wins here ...
+    assert by_mass.sum() == 48
+    prob[2:5, 6:10, 6:10] = 0.3 + 0.21  # ... but at 0.51 per voxel (24.5) against a surer tumour:
+    prob[1:3, 1:4, 1:4] = 1.0
+    prob[3, 1:4, 1:4] = 1.0  # 27 voxels at 1.0 (27.0) vs 48 at 0.51 (24.5)
+    assert postprocess(prob, 0.5, largest_only=True).sum() == 48  # size: the blob
+    kept = postprocess(prob, 0.5, largest_only=True, component_rule="mass")
+    assert kept.sum() == 27 and kept[1:4, 1:4, 1:4].all()  # mass: the tumour
+
+
+def test_keep_ratio_also_keeps_components_scoring_close_to_the_best():
+    prob = _small_confident_and_large_doubtful()  # masses 17.1 and 26.4: ratio 0.65
+    assert postprocess(prob, 0.5, largest_only=True, component_rule="mass", keep_ratio=0.7).sum() == 48
+    assert postprocess(prob, 0.5, largest_only=True, component_rule="mass", keep_ratio=0.6).sum() == 66
+    assert postprocess(prob, 0.5, largest_only=True, keep_ratio=0.3).sum() == 66  # sizes 18 / 48 = 0.375
+    with pytest.raises(ValueError, match="keep_ratio must be in"):
+        postprocess(prob, 0.5, largest_only=True, keep_ratio=0.0)
+    with pytest.raises(ValueError, match="component_rule must be one of size, mass"):
+        postprocess(prob, 0.5, largest_only=True, component_rule="peak")
+    with pytest.raises(ValueError, match="component_rule must be one of"):
+        EvalOptions(component_rule="peak")
+
+
+def test_evaluation_and_inference_apply_the_component_rule_alike():
+    prob = _small_confident_and_large_doubtful()
+    pp = PostprocessConfig(threshold=0.5, largest_only=True, component_rule="mass", keep_ratio=0.6)
+    np.testing.assert_array_equal(binarise(prob, EvalOptions.from_config(pp)), apply_postprocess(prob, pp))
+    assert apply_postprocess(prob, pp).sum() == 66
+
+
 def test_batch_inference_filters_3d_components_of_the_whole_scan(synthetic_dir, tmp_path):
     import cv2
     from untrained import tiny_config, write_untrained_checkpoint

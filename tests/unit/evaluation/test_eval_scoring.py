@@ -90,7 +90,8 @@ def test_evaluate_cases_tables_and_summary():
     lo, hi = s["dice_ci95"]
     assert lo <= s["dice_mean"] <= hi
     assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True,
-                            "min_component_voxels": 0, "largest_only": False}
+                            "min_component_voxels": 0, "largest_only": False,
+                            "component_rule": "size", "keep_ratio": 1.0}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
