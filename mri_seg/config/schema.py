@@ -127,6 +127,20 @@ class IntensityConfig:
 
 
 @dataclass
+class LesionConfig:
+    """In-tumour appearance: a dark, cyst-like core inside a bright rim (the tumours the model misses)."""
+
+    p: float = setting(0.0, PROBABILITY, "probability of darkening the core of a slice's tumour (0: off)")
+    darken: list[float] = setting(
+        [0.25, 0.7], ListOf(PROBABILITY, 2, 2, ordered=True), "range of the factor the core's intensities are multiplied by"
+    )
+    core: list[float] = setting(
+        [0.2, 0.6], ListOf(PROBABILITY, 2, 2, ordered=True),
+        "range of the core's extent: pixels deeper than this fraction of the tumour's largest depth",
+    )  # fmt: skip
+
+
+@dataclass
 class AugmentConfig:
     """Training augmentation (never applied to validation, evaluation or inference)."""
 
@@ -138,6 +152,7 @@ class AugmentConfig:
     affine: AffineConfig = field(default_factory=AffineConfig)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
+    lesion: LesionConfig = field(default_factory=LesionConfig)
 
 
 @dataclass

@@ -7,6 +7,10 @@ Two stages:
 
 * geometric (flip, affine, elastic) move image and mask together; masks use
   nearest-neighbour interpolation so they stay binary, borders are filled with 0.
+* in-tumour appearance (:class:`LesionCore`, ``augment.lesion``, off by default): the core
+  of the slice's tumour darkened in every channel, leaving a bright rim, so that cystic or
+  necrotic tumours (dark on FLAIR inside a bright rim, the ones the model under-segments)
+  are seen in training; applied after the warps, to the mask the model is trained on.
 * missing-sequence simulation (:class:`ReplaceWithFlair`): the dataset fills a
   patient's missing pre- or post-contrast sequence with a copy of FLAIR, and a
   1-channel input at inference is replicated the same way. A model that never saw
@@ -30,6 +34,8 @@ an unknown argument by default, strict mode turns that into an error.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import albumentations as A
 import cv2
@@ -71,6 +77,61 @@ class ReplaceWithFlair(A.ImageOnlyTransform):
         return out
 
 
+class LesionCore(A.DualTransform):
+    """Darken the core of the tumour (inside the mask) in every channel, smoothly, leaving a rim.
+
+    The core is where the distance to the mask's border exceeds ``core`` x the largest such
+    distance of its component; intensities there are multiplied by a factor drawn from
+    ``darken`` (a dark, cyst-like core inside a bright FLAIR rim: the tumours the model misses).
+    The mask is unchanged: the core is tumour.
+    """
+
+    def __init__(
+        self,
+        darken: Sequence[float] = (0.25, 0.7),
+        core: Sequence[float] = (0.2, 0.6),
+        min_pixels: int = 40,
+        p: float = 0.3,
+    ):
+        super().__init__(p=p)
+        self.darken = (float(darken[0]), float(darken[1]))
+        self.core = (float(core[0]), float(core[1]))
+        self.min_pixels = int(min_pixels)
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        mask = data.get("mask")
+        if mask is None or int(np.count_nonzero(mask)) < self.min_pixels:
+            return {"weight": None}
+        m = (np.asarray(mask) > 0).astype(np.uint8)
+        dist = cv2.distanceTransform(m, cv2.DIST_L2, 3)
+        n, labels = cv2.connectedComponents(m, connectivity=8)
+        frac = self.py_random.uniform(*self.core)
+        core = np.zeros(m.shape, np.float32)
+        for k in range(1, n):
+            comp = labels == k
+            dmax = float(dist[comp].max())
+            if dmax < 2.0:
+                continue
+            core[comp & (dist >= frac * dmax)] = 1.0
+        if not core.any():
+            return {"weight": None}
+        sigma = max(1.0, 0.1 * float(dist.max()))
+        weight = cv2.GaussianBlur(core, (0, 0), sigma) * m
+        factor = self.py_random.uniform(*self.darken)
+        return {"weight": weight, "factor": factor}
+
+    def apply(self, img: np.ndarray, weight: np.ndarray | None = None, factor: float = 1.0, **params) -> np.ndarray:
+        if weight is None:
+            return img
+        scale = 1.0 - weight * (1.0 - factor)
+        out = np.rint(img.astype(np.float32) * (scale[..., None] if img.ndim == 3 else scale))
+        out = np.where(img > 0, np.clip(out, 1, 255), 0)  # never turn tissue into background (0)
+        return out.astype(img.dtype)
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return mask
+
+
 def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
     # shared by every warp: linear for the image, nearest for the mask (stays binary), zero borders
     warp = dict(
@@ -105,6 +166,8 @@ def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
                 **warp,
             )
         )
+    if cfg.lesion.p > 0:  # after the warps: the core is found in the mask the model is trained on
+        out.append(LesionCore(darken=cfg.lesion.darken, core=cfg.lesion.core, p=cfg.lesion.p))
     return out
 
 

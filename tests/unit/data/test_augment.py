@@ -132,3 +132,51 @@ def test_missing_sequence_augmentation_is_built_from_config() -> None:
     without = build_augmentation(AugmentConfig(missing_sequence_p=0.0))
     assert any(isinstance(t, ReplaceWithFlair) and t.p == 0.3 for t in with_it.intensity.transforms)
     assert not any(isinstance(t, ReplaceWithFlair) for t in without.intensity.transforms)
+
+
+def _disc_slice(size: int = 96, radius: int = 20, channels: int = 9) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    image = np.full((size, size, channels), 180, np.uint8)
+    image[:4] = 0  # background rows outside the head
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (size // 2, size // 2), radius, 1, -1)
+    return image, mask
+
+
+def test_lesion_core_darkens_the_tumour_core_only() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionCore
+
+    image, mask = _disc_slice()
+    out = A.Compose([LesionCore(darken=(0.4, 0.4), core=(0.5, 0.5), p=1.0)], seed=0, strict=True)(image=image, mask=mask)
+    centre, rim = out["image"][48, 48], out["image"][48, 48 - 19]
+    assert (centre < 180 * 0.6).all() and (centre >= 1).all()  # the core, every channel of the stack
+    assert (rim > 150).all()  # the rim keeps (almost) its brightness
+    outside = mask == 0
+    outside[:4] = False
+    assert (out["image"][outside] == 180).all()  # nothing changes outside the tumour
+    assert (out["image"][:4] == 0).all()  # background untouched
+    np.testing.assert_array_equal(out["mask"], mask)  # the core is tumour: the mask is unchanged
+
+
+def test_lesion_core_leaves_small_or_absent_tumours_alone() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionCore
+
+    image, mask = _disc_slice(radius=2)  # 13 pixels < min_pixels
+    t = A.Compose([LesionCore(p=1.0)], seed=0, strict=True)
+    np.testing.assert_array_equal(t(image=image, mask=mask)["image"], image)
+    np.testing.assert_array_equal(t(image=image, mask=np.zeros_like(mask))["image"], image)
+
+
+def test_lesion_augmentation_is_off_by_default_and_built_from_config() -> None:
+    from mri_seg.data.augment import LesionCore
+
+    default = Augmenter(AugmentConfig(), seed=0)
+    assert not any(isinstance(t, LesionCore) for t in default.geometric.transforms)
+    cfg = load_config(None, ["augment.lesion.p=0.3", "augment.lesion.darken=[0.3,0.5]"]).augment
+    lesion = [t for t in Augmenter(cfg, seed=0).geometric.transforms if isinstance(t, LesionCore)]
+    assert len(lesion) == 1 and lesion[0].p == 0.3 and lesion[0].darken == (0.3, 0.5)
