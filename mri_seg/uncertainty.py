@@ -16,6 +16,13 @@ passes segment different amounts of tumour. Two measures over a volume's passes
 ``score`` = mean of the two (0..1); a scan is flagged for review when ``score`` exceeds
 the configured threshold (``eval.review.threshold`` / ``infer.review.threshold``).
 
+An ensemble's passes are scored member by member (``passes_per_member``: each member's own
+flip passes) and the members' scores averaged, so the score has the scale of one model's
+whatever the number of members: a threshold chosen on out-of-fold predictions (one fold
+model per patient, :func:`budget_threshold`) means the same for the 5-member deliverable.
+Pooling all members' passes instead made the ensemble's spread and entropy larger and
+flagged most patients at a threshold chosen for one model (issue 19).
+
 Scores are accumulated slice by slice (:class:`UncertaintyAccumulator`), so a large
 volume never needs all its passes in memory at once.
 """
@@ -77,21 +84,16 @@ def review_flag(score: float, threshold: float) -> bool:
     return bool(score > threshold)
 
 
-class UncertaintyAccumulator:
-    """Adds up a volume's passes one slice (``P x H x W``) or one block (``P x D x H x W``) at a time."""
+class _PassGroup:
+    """The running sums of one group of passes (one ensemble member's, or all of them)."""
 
-    def __init__(self, threshold: float = 0.5):
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-        self.threshold = float(threshold)
+    def __init__(self, threshold: float):
+        self.threshold = threshold
         self.entropy_sum = 0.0
         self.region_pixels = 0
         self.volumes: np.ndarray | None = None
 
     def add(self, passes: np.ndarray) -> None:
-        passes = np.asarray(passes, dtype=np.float32)
-        if passes.ndim < 3:
-            raise ValueError(f"passes must be P x H x W or P x D x H x W, got shape {passes.shape}")
         n = passes.shape[0]
         if self.volumes is None:
             self.volumes = np.zeros(n, dtype=np.float64)
@@ -112,11 +114,72 @@ class UncertaintyAccumulator:
         return Uncertainty(combine(entropy, spread), float(entropy), spread, self.region_pixels, len(volumes))
 
 
-def scan_uncertainty(passes: np.ndarray, threshold: float = 0.5) -> Uncertainty:
-    """Uncertainty of one volume's passes ``P x D x H x W`` (or one slice's ``P x H x W``)."""
-    acc = UncertaintyAccumulator(threshold)
+class UncertaintyAccumulator:
+    """Adds up a volume's passes one slice (``P x H x W``) or one block (``P x D x H x W``) at a time.
+
+    ``passes_per_member``: the passes come member by member, this many each (2 with flip
+    TTA); each member is scored on its own passes and the scores averaged (module docstring).
+    """
+
+    def __init__(self, threshold: float = 0.5, passes_per_member: int = 0):
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        if passes_per_member < 0:
+            raise ValueError(f"passes_per_member must be >= 0, got {passes_per_member}")
+        self.threshold = float(threshold)
+        self.passes_per_member = int(passes_per_member)  # 0: all passes are one group
+        self.groups: list[_PassGroup] = []
+
+    def add(self, passes: np.ndarray) -> None:
+        passes = np.asarray(passes, dtype=np.float32)
+        if passes.ndim < 3:
+            raise ValueError(f"passes must be P x H x W or P x D x H x W, got shape {passes.shape}")
+        n = passes.shape[0]
+        size = self.passes_per_member or n
+        if n % size:
+            raise ValueError(f"{n} passes are not whole members of {size} passes each")
+        if not self.groups:
+            self.groups = [_PassGroup(self.threshold) for _ in range(n // size)]
+        elif len(self.groups) * size != n:
+            raise ValueError(f"got {n} passes after {len(self.groups) * size}")
+        for k, group in enumerate(self.groups):
+            group.add(passes[k * size : (k + 1) * size])
+
+    def result(self) -> Uncertainty:
+        if not self.groups:
+            return _PassGroup(self.threshold).result()
+        if len(self.groups) == 1:
+            return self.groups[0].result()
+        parts = [g.result() for g in self.groups]
+        return Uncertainty(
+            float(np.mean([u.score for u in parts])),
+            float(np.mean([u.entropy for u in parts])),
+            float(np.mean([u.volume_spread for u in parts])),
+            int(round(float(np.mean([u.region_pixels for u in parts])))),
+            sum(u.n_passes for u in parts),
+        )
+
+
+def scan_uncertainty(passes: np.ndarray, threshold: float = 0.5, passes_per_member: int = 0) -> Uncertainty:
+    """Uncertainty of one volume's passes ``P x D x H x W`` (or one slice's ``P x H x W``); with
+    ``passes_per_member`` (> 0) scored member by member and averaged."""
+    acc = UncertaintyAccumulator(threshold, passes_per_member)
     acc.add(passes)
     return acc.result()
+
+
+def budget_threshold(scores: np.ndarray, budget: float) -> float:
+    """The review threshold that flags the ``budget`` fraction of the most uncertain of ``scores``
+    (flag: score > threshold): the score just below the flagged ones (``budget`` 0: the maximum)."""
+    if not 0.0 <= budget <= 1.0:
+        raise ValueError(f"budget must be in [0, 1], got {budget}")
+    values = np.sort(np.asarray(scores, dtype=float)[np.isfinite(scores)])[::-1]
+    if values.size == 0:
+        raise ValueError("no scores to choose a review threshold from")
+    n_flagged = int(np.floor(budget * values.size + 1e-9))
+    if n_flagged >= values.size:
+        return float(max(0.0, values[-1] - 1e-6))
+    return float(values[n_flagged])
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -140,6 +203,7 @@ def review_summary(uncertainty: np.ndarray, dice: np.ndarray, threshold: float, 
     uncertainty, dice = np.asarray(uncertainty, dtype=float), np.asarray(dice, dtype=float)
     flags = uncertainty > threshold
     worst = np.argsort(dice, kind="stable")[: min(worst_n, len(dice))]
+    failed = dice < 0.5
     return {
         "threshold": float(threshold),
         "n": int(len(uncertainty)),
@@ -147,4 +211,6 @@ def review_summary(uncertainty: np.ndarray, dice: np.ndarray, threshold: float, 
         "spearman_uncertainty_dice": spearman(uncertainty, dice),
         "worst_n": int(len(worst)),
         "worst_flagged": int(flags[worst].sum()),
+        "below_half": int(failed.sum()),  # patients with Dice < 0.5, and how many of them the flag catches
+        "below_half_flagged": int((flags & failed).sum()),
     }

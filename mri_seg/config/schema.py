@@ -272,6 +272,15 @@ class ReviewConfig:
         "a scan/patient whose uncertainty score (0..1: mean of the passes' entropy over the predicted region and "
         "their relative volume spread) exceeds this is flagged; default chosen on lgg-dev: docs/review_flags.md",
     )  # fmt: skip
+    budget: float = setting(
+        0.0, PROBABILITY,
+        "cv: choose the threshold that flags this fraction of the out-of-fold patients (the most uncertain) and "
+        "store it with the deliverable (RUN/checkpoints/postprocess.json); 0: keep `threshold`",
+    )  # fmt: skip
+    threshold_from_cv: bool = setting(
+        True, Flag(),
+        "given a run's checkpoints folder, use the review threshold cv chose for its budget instead of `threshold`",
+    )  # fmt: skip
 
 
 @dataclass

@@ -253,7 +253,12 @@ class SplitModels:
         return cfg.eval.split
 
     def load(self, cfg: Config, device: str) -> Config:
-        from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
+        from mri_seg.evaluation.threshold_choice import (
+            report_review,
+            report_threshold,
+            resolve_review,
+            resolve_threshold,
+        )
         from mri_seg.inference.predictor import Predictor
 
         try:
@@ -262,6 +267,8 @@ class SplitModels:
             raise StageError(str(exc)) from exc
         cfg.eval.postprocess, threshold = resolve_threshold(cfg.eval.postprocess, self.given, self.predictor.members)
         report_threshold(threshold)
+        cfg.eval.review, review = resolve_review(cfg.eval.review, self.given, self.predictor.members)
+        report_review(review)
         self.threshold_source = threshold.source
         return cfg
 
@@ -354,8 +361,12 @@ class OutOfFoldModels:
         self, run_dir: Path, cfg: Config, options: EvalOptions, progress: bool, on_case: CaseSink | None
     ) -> EvalResult:
         from mri_seg.evaluation.cross_validation import evaluate_out_of_fold
+        from mri_seg.evaluation.scoring import apply_review_budget
 
-        return evaluate_out_of_fold(run_dir, self.models, cfg, options, progress=progress, on_case=on_case)
+        result = evaluate_out_of_fold(run_dir, self.models, cfg, options, progress=progress, on_case=on_case)
+        if cfg.eval.review.budget > 0:
+            apply_review_budget(result, cfg.eval.review.budget)
+        return result
 
     def describe(self) -> dict[str, Any]:
         # each fold's predictor describes its checkpoint as an ensemble member: path, sha256, epoch, fold, best_metric
@@ -391,3 +402,8 @@ class OutOfFoldModels:
             if path is not None:
                 print(f"the deliverable's threshold: {sweep['best_mean']} -> {path} (evaluate/infer --checkpoint "
                       f"{folder} use it; eval.postprocess.threshold_from_cv)")  # fmt: skip
+            review = s.get("review") or {}
+            if path is not None and "budget" in review:
+                print(f"the deliverable's review threshold: {review['threshold']:.4f} flags {review['n_flagged']} of "
+                      f"{review['n']} out-of-fold patients (budget {review['budget']}), {review['below_half_flagged']} "
+                      f"of the {review['below_half']} below Dice 0.5 -> {path}")  # fmt: skip

@@ -24,7 +24,7 @@ from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.postprocess import apply_postprocess
 from mri_seg.shape import prefixed_shape_features
-from mri_seg.uncertainty import review_summary, scan_uncertainty
+from mri_seg.uncertainty import budget_threshold, review_summary, scan_uncertainty
 
 CLUSTER_COLUMNS = (
     "RNASeqCluster",
@@ -146,7 +146,8 @@ def evaluate_case(
     row.update(threshold_sweep(case.prob, truth, options))
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
-    row.update(scan_uncertainty(passes, options.threshold).columns(review_threshold))
+    per_member = 2 if options.tta_flip and passes.shape[0] % 2 == 0 else 1  # a predictor's passes: member by member
+    row.update(scan_uncertainty(passes, options.threshold, per_member).columns(review_threshold))
     slice_rows: list[dict[str, Any]] = []
     for i, index in enumerate(case.slice_indices):
         metrics = slice_metrics(pred[i], truth[i])
@@ -260,3 +261,14 @@ def ranked_patients(patients: pd.DataFrame) -> list[tuple[str, str]]:
             seen.add(pid)
             out.append((label, pid))
     return out
+
+
+def apply_review_budget(result: EvalResult, budget: float) -> float:
+    """Flag the ``budget`` fraction of ``result``'s most uncertain patients (cv: the threshold is then
+    stored with the deliverable); rewrites ``review_flag`` and the summary's ``review``; the threshold."""
+    patients = result.patients
+    threshold = budget_threshold(patients["uncertainty"].to_numpy(), budget)
+    patients["review_flag"] = patients["uncertainty"] > threshold
+    review = review_summary(patients["uncertainty"].to_numpy(), patients["dice"].to_numpy(), threshold)
+    result.summary["review"] = {**review, "budget": float(budget), "chosen_on": "out-of-fold uncertainty (cv)"}
+    return threshold

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from mri_seg.config import PostprocessConfig
+from mri_seg.config import PostprocessConfig, ReviewConfig
 from mri_seg.rundir import POSTPROCESS_FILE
 from mri_seg.utils.atomic import atomic_write_json
 
@@ -63,6 +63,10 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         "fixed_options": {k: v for k, v in summary.get("options", {}).items() if k != "threshold"},
         "members": sorted(str(m["sha256"]) for m in members),
     }
+    review = summary.get("review") or {}
+    if "budget" in review:  # eval.review.budget: the review flag calibrated on the same out-of-fold patients
+        choice["review"] = {key: review[key] for key in
+                            ("threshold", "budget", "n", "n_flagged", "below_half", "below_half_flagged")}  # fmt: skip
     path = folder / CHOICE_FILE
     atomic_write_json(path, choice)
     return path
@@ -109,3 +113,30 @@ def report_threshold(threshold: ThresholdSource) -> None:
         print(f"note: {threshold.note}", file=sys.stderr)
     elif threshold.source != "config":
         print(f"threshold {threshold.threshold} (chosen on out-of-fold predictions, {threshold.source})", file=sys.stderr)
+
+
+def resolve_review(
+    review: ReviewConfig, given: Sequence[Path], members: Sequence[dict[str, Any]]
+) -> tuple[ReviewConfig, ThresholdSource]:
+    """``review`` with the review threshold cv chose for its budget, when ``review.threshold_from_cv``
+    and a stored choice with one applies to these checkpoints (as for :func:`resolve_threshold`)."""
+    if not review.threshold_from_cv:
+        return review, ThresholdSource(float(review.threshold), "config")
+    choice, note = read_choice(given, members)
+    if choice is None:
+        return review, ThresholdSource(float(review.threshold), "config", note)
+    stored = choice.get("review") or {}
+    try:
+        value = float(stored["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return review, ThresholdSource(float(review.threshold), "config", note)
+    if not 0.0 <= value <= 1.0:
+        return review, ThresholdSource(float(review.threshold), "config", f"review threshold {value} is outside [0, 1]")
+    source = f"cv: {choice['path']} (flags {stored.get('budget')} of the out-of-fold patients)"
+    return replace(review, threshold=value), ThresholdSource(value, source)
+
+
+def report_review(review: ThresholdSource) -> None:
+    """One stderr line when the review threshold is the deliverable's out-of-fold choice."""
+    if review.source != "config":
+        print(f"review threshold {review.threshold:.4f} ({review.source})", file=sys.stderr)

@@ -289,7 +289,12 @@ class Predictor:
     @property
     def n_passes(self) -> int:
         """Probability maps averaged per slice: one per member, times 2 with flip TTA."""
-        return len(self.models) * (2 if self.infer_cfg.postprocess.tta_flip else 1)
+        return len(self.models) * self.passes_per_member
+
+    @property
+    def passes_per_member(self) -> int:
+        """Each member's passes (2 with flip TTA, else 1): they come member by member."""
+        return 2 if self.infer_cfg.postprocess.tta_flip else 1
 
     def iter_passes(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
         """Per image, the ``P x H x W`` float32 maps of every pass: for each member, plain then

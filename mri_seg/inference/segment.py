@@ -85,8 +85,9 @@ def read_options(predictor: Any, cfg: InferConfig) -> ReadOptions:
 
 def predict_with_uncertainty(predictor: Any, slices: np.ndarray, threshold: float) -> tuple[np.ndarray, Uncertainty]:
     """The volume's mean probability ``D x H x W`` and the uncertainty of its passes, slice by slice
-    (only one slice's passes are held at a time). A predictor without passes counts as one pass."""
-    acc = UncertaintyAccumulator(threshold)
+    (only one slice's passes are held at a time), scored member by member (mri_seg.uncertainty).
+    A predictor without passes counts as one pass."""
+    acc = UncertaintyAccumulator(threshold, int(getattr(predictor, "passes_per_member", 0)))
     if hasattr(predictor, "iter_volume_passes"):
         prob = np.zeros(slices.shape[:3], dtype=np.float32)
         for i, passes in enumerate(predictor.iter_volume_passes(slices)):

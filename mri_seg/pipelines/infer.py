@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 from mri_seg.config import Config, config_from_dict, config_to_dict, save_resolved_config
-from mri_seg.evaluation.threshold_choice import report_threshold, resolve_threshold
+from mri_seg.evaluation.threshold_choice import report_review, report_threshold, resolve_review, resolve_threshold
 from mri_seg.inference.folder import Report, run_folder
 from mri_seg.inference.journal import status_counts
 from mri_seg.inference.plan import InferError, plan_folder
@@ -143,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # inference settings that do not fit the checkpoints, members that disagree
         raise StageError(str(exc)) from exc
     cfg.infer.postprocess, threshold = resolve_threshold(cfg.infer.postprocess, args.checkpoint, predictor.members)
+    cfg.infer.review, review = resolve_review(cfg.infer.review, args.checkpoint, predictor.members)
     if shard.is_main:
         report_threshold(threshold)
+        report_review(review)
     try:
         read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
     except ValueError as exc:

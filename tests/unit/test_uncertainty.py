@@ -115,6 +115,49 @@ def test_spearman_and_review_summary():
     s = review_summary(unc, dice, threshold=0.3, worst_n=3)
     assert s == {
         "threshold": 0.3, "n": 6, "n_flagged": 3, "spearman_uncertainty_dice": pytest.approx(-1.0),
-        "worst_n": 3, "worst_flagged": 3,
+        "worst_n": 3, "worst_flagged": 3, "below_half": 2, "below_half_flagged": 2,
     }
     assert review_summary(unc, dice, threshold=0.45, worst_n=3)["worst_flagged"] == 1
+
+
+def test_an_ensemble_is_scored_member_by_member_on_one_models_scale():
+    from mri_seg.uncertainty import scan_uncertainty
+
+    rng = np.random.default_rng(0)
+    one = np.clip(rng.normal(0.8, 0.05, (2, 3, 8, 8)), 0, 1).astype(np.float32)  # one member: plain + flipped
+    one[:, :, :2] = 0.0
+    alone = scan_uncertainty(one, 0.5, passes_per_member=2)
+    # five identical members: the same score as one (pooling would not change it either)
+    assert scan_uncertainty(np.concatenate([one] * 5), 0.5, passes_per_member=2).score == pytest.approx(alone.score)
+    # two members that disagree with each other but are each sure of themselves: pooled, the
+    # spread between members counts; member by member, each member's own (low) score
+    other = one.copy()
+    other[:, :, :, 4:] = 0.0  # the second member sees half the tumour
+    both = np.concatenate([one, other])
+    pooled = scan_uncertainty(both, 0.5)
+    by_member = scan_uncertainty(both, 0.5, passes_per_member=2)
+    assert by_member.n_passes == 4 and pooled.score > by_member.score
+    expected = np.mean([scan_uncertainty(one, 0.5).score, scan_uncertainty(other, 0.5).score])
+    assert by_member.score == pytest.approx(expected)
+    with pytest.raises(ValueError, match="not whole members"):
+        scan_uncertainty(both[:3], 0.5, passes_per_member=2)
+
+
+def test_budget_threshold_flags_the_budget_share_of_the_most_uncertain():
+    from mri_seg.uncertainty import budget_threshold
+
+    scores = np.array([0.1, 0.5, 0.3, 0.9, 0.7, 0.2, 0.8, 0.4, 0.6, 0.05])
+    for budget, n in ((0.2, 2), (0.3, 3), (0.0, 0), (1.0, 10), (0.15, 1)):
+        threshold = budget_threshold(scores, budget)
+        assert int((scores > threshold).sum()) == n, budget
+    with pytest.raises(ValueError, match="budget must be in"):
+        budget_threshold(scores, 1.5)
+    with pytest.raises(ValueError, match="no scores"):
+        budget_threshold(np.array([]), 0.2)
+
+
+def test_review_summary_counts_the_failures_the_flag_catches():
+    from mri_seg.uncertainty import review_summary
+
+    summary = review_summary(np.array([0.9, 0.1, 0.8, 0.2]), np.array([0.3, 0.4, 0.9, 0.8]), 0.5)
+    assert summary["below_half"] == 2 and summary["below_half_flagged"] == 1

@@ -140,3 +140,36 @@ def test_infer_uses_the_folders_choice(tmp_path):
     assert (chosen, given) == (0.3, 0.5)
     assert row["status"] == row_given["status"] == "ok"
     assert row["settings_hash"] != row_given["settings_hash"]  # the threshold shapes the mask
+
+
+def test_review_threshold_chosen_for_a_budget_is_stored_and_used_while_the_members_match(tmp_path):
+    import pandas as pd
+
+    from mri_seg.config import ReviewConfig
+    from mri_seg.evaluation.scoring import EvalResult, apply_review_budget
+    from mri_seg.evaluation.threshold_choice import resolve_review
+
+    patients = pd.DataFrame({"patient_id": [f"p{i}" for i in range(10)],
+                             "dice": [0.9, 0.2, 0.8, 0.85, 0.3, 0.9, 0.7, 0.88, 0.92, 0.6],
+                             "uncertainty": [0.1, 0.9, 0.2, 0.15, 0.8, 0.05, 0.5, 0.12, 0.08, 0.3],
+                             "review_flag": [False] * 10})  # fmt: skip
+    summary = _summary(0.4, n=10)
+    result = EvalResult("cv", patients, pd.DataFrame(), summary, {})
+    threshold = apply_review_budget(result, 0.2)
+    assert result.patients["review_flag"].sum() == 2 and set(result.patients.loc[result.patients["review_flag"],
+                                                                                 "patient_id"]) == {"p1", "p4"}
+    review = result.summary["review"]
+    assert review["budget"] == 0.2 and review["below_half"] == 2 and review["below_half_flagged"] == 2
+    path = write_choice(tmp_path, result.summary, _members("a", "b"))
+    stored = json.loads(path.read_text())["review"]
+    assert stored["threshold"] == pytest.approx(threshold) and stored["n_flagged"] == 2
+
+    used, source = resolve_review(ReviewConfig(threshold=0.3), [tmp_path], _members("b", "a"))
+    assert used.threshold == pytest.approx(threshold) and source.source.startswith("cv: ")
+    kept, source = resolve_review(ReviewConfig(threshold=0.3), [tmp_path], _members("a", "c"))  # a retrained fold
+    assert kept.threshold == 0.3 and "other checkpoints" in source.note
+    off, _ = resolve_review(ReviewConfig(threshold=0.3, threshold_from_cv=False), [tmp_path], _members("a", "b"))
+    assert off.threshold == 0.3
+    no_budget = write_choice(tmp_path / "x", _summary(0.4), _members("a"))  # cv without a budget stores none
+    assert "review" not in json.loads(no_budget.read_text())
+    assert resolve_review(ReviewConfig(threshold=0.3), [tmp_path / "x"], _members("a"))[0].threshold == 0.3
