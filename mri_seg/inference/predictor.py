@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from mri_seg.config import Config, InferConfig
+from mri_seg.config import Config, InferConfig, get_dotted
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
@@ -90,8 +90,7 @@ def member_signature(state: dict) -> dict[str, object]:
         elif key == "sequences":
             out[key] = list(checkpoint_sequences(state))  # the training default for older checkpoints
         else:
-            section, leaf = key.split(".")
-            out[key] = config.get(section, {}).get(leaf)
+            out[key] = get_dotted(config, key)
     return out
 
 
