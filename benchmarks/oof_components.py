@@ -32,19 +32,22 @@ VARIANTS = [("none", 1.0)] + [(rule, ratio) for rule in COMPONENT_RULES for rati
 HARD = ("TCGA_CS_5396", "TCGA_DU_5872", "TCGA_CS_6666", "TCGA_DU_7299", "TCGA_CS_5397")  # docs/accuracy.md
 
 
-def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str) -> None:
-    """One ``<patient>.npz`` (prob float16, truth bool, fold) per out-of-fold patient."""
+def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds: list[int] | None = None) -> None:
+    """One ``<patient>.npz`` (prob float16, truth bool, fold) per out-of-fold patient (of ``folds``: all)."""
     from mri_seg.data.manifest import manifest_for_patients
     from mri_seg.evaluation.cross_validation import fold_assignment, fold_checkpoints
     from mri_seg.evaluation.flow import eval_infer_config
     from mri_seg.evaluation.prediction import as_volume_fn, iter_cases
     from mri_seg.inference.predictor import Predictor
-    from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
+    from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint, shipped_checkpoint
 
-    paths = fold_checkpoints(run_dir)
+    if folds is None:
+        paths = fold_checkpoints(run_dir)
+    else:  # e.g. the folds whose training has finished
+        paths = {f: shipped_checkpoint(RunDir(run_dir).fold_dir(f), None) for f in folds}
     cfg = checkpoint_config(load_checkpoint(next(iter(paths.values()))))
     infer_cfg = eval_infer_config(cfg)
-    assignment = fold_assignment(run_dir)
+    assignment = {p: f for p, f in fold_assignment(run_dir).items() if f in paths}
     todo = sorted(p for p in assignment if not (cache / f"{p}.npz").is_file())
     if not todo:
         return
@@ -82,7 +85,7 @@ def score(cache: Path, thresholds: list[float]) -> None:
                 dice[k] = dice_score(pred, truth)
                 elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
             values = np.array(list(dice.values()))
-            lo, hi = bootstrap_mean_ci(values, n_bootstrap=2000, seed=0)
+            lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
             print(f"  {name:24s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
                   f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
                   f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f}")  # fmt: skip
@@ -96,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-sequences", choices=("all", "flair_only"), default="all")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
+    parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     args = parser.parse_args(argv)
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
     cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
-    cache_probabilities(args.run_dir, cache, args.input_sequences)
+    cache_probabilities(args.run_dir, cache, args.input_sequences, args.folds)
     score(cache, args.thresholds)
     return 0
 
