@@ -45,6 +45,7 @@ from mri_seg.io.kaggle import parse_kaggle_name
 from mri_seg.io.orientation import STACKED_SLICES_AXCODES, axcodes_affine
 from mri_seg.pipelines.infer import main as infer
 from mri_seg.rundir import RunDir
+from mri_seg.training.checkpoint import shipped_checkpoint
 
 VOXEL_MM = (0.94, 0.94, 3.0)  # a typical lgg-dev in-plane size and slice spacing
 Volume = tuple[np.ndarray, np.ndarray, tuple[float, float, float]]  # (H x W x D x C, H x W x D mask, voxel mm)
@@ -59,19 +60,23 @@ def patient_volume(folder: Path) -> Volume:
     return image, mask.astype(np.uint8), VOXEL_MM
 
 
-def brain_mask(image: np.ndarray) -> np.ndarray:
-    """A head/brain mask from the volume itself: Otsu on the sequences' maximum, closed, the largest
-    3D component, holes filled slice by slice, then eroded by 2 voxels in-plane (drops the scalp rim)."""
+def head_mask(image: np.ndarray) -> np.ndarray:
+    """The head, from the volume itself: Otsu on the sequences' maximum, closed, the largest 3D
+    component, holes filled slice by slice (the Kaggle slices' background is noise, not 0)."""
     strongest = image.max(axis=-1).astype(np.float32)
-    level, _ = cv2.threshold(cv2.normalize(strongest, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8), 0, 255,
-                             cv2.THRESH_BINARY + cv2.THRESH_OTSU)  # fmt: skip
+    scaled = np.rint(255.0 * strongest / max(float(strongest.max()), 1e-6)).astype(np.uint8).reshape(-1, 1)
+    level, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)  # Otsu over the whole volume
     mask = strongest > (level / 255.0) * float(strongest.max())
     mask = ndimage.binary_closing(mask, structure=np.ones((5, 5, 1)))
     labels, n = ndimage.label(mask)
     if n:
         mask = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
-    mask = np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(mask.shape[2])], axis=2)
-    return ndimage.binary_erosion(mask, structure=np.ones((5, 5, 1)))
+    return np.stack([ndimage.binary_fill_holes(mask[..., k]) for k in range(mask.shape[2])], axis=2)
+
+
+def brain_mask(image: np.ndarray) -> np.ndarray:
+    """A derived brain mask: the head eroded by 2 voxels in-plane (drops the scalp rim)."""
+    return ndimage.binary_erosion(head_mask(image), structure=np.ones((5, 5, 1)))
 
 
 def skull_stripped(volume: Volume) -> Volume:
@@ -91,7 +96,7 @@ def resampled_1mm(volume: Volume) -> Volume:
 
 def zscore_background(volume: Volume) -> Volume:
     image, mask, mm = volume
-    head = image.max(axis=-1) > 0
+    head = head_mask(image) & (image.max(axis=-1) > 0)
     out = np.zeros(image.shape, np.float32)
     for c in range(image.shape[-1]):
         values = image[..., c][head].astype(np.float32)
@@ -138,10 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, required=True, help="the kaggle_3m folder the run was prepared from")
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     p.add_argument("--patients", type=int, default=0, help="only the first N out-of-fold patients (0: all)")
+    p.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     p.add_argument("--out", type=Path, default=None, help="per-patient CSV (default: RUN/eval/domain_shift.csv)")
     args = p.parse_args(argv)
-    assignment = fold_assignment(args.run_dir)
-    checkpoints = fold_checkpoints(args.run_dir)
+    if args.folds is None:
+        checkpoints = fold_checkpoints(args.run_dir)
+    else:  # e.g. the folds whose training has finished
+        checkpoints = {f: shipped_checkpoint(RunDir(args.run_dir).fold_dir(f), None) for f in args.folds}
+    assignment = {pid: f for pid, f in fold_assignment(args.run_dir).items() if f in checkpoints}
     patients = sorted(assignment)[: args.patients or None]
     threshold = deliverable_threshold(args.run_dir)
     rows = []
