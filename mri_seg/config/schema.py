@@ -39,8 +39,8 @@ from mri_seg.config.rules import (
     ListOf,
     OneOf,
     Range,
-    SeriesRules,
     SequenceNames,
+    SeriesRules,
     setting,
 )
 
