@@ -170,7 +170,7 @@ class SeriesRules(Rule):
         return self.detail(value) == "" and isinstance(value, (list, tuple))
 
     def allowed(self) -> str:
-        return "a list of 'sequence: regular expression' items (e.g. 'flair: (?i)flair')"
+        return "a list of 'sequence: regular expression' items (e.g. 'flair: dark.?fluid')"
 
     def detail(self, value: Any) -> str:
         if not isinstance(value, (list, tuple)):

@@ -271,11 +271,12 @@ class EvalConfig:
     )  # fmt: skip
 
 
-DEFAULT_SERIES_RULES = [
-    r"flair: (?i)flair|dark.?fluid|\btirm|\bt2.?fl\b|\bfl.?t2",
-    r"post: (?i)\+\s*c\b|\+\s*gd|post|gado|\bgd\b|contrast|\bce\b|\bt1c\b|\bt1.?ce\b",
-    r"pre: (?i)\bt1|mprage|spgr|bravo|\btfl\b|\bfl3d",
-    r"t2: (?i)\bt2",
+DEFAULT_SERIES_RULES = [  # one alternative per item (tried in order, case-insensitive): FLAIR, then post, pre, T2
+    "flair: flair", r"flair: dark.?fluid", r"flair: \btirm", r"flair: \bt2.?fl\b",
+    r"post: \+\s*c\b", r"post: \+\s*gd", "post: post", "post: gado", r"post: \bgd\b", "post: contrast",
+    r"post: \bce\b", r"post: \bt1.?ce?\b",
+    r"pre: \bt1", "pre: mprage", "pre: spgr", "pre: bravo",
+    r"t2: \bt2",
 ]
 
 
@@ -285,8 +286,8 @@ class DicomConfig:
 
     series_rules: list[str] = setting(
         DEFAULT_SERIES_RULES, SeriesRules(),
-        "'sequence: regex' rules tried in order on SeriesDescription, ProtocolName, SequenceName; the first "
-        "match names a series (then the acquisition fallbacks)",
+        "'sequence: regex' rules tried in order (case-insensitive) on SeriesDescription, ProtocolName, "
+        "SequenceName; the first match names a series (then the acquisition fallbacks)",
     )  # fmt: skip
     flair_min_inversion_ms: float = setting(
         1500.0, POSITIVE, "fallback: a series no rule names, with InversionTime >= this (ms), is FLAIR"

@@ -17,7 +17,7 @@
   (the message names ``pip install 'mri_seg[dicom-codecs]'``). Uneven or missing slice
   gaps beyond ``infer.dicom.gap_tolerance`` are a warning naming the gap.
 - Series -> sequences (:func:`classify`, :func:`choose`): the ``infer.dicom.series_rules``
-  regular expressions over SeriesDescription, ProtocolName, SequenceName, then the
+  regular expressions (case-insensitive) over SeriesDescription, ProtocolName, SequenceName, then the
   acquisition fallbacks (a long InversionTime is FLAIR; a short RepetitionTime is T1,
   post-contrast when ContrastBolusAgent is set). Two candidates: ``infer.dicom.tie_break``
   and a warning. No FLAIR: the study is an error row. Pre/post series on another voxel
@@ -333,7 +333,7 @@ def _rules(settings: DicomSettings) -> list[tuple[str, re.Pattern[str]]]:
     rules = []
     for item in settings.series_rules:
         name, _, pattern = item.partition(":")
-        rules.append((canonical(name.strip()) or name.strip(), re.compile(pattern.strip())))
+        rules.append((canonical(name.strip()) or name.strip(), re.compile(pattern.strip(), re.IGNORECASE)))
     return rules
 
 
