@@ -96,7 +96,8 @@ def test_mixed_dicom_folder_end_to_end_private_and_equal_to_nifti(tmp_path, ckpt
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO), "NO_ALBUMENTATIONS_UPDATE": "1"}
     proc = subprocess.run([sys.executable, "-m", "mri_seg.pipelines.infer", "--checkpoint", str(ckpt), "--input",
-                           str(tmp_path / "in" / "dicom"), "--output", str(out), "--device", "cpu", "--threshold", "0.5"],
+                           str(tmp_path / "in" / "dicom"), "--output", str(out), "--device", "cpu", "--threshold", "0.5",
+                           "--save-probabilities"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=600)  # fmt: skip
     assert proc.returncode == 1, proc.stderr  # study c has no FLAIR: one error row, the rest ok
     assert "Traceback" not in proc.stderr
@@ -123,6 +124,8 @@ def test_mixed_dicom_folder_end_to_end_private_and_equal_to_nifti(tmp_path, ckpt
         assert seg.NumberOfFrames == SHAPE[2]  # one frame per FLAIR slice, empty ones kept
         assert int(np.count_nonzero(seg.pixel_array)) == int(got.sum())
         assert str(seg.PatientName) == str(studies[key].patient_name)  # the SEG copies the patient module
+        prob = nib.load(str(out / f"{name[key]}_prob.nii.gz"))
+        assert prob.shape == SHAPE and np.allclose(prob.affine, nib.load(str(out / f"{name[key]}_mask.nii.gz")).affine)
 
     # privacy: no identifying string anywhere but the SEG
     secrets = [s for study in studies.values() for s in study.identifying()] + uids

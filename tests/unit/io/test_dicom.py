@@ -276,3 +276,16 @@ def test_dicomdir_is_skipped(tmp_path):
     (tmp_path / "DICOMDIR").write_bytes(src.read_bytes())
     found = discover(tmp_path)
     assert found.sources == [] and found.skipped == [tmp_path / "DICOMDIR"]
+
+
+@pytest.mark.parametrize("rules, why", [
+    ("['flair x']", "has no ':' between the sequence and the expression"),
+    ("['flair: (']", "missing ), unterminated subpattern"),
+    ("['bogus: x']", "unknown sequence name 'bogus'"),
+])  # fmt: skip
+def test_bad_series_rules_are_refused_with_one_line(rules, why):
+    from mri_seg.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="config key 'infer.dicom.series_rules'") as err:
+        load_config(overrides=[f"infer.dicom.series_rules={rules}"])
+    assert why in str(err.value) and "\n" not in str(err.value)
