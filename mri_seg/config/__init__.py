@@ -31,6 +31,7 @@ from mri_seg.config.schema import (
     AffineConfig,
     AugmentConfig,
     DataConfig,
+    DicomConfig,
     ElasticConfig,
     EvalConfig,
     InferConfig,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 __all__ = [
-    "AffineConfig", "AugmentConfig", "Config", "ConfigError", "DataConfig", "ElasticConfig", "EvalConfig",
+    "AffineConfig", "AugmentConfig", "Config", "ConfigError", "DataConfig", "DicomConfig", "ElasticConfig", "EvalConfig",
     "InferConfig", "IntensityConfig", "ModelConfig", "PostprocessConfig", "PrepareConfig", "ReviewConfig",
     "SplitConfig", "TrainConfig", "CROSS_RULES", "RULES", "config_from_dict", "config_to_dict", "config_violations",
     "dump_config", "explicit_values", "get_dotted", "load_config", "merge_values", "parse_override",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -158,6 +159,31 @@ class SequenceNames(Rule):
             parse_names(value, "value")
         except ValueError as exc:
             return str(exc).removeprefix("value: ").removeprefix("value ")
+        return ""
+
+
+@dataclass(frozen=True)
+class SeriesRules(Rule):
+    """A list of ``"<sequence>: <regular expression>"`` items (sequence names as in :class:`SequenceNames`)."""
+
+    def ok(self, value: Any) -> bool:
+        return self.detail(value) == "" and isinstance(value, (list, tuple))
+
+    def allowed(self) -> str:
+        return "a list of 'sequence: regular expression' items (e.g. 'flair: dark.?fluid')"
+
+    def detail(self, value: Any) -> str:
+        if not isinstance(value, (list, tuple)):
+            return "not a list"
+        for item in value:
+            name, sep, pattern = str(item).partition(":")
+            if not isinstance(item, str) or not sep:
+                return f"{item!r} has no ':' between the sequence and the expression"
+            try:
+                parse_names([name.strip()], "value")
+                re.compile(pattern.strip())
+            except (ValueError, re.error) as exc:
+                return f"{item!r}: {exc}"
         return ""
 
 

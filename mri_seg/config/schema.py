@@ -41,6 +41,7 @@ from mri_seg.config.rules import (
     OneOf,
     Range,
     SequenceNames,
+    SeriesRules,
     setting,
 )
 
@@ -303,6 +304,43 @@ class EvalConfig:
     )  # fmt: skip
 
 
+DEFAULT_SERIES_RULES = [  # one alternative per item (tried in order, case-insensitive): FLAIR, then post, pre, T2
+    "flair: flair", r"flair: dark.?fluid", r"flair: \btirm", r"flair: \bt2.?fl\b",
+    r"post: \+\s*c\b", r"post: \+\s*gd", "post: post", "post: gado", r"post: \bgd\b", "post: contrast",
+    r"post: \bce\b", r"post: \bt1.?ce?\b",
+    r"pre: \bt1", "pre: mprage", "pre: spgr", "pre: bravo",
+    r"t2: \bt2",
+]
+
+
+@dataclass
+class DicomConfig:
+    """DICOM studies (docs/dicom.md): which series feeds which model input, slice-gap tolerance."""
+
+    series_rules: list[str] = setting(
+        DEFAULT_SERIES_RULES, SeriesRules(),
+        "'sequence: regex' rules tried in order (case-insensitive) on SeriesDescription, ProtocolName, "
+        "SequenceName; the first match names a series (then the acquisition fallbacks)",
+    )  # fmt: skip
+    flair_min_inversion_ms: float = setting(
+        1500.0, POSITIVE, "fallback: a series no rule names, with InversionTime >= this (ms), is FLAIR"
+    )
+    t1_max_repetition_ms: float = setting(
+        1000.0, POSITIVE,
+        "fallback: a series no rule names, with RepetitionTime <= this (ms) and no inversion, is T1 (post-contrast "
+        "when ContrastBolusAgent is set, else pre-contrast)",
+    )  # fmt: skip
+    tie_break: str = setting(
+        "most_slices", OneOf(("most_slices", "latest_series")),
+        "two series for one sequence: most_slices (then the later series number) or latest_series (then more slices)",
+    )  # fmt: skip
+    gap_tolerance: float = setting(
+        0.1, Range(0.0, 1.0),
+        "a slice gap differing from the series' median gap by more than this fraction of it is warned about, "
+        "naming the gap",
+    )  # fmt: skip
+
+
 @dataclass
 class InferConfig:
     """The infer stage: a folder of scans -> masks, probabilities, a table and a report."""
@@ -332,6 +370,7 @@ class InferConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     report: bool = setting(True, Flag(), "write OUT/report.html (sortable scan table, a slice-viewer page per scan)")
+    dicom: DicomConfig = field(default_factory=DicomConfig)
 
 
 # --------------------------------------------------------------------------- checks of several keys

@@ -27,7 +27,7 @@ PREDICTIONS = "predictions.csv"
 COLUMNS = [
     "path", "format", "shape", "tumour_pixels", "tumour_volume_mm3", "slices_with_tumour",
     "seconds", "status", "message", "warnings", "sequences", "uncertainty", "review_flag", "checkpoints",
-    "checkpoint_sha256", "settings_hash", "input_stamp",
+    "checkpoint_sha256", "settings_hash", "input_stamp", "series", "series_reason",
 ]  # fmt: skip
 DICE_COLUMN = "dice"
 REUSED = "_reused"  # marks a row kept from the previous run (counted, never written)

@@ -64,7 +64,7 @@ def plan_folder(input_path: str | Path, out_dir: str | Path, reserved: Sequence[
     exclude = [out] if input_path.is_dir() and _inside(out, inp) else []
     found = discover(input_path, exclude=exclude)
     if not found.sources:
-        raise InferError(f"no scans found in {input_path} (supported: .tif .tiff .png .jpg .jpeg .nii .nii.gz)")
+        raise InferError(f"no scans found in {input_path} (supported: .tif .tiff .png .jpg .jpeg .nii .nii.gz, DICOM)")
     scans = [(s, output_paths(s, out_dir)) for s in found.sources]
     _check_outputs(scans, found.input_files, out, out_dir, (*RESERVED, *reserved))
     return Plan(input_path, out_dir, found, scans)

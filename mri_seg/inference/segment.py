@@ -33,6 +33,7 @@ from tqdm import tqdm
 from mri_seg.config import InferConfig
 from mri_seg.inference.journal import DICE_COLUMN, Row, empty_row
 from mri_seg.inference.provenance import checkpoint_columns
+from mri_seg.io.dicom import DicomNote
 from mri_seg.io.kaggle import slice_number
 from mri_seg.io.options import ReadOptions
 from mri_seg.io.overlay import write_overlay
@@ -139,7 +140,8 @@ def _segment(
     cautions: list[str], with_truth: bool, out_dir: Path | None, write_page: PageWriter | None,
 ) -> None:  # fmt: skip
     """The steps of :func:`segment_scan`, filling ``row``, ``notes`` and ``cautions``; raises on failure."""
-    scan, slices = _read(predictor, source, cfg, row, cautions)
+    scan, slices = _read(predictor, source, cfg, row, notes, cautions)
+    scan.geometry["provenance"] = checkpoint_columns(predictor)  # the DICOM SEG's algorithm identification
     pp = cfg.postprocess
     volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold)
     mask = apply_postprocess(volume_prob, pp)  # per slice and 3D components over the whole volume
@@ -159,10 +161,14 @@ def _segment(
     write_overlay(paths.overlay, slices, mask, slice_names(scan))  # last: marks a complete scan
 
 
-def _read(predictor: Any, source: Source, cfg: InferConfig, row: Row, cautions: list[str]) -> tuple[Scan, np.ndarray]:
+def _read(
+    predictor: Any, source: Source, cfg: InferConfig, row: Row, notes: list[str], cautions: list[str]
+) -> tuple[Scan, np.ndarray]:
     """The scan and its slices (training layout, the model's channel order; NaN/inf -> background).
 
-    Its :class:`ScanWarning` messages go to ``cautions`` (and to stderr), also when reading fails.
+    Its :class:`ScanWarning` messages go to ``cautions`` (and to stderr), also when reading fails;
+    :class:`DicomNote` information (a localizer skipped) goes to ``notes``. A reader's extra
+    columns (a DICOM study's ``series`` and ``series_reason``) go to the row.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ScanWarning)
@@ -170,10 +176,14 @@ def _read(predictor: Any, source: Source, cfg: InferConfig, row: Row, cautions: 
             scan = read_source(source, read_options(predictor, cfg))
             row["shape"] = scan.shape_text()
             row["sequences"] = scan.sequences
+            row.update(scan.geometry.get("columns", {}))
             slices = replace_nonfinite(scan.slices, source.path)  # 1 channel: a broadcast view
         finally:
             for w in caught:
-                if issubclass(w.category, ScanWarning):
+                if issubclass(w.category, DicomNote):
+                    notes.append(str(w.message))
+                    tqdm.write(f"note: {w.message}", file=sys.stderr)
+                elif issubclass(w.category, ScanWarning):
                     cautions.append(str(w.message))
                     tqdm.write(f"warning: {w.message}", file=sys.stderr)
     return scan, slices

@@ -1,4 +1,5 @@
-"""Reading scans and writing masks: TIFF/PNG/JPEG (OpenCV), NIfTI (nibabel), Kaggle patient folders.
+"""Reading scans and writing masks: TIFF/PNG/JPEG (OpenCV), NIfTI (nibabel), Kaggle patient folders,
+DICOM studies (pydicom; masks also as DICOM SEG with highdicom).
 
 Entry points: :func:`mri_seg.io.registry.discover`, :func:`~mri_seg.io.registry.read_source`,
 :func:`~mri_seg.io.registry.output_paths`, :func:`~mri_seg.io.registry.write_outputs`; the

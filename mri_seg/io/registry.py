@@ -2,7 +2,10 @@
 
 Types: ``tiff`` (.tif/.tiff), ``png``, ``jpeg`` (.jpg/.jpeg), ``nifti`` (.nii/.nii.gz),
 ``kaggle`` (a patient folder of Kaggle-named TIFF slices, grouped into one volume), and
-``brats`` / ``nnunet`` (one NIfTI file per sequence, grouped into one case: :mod:`mri_seg.io.cases`).
+``brats`` / ``nnunet`` (one NIfTI file per sequence, grouped into one case: :mod:`mri_seg.io.cases`),
+``dicom`` (a DICOM study: files found by their preamble, whatever their names, grouped by
+StudyInstanceUID into one case named ``study-<hash>``: :mod:`mri_seg.io.dicom`; outputs a NIfTI
+mask in the FLAIR series' geometry and a DICOM SEG: :mod:`mri_seg.io.dicom_seg`).
 Every scan is read into the training layout with channels in the model's sequence order
 (:func:`read_source` with :class:`mri_seg.io.options.ReadOptions`).
 Masks are written in the input's format and geometry, except JPEG inputs, whose masks
@@ -31,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mri_seg.io import cases, images, kaggle, nifti
+from mri_seg.io import cases, dicom, dicom_seg, images, kaggle, nifti
 from mri_seg.io.options import ReadOptions, as_options
 from mri_seg.io.scan import Scan, ScanError
 from mri_seg.io.sequences import to_model
@@ -98,7 +101,16 @@ FILE_TYPES: dict[str, FileType] = {
         kind: FileType(kind, (), None, _nifti_writer(nifti.write_mask_nifti), _nifti_writer(nifti.write_prob_nifti), "")
         for kind in ("brats", "nnunet")  # one NIfTI per sequence, read via read_source
     },
+    "dicom": FileType("dicom", (), None, lambda paths, mask, scan: _write_dicom_mask(paths, mask, scan),
+                      _nifti_writer(nifti.write_prob_nifti), ".nii.gz"),  # a study, read via read_source
 }
+
+
+def _write_dicom_mask(paths: list[Path], mask: np.ndarray, scan: Scan) -> None:
+    """A DICOM study's mask: NIfTI in the FLAIR series' geometry, then the DICOM SEG (same voxels)."""
+    nifti_path, seg_path = paths
+    nifti.write_mask_nifti(nifti_path, mask, scan)
+    dicom_seg.write_seg(seg_path, nifti.to_spatial(np.asarray(mask, dtype=bool), scan), scan)
 
 
 def file_type_of(path: str | Path) -> str | None:
@@ -224,6 +236,7 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
     found = Discovery(sources=[], input_files={_resolve(f) for f in neighbours}, unusable=unusable)
     case_groups, files = cases.group_cases(files)
     groups: dict[tuple[Path, str], list[Path]] = {}
+    dicom_files: list[Path] = []
     for f in files:
         parsed = kaggle.parse_kaggle_name(f.name)
         if parsed is not None:
@@ -232,7 +245,10 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
             continue
         fmt = file_type_of(f)
         if fmt is None:
-            found.skipped.append(f)
+            if dicom.is_dicom_file(f):
+                dicom_files.append(f)
+            else:
+                found.skipped.append(f)
             continue
         if _is_mask_name(f):
             continue
@@ -245,6 +261,10 @@ def discover(input_path: str | Path, exclude: list[Path] | None = None) -> Disco
             rel = PurePosixPath(prefix)
         found.sources.append(Source(folder, rel, "kaggle", tuple(kaggle.sort_slices(members)), base=prefix))
     found.sources += [_case_source(c, root, present) for c in case_groups]
+    studies, dicomdirs = dicom.group_studies(dicom_files)
+    found.skipped += dicomdirs
+    for name, members in studies.items():  # named by a hash, never by a header value or the input's folders
+        found.sources.append(Source(root / name, PurePosixPath(name), "dicom", tuple(members), base=name))
     found.sources = _disambiguate(sorted(found.sources, key=lambda s: str(s.rel)))
     return found
 
@@ -288,6 +308,8 @@ def read_source(source: Source, options: ReadOptions | int | str | None = None) 
         raw = kaggle.read_kaggle_volume(source.path, list(source.members))
     elif source.format in ("brats", "nnunet"):
         raw = cases.read_case(_case_files(source), options)
+    elif source.format == "dicom":
+        raw = dicom.read_study(source.members, source.path, options)
     else:
         read = FILE_TYPES[source.format].read
         if read is None:  # only the grouped types (handled above) have no reader of their own
@@ -341,6 +363,12 @@ def output_paths(source: Source, out_dir: Path) -> OutputPaths:
             folder / f"{source.base}_overlay.png",
         )
     folder = out_dir / source.rel.parent
+    if source.format == "dicom":  # NIfTI mask + DICOM SEG
+        return OutputPaths(
+            [folder / f"{source.base}_mask.nii.gz", folder / f"{source.base}_seg.dcm"],
+            [folder / f"{source.base}_prob.nii.gz"],
+            folder / f"{source.base}_overlay.png",
+        )
     ext = FILE_TYPES[source.format].mask_ext or nifti.nifti_suffix(source.members[0] if source.members else source.path)
     return OutputPaths(
         [folder / f"{source.base}_mask{ext}"],

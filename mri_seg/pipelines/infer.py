@@ -9,7 +9,8 @@
     torchrun --nproc_per_node=N -m mri_seg.pipelines.infer ...   # scans sharded over N processes
 
 SCANS: a folder (searched recursively) or one file: Kaggle patient folders of TIFF
-slices, 2D TIFF/PNG/JPEG images, 3D/4D NIfTI volumes. Only the ``infer`` section of
+slices, 2D TIFF/PNG/JPEG images, 3D/4D NIfTI volumes, DICOM studies (docs/dicom.md: a
+NIfTI mask and a DICOM SEG per study). Only the ``infer`` section of
 the config is used (defaults from mri_seg.config, then --config, --set, flags); the
 model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets the
 masks and overlays (mirroring the input tree), ``predictions.csv`` (with the review

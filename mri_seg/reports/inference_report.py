@@ -85,6 +85,9 @@ def _facts(row: dict[str, Any]) -> list[tuple[str, str]]:
     ]
     if str(row.get("dice", "")) != "":
         facts.append(("Dice (reference mask)", str(row["dice"])))
+    for key, label in (("sequences", "sequences"), ("series", "DICOM series"), ("series_reason", "series choice")):
+        if str(row.get(key, "") or "") != "":  # a DICOM study: which series fed the model, and why
+            facts.append((label, str(row[key])))
     for key in ("warnings", "message"):
         if str(row.get(key, "") or "") != "":
             facts.append((key, str(row[key])))

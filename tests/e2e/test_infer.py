@@ -110,7 +110,7 @@ def test_every_input_kind_end_to_end(tmp_path, ckpt, capsys):
     assert list(raw.columns) == ["path", "format", "shape", "tumour_pixels", "tumour_volume_mm3",
                                  "slices_with_tumour", "seconds", "status", "message", "warnings", "sequences",
                                  "uncertainty", "review_flag", "checkpoints", "checkpoint_sha256",
-                                 "settings_hash", "input_stamp"]
+                                 "settings_hash", "input_stamp", "series", "series_reason"]
     assert set(raw["checkpoint_sha256"]) == {hashlib.sha256(ckpt.read_bytes()).hexdigest()}
     assert list(raw["path"]) == sorted(raw["path"])
     assert set(raw["checkpoints"]) == {str(ckpt)} and set(raw["checkpoint_sha256"]) == {file_sha256(ckpt)}
