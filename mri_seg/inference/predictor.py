@@ -13,6 +13,8 @@ Probabilities are resized back to the input size (``INTER_LINEAR``). Optional fl
 averages the horizontally flipped pass; :meth:`Predictor.iter_passes` /
 ``predict_volume(..., return_passes=True)`` give the passes separately (for the
 review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
+``infer.backend: onnxruntime`` runs each member's forward pass on its ONNX graph instead
+(:mod:`mri_seg.inference.backends`, CPU); everything around it is this same code.
 
 2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
 stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.preprocess.stack_context`,
@@ -42,6 +44,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig
+from mri_seg.inference.backends import BackendError, Forward, onnx_forward, torch_forward
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
@@ -127,7 +130,7 @@ def windows_per_slice(height: int, width: int, tile: int, overlap: float) -> int
     return per_dim[0] * per_dim[1]
 
 
-def _strip_prefixes(state: dict) -> dict:
+def strip_prefixes(state: dict) -> dict:
     """Weights saved from a DDP-wrapped or compiled model carry ``module.`` / ``_orig_mod.`` prefixes."""
     out = {}
     for key, value in state.items():
@@ -181,11 +184,14 @@ class Predictor:
         normalisation: str = "zscore_nonzero",
         device: str | torch.device = "auto",
         member_configs: Sequence[Config] | None = None,
+        graphs: Sequence[dict[str, str | None]] | None = None,
     ) -> None:
         self.config = config
         self.infer_cfg = infer_cfg if infer_cfg is not None else InferConfig()
         self.normalisation = normalisation
-        self.device = resolve_device(device)
+        self.backend = self.infer_cfg.backend
+        # onnxruntime runs on the CPU (its CPU execution provider)
+        self.device = resolve_device("cpu" if self.backend == "onnxruntime" else device)
         self.cuda = self.device.type == "cuda"
         self.in_channels = int(config.model.in_channels)  # what the model takes (stacked channels in 2.5D)
         self.context_slices = int(config.data.context_slices)
@@ -210,6 +216,7 @@ class Predictor:
         if self.cuda:
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]
         self.model = self.models[0]
+        self.forwards = self._forwards(graphs or [{} for _ in self.models])
         self.checkpoint_path: Path | None = None  # the first member's file
         self.checkpoint_paths: list[Path] = []
         self.checkpoint_sha256: list[str] = []
@@ -231,7 +238,7 @@ class Predictor:
         files = [Path(p) for p in paths]
         if not files:
             raise ValueError("no checkpoint given")
-        states = [load_checkpoint(p, map_location="cpu") for p in files]
+        states = [load_checkpoint(p, map_location="cpu") for p in files]  # a bundle member too
         check_members(states, files)
         configs, models = [], []
         for path, state in zip(files, states):
@@ -240,12 +247,13 @@ class Predictor:
                 model = build_model(config.model)
             except ValueError as exc:  # ConfigError included: a stored value outside its rule
                 raise CheckpointError(f"{path}: its stored config is not usable: {exc}") from exc
-            load_weights(model, _strip_prefixes(state["model"]), path)
+            load_weights(model, strip_prefixes(state["model"]), path)
             configs.append(config)
             models.append(model)
         config = configs[0]
         method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
-        predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:])
+        graphs = [{"path": st.get("onnx"), "sha256": st.get("onnx_sha256")} for st in states]  # bundles have them
+        predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:], graphs=graphs)
         predictor.checkpoint_path = files[0]
         predictor.checkpoint_paths = files
         predictor.checkpoint_sha256 = [file_sha256(p) for p in files]
@@ -341,10 +349,10 @@ class Predictor:
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
             prepared.forget_before(indices[-1] + 1 - self.context_slices)  # later slices need no earlier ones
             passes = []
-            for model in self.models:
-                passes.append(self._infer(model, batch)[:, 0].numpy())
+            for forward in self.forwards:
+                passes.append(self._infer(forward, batch)[:, 0].numpy())
                 if self.infer_cfg.postprocess.tta_flip:
-                    passes.append(self._infer(model, batch.flip(-1)).flip(-1)[:, 0].numpy())
+                    passes.append(self._infer(forward, batch.flip(-1)).flip(-1)[:, 0].numpy())
             for k in range(len(indices)):
                 yield np.stack([self._restore(p[k], height, width) for p in passes])
 
@@ -389,10 +397,21 @@ class Predictor:
         """Model-resolution map back to the input size, clipped to [0, 1] (as validation does)."""
         return to_native_size(prob, height, width)
 
-    def _forward(self, model: torch.nn.Module, tiles: torch.Tensor) -> torch.Tensor:
+    def _forwards(self, graphs: Sequence[dict[str, str | None]]) -> list[Forward]:
+        """Each member's forward pass on ``infer.backend`` (see :mod:`mri_seg.inference.backends`)."""
+        if self.backend == "torch":
+            return [torch_forward(m) for m in self.models]
+        try:
+            return [
+                onnx_forward(m, self.in_channels, g.get("path"), g.get("sha256")) for m, g in zip(self.models, graphs)
+            ]
+        except BackendError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def _forward(self, forward: Forward, tiles: torch.Tensor) -> torch.Tensor:
         if self.cuda:
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(model(tiles).float())
+        return torch.sigmoid(forward(tiles).float())
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.cuda:
@@ -400,14 +419,14 @@ class Predictor:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
 
-    def _infer(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities of ``model`` (tiled, blended)."""
+    def _infer(self, forward: Forward, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities of one member (tiled, blended)."""
         with torch.inference_mode(), self._autocast():
             out = sliding_window_inference(
                 batch,
                 roi_size=(self.tile_size, self.tile_size),
                 sw_batch_size=self.infer_cfg.tile_batch,
-                predictor=lambda tiles: self._forward(model, tiles),
+                predictor=lambda tiles: self._forward(forward, tiles),
                 overlap=self.infer_cfg.overlap,
                 mode=self.infer_cfg.blend,
                 padding_mode="constant",
