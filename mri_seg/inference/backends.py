@@ -58,7 +58,7 @@ def _onnxruntime():  # type: ignore[no-untyped-def]
 class OnnxForward:
     """One member's ONNX graph in an onnxruntime CPU session, called like the torch model."""
 
-    def __init__(self, graph: bytes | str | Path, sha256: str | None = None, threads: int = 0) -> None:
+    def __init__(self, graph: bytes | str | Path, sha256: str | None = None, threads: int | None = None) -> None:
         ort = _onnxruntime()
         if isinstance(graph, (str, Path)):
             path = Path(graph)
@@ -66,7 +66,8 @@ class OnnxForward:
                 raise BackendError(f"{path}: sha256 differs from the recorded one (the graph was changed or truncated)")
             graph = path.read_bytes()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's default (one per physical core)
+        # as many threads as torch uses (torch.set_num_threads / OMP_NUM_THREADS), so both backends compare
+        options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(graph, sess_options=options, providers=["CPUExecutionProvider"])
