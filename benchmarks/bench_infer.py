@@ -9,7 +9,7 @@ the weights. Figures printed:
 
 - slices/s for 256x256 slices at batch 1 and 16 (``predict_proba_batch``; median of ``--runs``),
 - for each big size, in a fresh subprocess per case (so peak RSS is the case's own):
-  seconds and peak RSS of ``Predictor.predict_proba`` on one slice (the kernel's VmHWM,
+  seconds (median of ``--runs`` calls after a warm-up) and peak RSS of ``Predictor.predict_proba`` on one slice (the kernel's VmHWM,
   reset just before the call via /proc/self/clear_refs; ``ru_maxrss`` where that is not
   possible), and
   of a plain ``monai.inferers.sliding_window_inference`` call with the same model, tile,
@@ -124,31 +124,38 @@ def big_case(args: argparse.Namespace) -> dict:
     predictor.predict_proba(synthetic_slice(256))  # warm-up (kernels, allocator)
     if args.case == "pipeline":
         baseline, exact = _status_mb("VmRSS"), reset_peak_rss()
-        start = time.perf_counter()
-        prob = predictor.predict_proba(image)
-        seconds = time.perf_counter() - start
-        assert prob.shape == image.shape[:2]
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            prob = predictor.predict_proba(image)
+            times.append(time.perf_counter() - start)
+            assert prob.shape == image.shape[:2]
+            del prob
     else:
         tensor = torch.from_numpy(np.ascontiguousarray(predictor._prepare(image)[None]))  # resized + normalised
         del image
         baseline, exact = _status_mb("VmRSS"), reset_peak_rss()
         model, tile = predictor.model, predictor.tile_size
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = sliding_window_inference(
-                tensor, (tile, tile), predictor.infer_cfg.tile_batch, lambda t: torch.sigmoid(model(t)),
-                overlap=predictor.infer_cfg.overlap, mode="gaussian",
-            )
-        seconds = time.perf_counter() - start
-        assert out.shape[-2:] == tensor.shape[-2:]
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = sliding_window_inference(
+                    tensor, (tile, tile), predictor.infer_cfg.tile_batch, lambda t: torch.sigmoid(model(t)),
+                    overlap=predictor.infer_cfg.overlap, mode="gaussian",
+                )
+            times.append(time.perf_counter() - start)
+            assert out.shape[-2:] == tensor.shape[-2:]
+            del out
+    seconds = statistics.median(times)
     peak = peak_rss_mb()
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1), "rss_before_mb": round(baseline or 0, 1),
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1), "rss_before_mb": round(baseline or 0, 1),
             "peak_is_call_only": exact}
 
 
 def run_subprocess(args: argparse.Namespace, case: str, size: int) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--size", str(size), "--tile-batch", str(args.tile_batch),
-           "--overlap", str(args.overlap), "--device", args.device]
+           "--overlap", str(args.overlap), "--device", args.device, "--runs", str(args.runs)]
     cmd += ["--config", str(args.config)] if args.config else []
     cmd += [str(args.checkpoint)] if args.checkpoint else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

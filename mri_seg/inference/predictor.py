@@ -53,10 +53,10 @@ from mri_seg.preprocess import (
     VOLUME_NORMALISATIONS,
     channels_per_slice,
     check_normalisation,
+    context_indices,
     normalise_image,
     resize_image,
     scaled_size,
-    stack_context,
     volume_stats,
 )
 from mri_seg.training.checkpoint import (
@@ -72,6 +72,9 @@ from mri_seg.utils.device import resolve_device
 # values beyond ~1e19 overflow (std = inf turns the slice into zeros, i.e. an empty mask).
 MAX_ABS_INTENSITY = 1e15
 
+
+# Resized slices kept between a volume's statistics pass and its normalisation (bytes, input dtype).
+RESIZED_BUDGET = 256 * 1024 * 1024
 
 # What every ensemble member must agree on: what its input is made of.
 MEMBER_KEYS = (
@@ -324,12 +327,20 @@ class Predictor:
     def _stacked(self, prepared: "_PreparedSlices", indices: Sequence[int], as_volume: bool) -> np.ndarray:
         height, width = prepared.scaled_size
         batch = np.empty((len(indices), self.in_channels, height, width), dtype=np.float32)
+        k = self.context_slices
         for n, i in enumerate(indices):
+            # stack_context's channel order (slices i-k .. i+k, each all its sequences), copied
+            # channels-first straight into the batch (no concatenated copy in between)
             if as_volume:
-                stacked = stack_context(prepared, self.context_slices, [i])[0]
-            else:  # an image alone: a 1-slice volume
-                stacked = stack_context([prepared[i]], self.context_slices, [0])[0]
-            batch[n] = stacked.transpose(2, 0, 1)  # filled in place
+                sources = [prepared[j] for j in context_indices(len(prepared), i, k)]
+            else:  # an image alone: a 1-slice volume, its own neighbours
+                sources = [prepared[i]] * (2 * k + 1)
+            start = 0
+            for block in sources:
+                if block.ndim != 3:
+                    raise ValueError(f"stack_context needs H x W x C slices, got shape {block.shape}")
+                batch[n, start:start + block.shape[-1]] = block.transpose(2, 0, 1)
+                start += block.shape[-1]
         return batch
 
     def _iter_passes(self, images: Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
@@ -347,14 +358,19 @@ class Predictor:
         for start in range(0, len(images), chunk):
             indices = range(start, min(start + chunk, len(images)))
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
-            prepared.forget_before(indices[-1] + 1 - self.context_slices)  # later slices need no earlier ones
+            # later slices need no earlier ones (independent images: not even their neighbours)
+            prepared.forget_before(indices[-1] + 1 - (self.context_slices if as_volume else 0))
             passes = []
             for forward in self.forwards:
                 passes.append(self._infer(forward, batch)[:, 0].numpy())
                 if self.infer_cfg.postprocess.tta_flip:
                     passes.append(self._infer(forward, batch.flip(-1)).flip(-1)[:, 0].numpy())
+            del batch  # the model input is not needed while the maps are resized back
             for k in range(len(indices)):
-                yield np.stack([self._restore(p[k], height, width) for p in passes])
+                if len(passes) == 1:  # no stacked copy of a (possibly 4096^2) map
+                    yield self._restore(passes[0][k], height, width)[None]
+                else:
+                    yield np.stack([self._restore(p[k], height, width) for p in passes])
 
     # ------------------------------------------------------------------ steps
 
@@ -385,6 +401,8 @@ class Predictor:
         image = replace_nonfinite(image, "image")
         if image.dtype == np.bool_:
             image = image.astype(np.uint8)
+        if image.dtype.kind in "ui" and image.dtype.itemsize <= 4:
+            return image  # its whole range is within MAX_ABS_INTENSITY: no pass over the pixels needed
         largest = max(abs(float(image.min())), abs(float(image.max()))) if image.size else 0.0
         if largest > MAX_ABS_INTENSITY:
             raise ScanError(
@@ -455,18 +473,30 @@ class _PreparedSlices:
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
         self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
         self.stats = None
+        self._resized: dict[int, np.ndarray] = {}  # kept from the statistics pass (within RESIZED_BUDGET)
         if self.volume_method and as_volume and len(slices):
-            self.stats = volume_stats(predictor._resized(s) for s in slices)
+            self.stats = volume_stats(self._resize_and_keep(j) for j in range(len(slices)))
 
     def __len__(self) -> int:
         return len(self.slices)
 
+    def _resize_and_keep(self, j: int) -> np.ndarray:
+        """Slice ``j`` resized; kept for :meth:`__getitem__` while the kept ones fit :data:`RESIZED_BUDGET`
+        (a volume's statistics pass then resizes each slice once, not twice)."""
+        resized = self.predictor._resized(self.slices[j])
+        if sum(a.nbytes for a in self._resized.values()) + resized.nbytes <= RESIZED_BUDGET:
+            self._resized[j] = resized
+        return resized
+
     def __getitem__(self, j: int) -> np.ndarray:
         if j not in self._memo:
             stats = self.stats
+            resized = self._resized.pop(j, None)
+            if resized is None:
+                resized = self.predictor._resized(self.slices[j])
             if self.volume_method and not self.as_volume:
-                stats = volume_stats([self.predictor._resized(self.slices[j])])
-            self._memo[j] = self.predictor._prepare_slice(self.slices[j], stats)
+                stats = volume_stats([resized])
+            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats)
         return self._memo[j]
 
     def forget_before(self, index: int) -> None:
