@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mri_seg.config import PostprocessConfig
-from mri_seg.training.bundle import INFERENCE_FILE, bundle_choice, is_bundle
 from mri_seg.rundir import POSTPROCESS_FILE
+from mri_seg.training.bundle import INFERENCE_FILE, bundle_choice, is_bundle
 from mri_seg.utils.atomic import atomic_write_json
 
 CHOICE_FILE = POSTPROCESS_FILE  # RunDir.postprocess_choice

@@ -13,6 +13,7 @@ import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,13 +40,13 @@ def onnx_graph(model: torch.nn.Module, in_channels: int, size: int = 64) -> byte
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and instance-norm notes
         torch.onnx.export(
-            model, (example,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            model, (example,), cast(Any, buffer), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, opset_version=ONNX_OPSET, dynamo=False,
         )  # fmt: skip
     return buffer.getvalue()
 
 
-def _onnxruntime():  # type: ignore[no-untyped-def]
+def _onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:

@@ -60,6 +60,7 @@ from mri_seg.preprocess import channels_per_slice, check_input_channels, normali
 from mri_seg.rundir import RunDir, TrainingDir
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
+from mri_seg.training.init_from import init_weights, load_init_member
 from mri_seg.training.optim import (
     build_optimizer,
     build_scheduler,
@@ -67,7 +68,6 @@ from mri_seg.training.optim import (
     step_after_validation,
     step_per_batch,
 )
-from mri_seg.training.init_from import init_weights, load_init_member
 from mri_seg.training.resume import config_differences, data_hash, is_finished, supersede
 from mri_seg.training.runlog import TrainLog
 from mri_seg.training.runtime import (
