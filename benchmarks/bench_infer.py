@@ -1,7 +1,7 @@
 """Inference speed and memory: batched 256x256 slices, and big slices through tiled inference.
 
     python benchmarks/bench_infer.py [CKPT] [--config configs/lgg_cpu.yaml] [--runs 5]
-        [--sizes 2048 4096] [--tile-batch 8] [--device cpu]
+        [--sizes 2048 4096] [--tile-batch 8] [--device cpu] [--backend torch|onnxruntime]
 
 Without CKPT an untrained model of ``--config`` (default: the CPU recipe, UNet channels
 [16, 32, 64, 128, 256], data.scale 0.5) is built: speed and memory do not depend on
@@ -15,7 +15,7 @@ the weights. Figures printed:
   of a plain ``monai.inferers.sliding_window_inference`` call with the same model, tile,
   overlap, blending and tile batch on the same slice already resized and normalised
   (the pipeline adds resizing, normalisation, CPU-side stitching and the resize back),
-  and the ratio pipeline / plain.
+  and the ratio pipeline / plain. ``--backend onnxruntime``: both run the member's ONNX graph.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def load_predictor(args: argparse.Namespace):
     from mri_seg.config import InferConfig, load_config
     from mri_seg.inference.predictor import Predictor
 
-    infer_cfg = InferConfig(tile_batch=args.tile_batch, overlap=args.overlap)
+    infer_cfg = InferConfig(tile_batch=args.tile_batch, overlap=args.overlap, backend=args.backend)
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, device=args.device, infer_cfg=infer_cfg)
     cfg = load_config(args.config) if args.config and Path(args.config).is_file() else None
@@ -135,7 +135,7 @@ def big_case(args: argparse.Namespace) -> dict:
         tensor = torch.from_numpy(np.ascontiguousarray(predictor._prepare(image)[None]))  # resized + normalised
         del image
         baseline, exact = _status_mb("VmRSS"), reset_peak_rss()
-        model, tile = predictor.model, predictor.tile_size
+        model, tile = predictor.forwards[0], predictor.tile_size  # the backend's forward pass (torch or onnxruntime)
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()
@@ -155,7 +155,7 @@ def big_case(args: argparse.Namespace) -> dict:
 
 def run_subprocess(args: argparse.Namespace, case: str, size: int) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--size", str(size), "--tile-batch", str(args.tile_batch),
-           "--overlap", str(args.overlap), "--device", args.device, "--runs", str(args.runs)]
+           "--overlap", str(args.overlap), "--device", args.device, "--runs", str(args.runs), "--backend", args.backend]
     cmd += ["--config", str(args.config)] if args.config else []
     cmd += [str(args.checkpoint)] if args.checkpoint else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -173,6 +173,7 @@ def main() -> None:
     p.add_argument("--tile-batch", type=int, default=8)
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="infer.backend of both cases")
     p.add_argument("--case", choices=("pipeline", "plain"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -186,7 +187,8 @@ def main() -> None:
     cfg = predictor.config
     print(f"model channels {cfg.model.channels}, data.scale {cfg.data.scale}, tile {predictor.tile_size}, "
           f"overlap {args.overlap}, tile_batch {args.tile_batch}, device {predictor.device}, "
-          f"torch threads {torch.get_num_threads()}, source {args.checkpoint or 'untrained'}")
+          f"torch threads {torch.get_num_threads()}, backend {args.backend}, source {args.checkpoint or 'untrained'}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     del predictor
     for key, value in throughput(args).items():
         print(f"256x256 {key}: {value}")
