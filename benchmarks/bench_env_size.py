@@ -1,6 +1,6 @@
 """Installed size of an environment that can run inference vs the whole development environment.
 
-    python benchmarks/bench_env_size.py [--extras onnx] [--without torch]
+    python benchmarks/bench_env_size.py [--extras onnx] [--without torch]   # Python >= 3.11 (tomllib)
 
 Reads the installed distributions of the running Python (importlib.metadata): the closure of
 mri_seg's core requirements plus ``--extras`` (what ``pip install 'mri_seg[onnx]'`` installs),
@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
