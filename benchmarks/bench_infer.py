@@ -1,7 +1,7 @@
 """Inference speed and memory: batched 256x256 slices, and big slices through tiled inference.
 
     python benchmarks/bench_infer.py [CKPT] [--config configs/lgg_cpu.yaml] [--runs 5]
-        [--sizes 2048 4096] [--tile-batch 8] [--device cpu]
+        [--sizes 2048 4096] [--tile-batch 8] [--device cpu] [--backend torch|onnxruntime]
 
 Without CKPT an untrained model of ``--config`` (default: the CPU recipe, UNet channels
 [16, 32, 64, 128, 256], data.scale 0.5) is built: speed and memory do not depend on
@@ -9,13 +9,13 @@ the weights. Figures printed:
 
 - slices/s for 256x256 slices at batch 1 and 16 (``predict_proba_batch``; median of ``--runs``),
 - for each big size, in a fresh subprocess per case (so peak RSS is the case's own):
-  seconds and peak RSS of ``Predictor.predict_proba`` on one slice (the kernel's VmHWM,
+  seconds (median of ``--runs`` calls after a warm-up) and peak RSS of ``Predictor.predict_proba`` on one slice (the kernel's VmHWM,
   reset just before the call via /proc/self/clear_refs; ``ru_maxrss`` where that is not
   possible), and
   of a plain ``monai.inferers.sliding_window_inference`` call with the same model, tile,
   overlap, blending and tile batch on the same slice already resized and normalised
   (the pipeline adds resizing, normalisation, CPU-side stitching and the resize back),
-  and the ratio pipeline / plain.
+  and the ratio pipeline / plain. ``--backend onnxruntime``: both run the member's ONNX graph.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def load_predictor(args: argparse.Namespace):
     from mri_seg.config import InferConfig, load_config
     from mri_seg.inference.predictor import Predictor
 
-    infer_cfg = InferConfig(tile_batch=args.tile_batch, overlap=args.overlap)
+    infer_cfg = InferConfig(tile_batch=args.tile_batch, overlap=args.overlap, backend=args.backend)
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, device=args.device, infer_cfg=infer_cfg)
     cfg = load_config(args.config) if args.config and Path(args.config).is_file() else None
@@ -124,31 +124,38 @@ def big_case(args: argparse.Namespace) -> dict:
     predictor.predict_proba(synthetic_slice(256))  # warm-up (kernels, allocator)
     if args.case == "pipeline":
         baseline, exact = _status_mb("VmRSS"), reset_peak_rss()
-        start = time.perf_counter()
-        prob = predictor.predict_proba(image)
-        seconds = time.perf_counter() - start
-        assert prob.shape == image.shape[:2]
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            prob = predictor.predict_proba(image)
+            times.append(time.perf_counter() - start)
+            assert prob.shape == image.shape[:2]
+            del prob
     else:
         tensor = torch.from_numpy(np.ascontiguousarray(predictor._prepare(image)[None]))  # resized + normalised
         del image
         baseline, exact = _status_mb("VmRSS"), reset_peak_rss()
-        model, tile = predictor.model, predictor.tile_size
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = sliding_window_inference(
-                tensor, (tile, tile), predictor.infer_cfg.tile_batch, lambda t: torch.sigmoid(model(t)),
-                overlap=predictor.infer_cfg.overlap, mode="gaussian",
-            )
-        seconds = time.perf_counter() - start
-        assert out.shape[-2:] == tensor.shape[-2:]
+        model, tile = predictor.forwards[0], predictor.tile_size  # the backend's forward pass (torch or onnxruntime)
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = sliding_window_inference(
+                    tensor, (tile, tile), predictor.infer_cfg.tile_batch, lambda t: torch.sigmoid(model(t)),
+                    overlap=predictor.infer_cfg.overlap, mode="gaussian",
+                )
+            times.append(time.perf_counter() - start)
+            assert out.shape[-2:] == tensor.shape[-2:]
+            del out
+    seconds = statistics.median(times)
     peak = peak_rss_mb()
-    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1), "rss_before_mb": round(baseline or 0, 1),
+    return {"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1), "rss_before_mb": round(baseline or 0, 1),
             "peak_is_call_only": exact}
 
 
 def run_subprocess(args: argparse.Namespace, case: str, size: int) -> dict:
     cmd = [sys.executable, __file__, "--case", case, "--size", str(size), "--tile-batch", str(args.tile_batch),
-           "--overlap", str(args.overlap), "--device", args.device]
+           "--overlap", str(args.overlap), "--device", args.device, "--runs", str(args.runs), "--backend", args.backend]
     cmd += ["--config", str(args.config)] if args.config else []
     cmd += [str(args.checkpoint)] if args.checkpoint else []
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -166,6 +173,7 @@ def main() -> None:
     p.add_argument("--tile-batch", type=int, default=8)
     p.add_argument("--overlap", type=float, default=0.5)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="infer.backend of both cases")
     p.add_argument("--case", choices=("pipeline", "plain"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -179,7 +187,8 @@ def main() -> None:
     cfg = predictor.config
     print(f"model channels {cfg.model.channels}, data.scale {cfg.data.scale}, tile {predictor.tile_size}, "
           f"overlap {args.overlap}, tile_batch {args.tile_batch}, device {predictor.device}, "
-          f"torch threads {torch.get_num_threads()}, source {args.checkpoint or 'untrained'}")
+          f"torch threads {torch.get_num_threads()}, backend {args.backend}, source {args.checkpoint or 'untrained'}, "
+          f"load average {os.getloadavg()[0]:.2f}")
     del predictor
     for key, value in throughput(args).items():
         print(f"256x256 {key}: {value}")

@@ -5,6 +5,8 @@ Locally a missing lgg-dev archive, Playwright or Chromium is a skip with its rea
 
 * ``MRI_SEG_REQUIRE_REALDATA=1``: the lgg-dev archive must be there (the ``lgg_dev_dir`` fixture).
 * ``MRI_SEG_REQUIRE_BROWSER=1``: Playwright and a Chromium must be there (tests/e2e/test_browser.py).
+* ``MRI_SEG_REQUIRE_ONNX=1``: onnx and onnxruntime must be installed (the ``test`` extra has them;
+  the export and onnxruntime-backend tests).
 
 Only absence is governed here: a browser that is present but fails to start, or a page that
 misbehaves, always fails.
@@ -19,6 +21,7 @@ import pytest
 
 REQUIRE_REALDATA = "MRI_SEG_REQUIRE_REALDATA"
 REQUIRE_BROWSER = "MRI_SEG_REQUIRE_BROWSER"
+REQUIRE_ONNX = "MRI_SEG_REQUIRE_ONNX"
 
 
 def required(switch: str) -> bool:

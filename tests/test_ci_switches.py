@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from ci_switches import REQUIRE_BROWSER, REQUIRE_REALDATA, required, unavailable
+from ci_switches import REQUIRE_BROWSER, REQUIRE_ONNX, REQUIRE_REALDATA, required, unavailable
 
 
-@pytest.mark.parametrize("switch", [REQUIRE_REALDATA, REQUIRE_BROWSER])
+@pytest.mark.parametrize("switch", [REQUIRE_REALDATA, REQUIRE_BROWSER, REQUIRE_ONNX])
 def test_absence_skips_without_the_switch_and_fails_with_it(switch, monkeypatch):
     monkeypatch.delenv(switch, raising=False)
     assert not required(switch)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from mri_seg.utils.device import DEVICES
 
 __all__ = [
-    "ALIASES", "ARCHITECTURES", "BLENDS", "DEVICES", "INPUT_NAMES", "INPUT_SEQUENCES", "LOSSES", "MODEL_NAMES",
+    "ALIASES", "ARCHITECTURES", "BACKENDS", "BLENDS", "DEVICES", "INPUT_NAMES", "INPUT_SEQUENCES", "LOSSES", "MODEL_NAMES",
     "NORMALISATION_METHODS", "NORMS", "SCHEDULERS", "SHIP_CHOICES", "SPLITS", "canonical", "parse_names",
 ]  # fmt: skip
 
@@ -25,6 +25,7 @@ SCHEDULERS = ("cosine", "plateau")  # train.scheduler: mri_seg.training.optim
 SHIP_CHOICES = ("best", "last")  # train.ship_checkpoint: mri_seg.training.checkpoint
 SPLITS = ("train", "val", "test")  # eval.split: mri_seg.data.manifest
 INPUT_SEQUENCES = ("all", "flair_only")  # eval.input_sequences: mri_seg.evaluation
+BACKENDS = ("torch", "onnxruntime")  # infer.backend: mri_seg.inference.backends (what runs the forward passes)
 BLENDS = ("gaussian", "constant")  # infer.blend: mri_seg.inference (sliding-window tile weights)
 
 # MRI sequence names (infer.sequences, infer.nnunet_channels, a checkpoint's record); what each

@@ -15,6 +15,7 @@ from typing import Any
 
 from mri_seg.config.names import (
     ARCHITECTURES,
+    BACKENDS,
     BLENDS,
     COMPONENT_RULES,
     DEVICES,
@@ -351,6 +352,11 @@ class InferConfig:
     overlap: float = setting(0.5, FRACTION_BELOW_ONE, "overlap of neighbouring tiles")
     tile_batch: int = setting(8, COUNT, "tiles per forward pass")
     blend: str = setting("gaussian", OneOf(BLENDS), "weighting of overlapping tiles (MONAI sliding-window blend mode)")
+    backend: str = setting(
+        "torch", OneOf(BACKENDS),
+        "what runs the forward passes: torch, or onnxruntime on the members' ONNX graphs (a bundle's, else "
+        "exported in memory; pip install mri_seg[onnx]); tiling, TTA and post-processing are the same code",
+    )  # fmt: skip
     nifti_axis: int | str = setting(
         "auto", OneOf(("auto", 0, 1, 2)),
         "NIfTI slicing: auto reorients a volume from its affine to the training layout (axial slices, rows "

@@ -12,7 +12,8 @@ recipe's deliverable) use the stored threshold instead of ``<section>.postproces
 while their ``threshold_from_cv`` is true -- but only when the folder's checkpoints are
 still exactly the ones it was chosen for (a retrained fold makes the choice stale: it is
 ignored with a note). A checkpoint file, several paths, or ``--threshold`` use the
-configured threshold as before. Where the threshold came from is recorded
+configured threshold as before. An exported bundle (``export``) carries the choice in
+``configs/mri_seg.json``, keyed to the sha256 of its own member files, and is read the same way. Where the threshold came from is recorded
 (``summary.json`` / ``predictions.csv`` options, and a line on stderr).
 """
 
@@ -26,6 +27,7 @@ from typing import Any, Sequence
 
 from mri_seg.config import PostprocessConfig, ReviewConfig
 from mri_seg.rundir import POSTPROCESS_FILE
+from mri_seg.training.bundle import INFERENCE_FILE, bundle_choice, is_bundle
 from mri_seg.utils.atomic import atomic_write_json
 
 CHOICE_FILE = POSTPROCESS_FILE  # RunDir.postprocess_choice
@@ -76,11 +78,17 @@ def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tup
     """The stored choice that applies to these checkpoints, or ``None`` and why not ("" if there is none)."""
     if len(given) != 1 or not Path(given[0]).is_dir():
         return None, ""
-    path = Path(given[0]) / CHOICE_FILE
+    folder = Path(given[0])
+    if is_bundle(folder):  # an exported bundle carries the run's choice, keyed to its own member files
+        path = folder / INFERENCE_FILE
+    else:
+        path = folder / CHOICE_FILE
     if not path.is_file():
         return None, ""
     try:
-        choice = json.loads(path.read_text())
+        choice = bundle_choice(folder) if is_bundle(folder) else json.loads(path.read_text())
+        if choice is None:
+            return None, ""
         threshold = float(choice["threshold"])
         recorded = sorted(map(str, choice["members"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -13,6 +13,8 @@ Probabilities are resized back to the input size (``INTER_LINEAR``). Optional fl
 averages the horizontally flipped pass; :meth:`Predictor.iter_passes` /
 ``predict_volume(..., return_passes=True)`` give the passes separately (for the
 review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
+``infer.backend: onnxruntime`` runs each member's forward pass on its ONNX graph instead
+(:mod:`mri_seg.inference.backends`, CPU); everything around it is this same code.
 
 2.5D models (``data.context_slices = k``): a volume's slice ``i`` is given to the model
 stacked with its neighbours ``i-k .. i+k`` by :func:`mri_seg.preprocess.stack_context`,
@@ -42,6 +44,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig, get_dotted
+from mri_seg.inference.backends import BackendError, Forward, onnx_forward, torch_forward
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
@@ -50,10 +53,10 @@ from mri_seg.preprocess import (
     VOLUME_NORMALISATIONS,
     channels_per_slice,
     check_normalisation,
+    context_indices,
     normalise_image,
     resize_image,
     scaled_size,
-    stack_context,
     volume_stats,
 )
 from mri_seg.training.checkpoint import (
@@ -69,6 +72,9 @@ from mri_seg.utils.device import resolve_device
 # values beyond ~1e19 overflow (std = inf turns the slice into zeros, i.e. an empty mask).
 MAX_ABS_INTENSITY = 1e15
 
+
+# Resized slices kept between a volume's statistics pass and its normalisation (bytes, input dtype).
+RESIZED_BUDGET = 256 * 1024 * 1024
 
 # What every ensemble member must agree on: what its input is made of.
 MEMBER_KEYS = (
@@ -126,7 +132,7 @@ def windows_per_slice(height: int, width: int, tile: int, overlap: float) -> int
     return per_dim[0] * per_dim[1]
 
 
-def _strip_prefixes(state: dict) -> dict:
+def strip_prefixes(state: dict) -> dict:
     """Weights saved from a DDP-wrapped or compiled model carry ``module.`` / ``_orig_mod.`` prefixes."""
     out = {}
     for key, value in state.items():
@@ -180,11 +186,14 @@ class Predictor:
         normalisation: str = "zscore_nonzero",
         device: str | torch.device = "auto",
         member_configs: Sequence[Config] | None = None,
+        graphs: Sequence[dict[str, str | None]] | None = None,
     ) -> None:
         self.config = config
         self.infer_cfg = infer_cfg if infer_cfg is not None else InferConfig()
         self.normalisation = normalisation
-        self.device = resolve_device(device)
+        self.backend = self.infer_cfg.backend
+        # onnxruntime runs on the CPU (its CPU execution provider)
+        self.device = resolve_device("cpu" if self.backend == "onnxruntime" else device)
         self.cuda = self.device.type == "cuda"
         self.in_channels = int(config.model.in_channels)  # what the model takes (stacked channels in 2.5D)
         self.context_slices = int(config.data.context_slices)
@@ -209,6 +218,7 @@ class Predictor:
         if self.cuda:  # torch's stubs omit Module.to's memory_format keyword (accepted at runtime)
             self.models = [m.to(memory_format=torch.channels_last) for m in self.models]  # type: ignore[call-overload]
         self.model = self.models[0]
+        self.forwards = self._forwards(graphs or [{} for _ in self.models])
         self.checkpoint_path: Path | None = None  # the first member's file
         self.checkpoint_paths: list[Path] = []
         self.checkpoint_sha256: list[str] = []
@@ -230,7 +240,7 @@ class Predictor:
         files = [Path(p) for p in paths]
         if not files:
             raise ValueError("no checkpoint given")
-        states = [load_checkpoint(p, map_location="cpu") for p in files]
+        states = [load_checkpoint(p, map_location="cpu") for p in files]  # a bundle member too
         check_members(states, files)
         configs, models = [], []
         for path, state in zip(files, states):
@@ -239,12 +249,13 @@ class Predictor:
                 model = build_model(config.model)
             except ValueError as exc:  # ConfigError included: a stored value outside its rule
                 raise CheckpointError(f"{path}: its stored config is not usable: {exc}") from exc
-            load_weights(model, _strip_prefixes(state["model"]), path)
+            load_weights(model, strip_prefixes(state["model"]), path)
             configs.append(config)
             models.append(model)
         config = configs[0]
         method = (states[0].get("normalisation") or {}).get("method", config.data.normalisation)
-        predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:])
+        graphs = [{"path": st.get("onnx"), "sha256": st.get("onnx_sha256")} for st in states]  # bundles have them
+        predictor = cls(models, config, infer_cfg, method, device, member_configs=configs[1:], graphs=graphs)
         predictor.checkpoint_path = files[0]
         predictor.checkpoint_paths = files
         predictor.checkpoint_sha256 = [file_sha256(p) for p in files]
@@ -320,12 +331,20 @@ class Predictor:
     def _stacked(self, prepared: "_PreparedSlices", indices: Sequence[int], as_volume: bool) -> np.ndarray:
         height, width = prepared.scaled_size
         batch = np.empty((len(indices), self.in_channels, height, width), dtype=np.float32)
+        k = self.context_slices
         for n, i in enumerate(indices):
+            # stack_context's channel order (slices i-k .. i+k, each all its sequences), copied
+            # channels-first straight into the batch (no concatenated copy in between)
             if as_volume:
-                stacked = stack_context(prepared, self.context_slices, [i])[0]
-            else:  # an image alone: a 1-slice volume
-                stacked = stack_context([prepared[i]], self.context_slices, [0])[0]
-            batch[n] = stacked.transpose(2, 0, 1)  # filled in place
+                sources = [prepared[j] for j in context_indices(len(prepared), i, k)]
+            else:  # an image alone: a 1-slice volume, its own neighbours
+                sources = [prepared[i]] * (2 * k + 1)
+            start = 0
+            for block in sources:
+                if block.ndim != 3:
+                    raise ValueError(f"stack_context needs H x W x C slices, got shape {block.shape}")
+                batch[n, start:start + block.shape[-1]] = block.transpose(2, 0, 1)
+                start += block.shape[-1]
         return batch
 
     def _iter_passes(self, images: np.ndarray | Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
@@ -343,14 +362,19 @@ class Predictor:
         for start in range(0, len(images), chunk):
             indices = range(start, min(start + chunk, len(images)))
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
-            prepared.forget_before(indices[-1] + 1 - self.context_slices)  # later slices need no earlier ones
+            # later slices need no earlier ones (independent images: not even their neighbours)
+            prepared.forget_before(indices[-1] + 1 - (self.context_slices if as_volume else 0))
             passes = []
-            for model in self.models:
-                passes.append(self._infer(model, batch)[:, 0].numpy())
+            for forward in self.forwards:
+                passes.append(self._infer(forward, batch)[:, 0].numpy())
                 if self.infer_cfg.postprocess.tta_flip:
-                    passes.append(self._infer(model, batch.flip(-1)).flip(-1)[:, 0].numpy())
+                    passes.append(self._infer(forward, batch.flip(-1)).flip(-1)[:, 0].numpy())
+            del batch  # the model input is not needed while the maps are resized back
             for k in range(len(indices)):
-                yield np.stack([self._restore(p[k], height, width) for p in passes])
+                if len(passes) == 1:  # no stacked copy of a (possibly 4096^2) map
+                    yield self._restore(passes[0][k], height, width)[None]
+                else:
+                    yield np.stack([self._restore(p[k], height, width) for p in passes])
 
     # ------------------------------------------------------------------ steps
 
@@ -381,6 +405,8 @@ class Predictor:
         image = replace_nonfinite(image, "image")
         if image.dtype == np.bool_:
             image = image.astype(np.uint8)
+        if image.dtype.kind in "ui" and image.dtype.itemsize <= 4:
+            return image  # its whole range is within MAX_ABS_INTENSITY: no pass over the pixels needed
         largest = max(abs(float(image.min())), abs(float(image.max()))) if image.size else 0.0
         if largest > MAX_ABS_INTENSITY:
             raise ScanError(
@@ -393,10 +419,21 @@ class Predictor:
         """Model-resolution map back to the input size, clipped to [0, 1] (as validation does)."""
         return to_native_size(prob, height, width)
 
-    def _forward(self, model: torch.nn.Module, tiles: torch.Tensor) -> torch.Tensor:
+    def _forwards(self, graphs: Sequence[dict[str, str | None]]) -> list[Forward]:
+        """Each member's forward pass on ``infer.backend`` (see :mod:`mri_seg.inference.backends`)."""
+        if self.backend == "torch":
+            return [torch_forward(m) for m in self.models]
+        try:
+            return [
+                onnx_forward(m, self.in_channels, g.get("path"), g.get("sha256")) for m, g in zip(self.models, graphs)
+            ]
+        except BackendError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def _forward(self, forward: Forward, tiles: torch.Tensor) -> torch.Tensor:
         if self.cuda:
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(model(tiles).float())
+        return torch.sigmoid(forward(tiles).float())
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.cuda:
@@ -404,14 +441,14 @@ class Predictor:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast(device_type="cuda", dtype=dtype)
 
-    def _infer(self, model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities of ``model`` (tiled, blended)."""
+    def _infer(self, forward: Forward, batch: torch.Tensor) -> torch.Tensor:
+        """``N x C x h x w`` CPU tensor -> ``N x 1 x h x w`` CPU probabilities of one member (tiled, blended)."""
         with torch.inference_mode(), self._autocast():
             out = sliding_window_inference(
                 batch,
                 roi_size=(self.tile_size, self.tile_size),
                 sw_batch_size=self.infer_cfg.tile_batch,
-                predictor=lambda tiles: self._forward(model, tiles),
+                predictor=lambda tiles: self._forward(forward, tiles),
                 overlap=self.infer_cfg.overlap,
                 mode=self.infer_cfg.blend,
                 padding_mode="constant",
@@ -440,18 +477,30 @@ class _PreparedSlices:
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
         self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
         self.stats = None
+        self._resized: dict[int, np.ndarray] = {}  # kept from the statistics pass (within RESIZED_BUDGET)
         if self.volume_method and as_volume and len(slices):
-            self.stats = volume_stats(predictor._resized(s) for s in slices)
+            self.stats = volume_stats(self._resize_and_keep(j) for j in range(len(slices)))
 
     def __len__(self) -> int:
         return len(self.slices)
 
+    def _resize_and_keep(self, j: int) -> np.ndarray:
+        """Slice ``j`` resized; kept for :meth:`__getitem__` while the kept ones fit :data:`RESIZED_BUDGET`
+        (a volume's statistics pass then resizes each slice once, not twice)."""
+        resized = self.predictor._resized(self.slices[j])
+        if sum(a.nbytes for a in self._resized.values()) + resized.nbytes <= RESIZED_BUDGET:
+            self._resized[j] = resized
+        return resized
+
     def __getitem__(self, j: int) -> np.ndarray:
         if j not in self._memo:
             stats = self.stats
+            resized = self._resized.pop(j, None)
+            if resized is None:
+                resized = self.predictor._resized(self.slices[j])
             if self.volume_method and not self.as_volume:
-                stats = volume_stats([self.predictor._resized(self.slices[j])])
-            self._memo[j] = self.predictor._prepare_slice(self.slices[j], stats)
+                stats = volume_stats([resized])
+            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats)
         return self._memo[j]
 
     def forget_before(self, index: int) -> None:

@@ -1,7 +1,7 @@
 """Segment new scans with a trained checkpoint: masks, overlays and ``predictions.csv``.
 
     python -m mri_seg.pipelines.infer --checkpoint CKPT [--checkpoint CKPT2 ...] --input SCANS --output OUT
-        [--checkpoint-name best|last]
+        [--checkpoint-name best|last] [--backend torch|onnxruntime]
         [--config FILE] [--set infer.k=v] [--device auto|cpu|cuda] [--tile-size N] [--overlap F]
         [--tile-batch N] [--tta | --no-tta] [--threshold F] [--min-component N]
         [--save-probabilities] [--with-truth] [--overwrite] [--no-progress]
@@ -17,7 +17,7 @@ masks and overlays (mirroring the input tree), ``predictions.csv`` (with the rev
 flag), ``report.html`` + ``report_files/`` (a page per scan; ``infer.report``) and
 ``config_infer.yaml`` (the checkpoint's config with this run's ``infer`` section).
 ``--checkpoint`` is a file or a folder (RUN/checkpoints: the run's deliverable, each
-fold's shipped checkpoint as an ensemble), repeatable; several checkpoints average their
+fold's shipped checkpoint as an ensemble; or a bundle written by ``export``), repeatable; several checkpoints average their
 probabilities before thresholding. ``predictions.csv`` names the files (``checkpoints``)
 and their sha256 (``checkpoint_sha256``), ';'-joined. Given a run's checkpoints folder, the
 threshold is the one its cv stage chose on out-of-fold predictions (``postprocess.json``
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="output folder (never the input folder)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default=None,
+        help="what runs the forward passes (infer.backend; onnxruntime: CPU, pip install 'mri_seg[onnx]')",
+    )  # fmt: skip
+    p.add_argument(
         "--tile-size", type=int, default=None, help="sliding-window tile (infer.tile_size; 0 = training size)"
     )
     p.add_argument("--overlap", type=float, default=None, help="tile overlap fraction in [0, 1) (infer.overlap)")
@@ -88,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """Command-line flags as ``key.path=value`` overrides (applied after --set)."""
     flags = {
+        "infer.backend": args.backend,
         "infer.tile_size": args.tile_size,
         "infer.overlap": args.overlap,
         "infer.tile_batch": args.tile_batch,

@@ -2,6 +2,7 @@
 
     python -m mri_seg.pipelines.train --run-dir RUN [--config FILE] [--set k=v]
         [--device auto|cpu|cuda] [--resume | --restart] [--epochs N] [--fold K | --all-folds]
+        [--init-from CKPT_OR_MODEL_DIR]
     torchrun --nproc_per_node=N -m mri_seg.pipelines.train --run-dir RUN ...   # DDP
 
 Writes RUN/train_log.csv, RUN/checkpoints/{last,best}.pt and RUN/config_train.yaml.
@@ -18,6 +19,12 @@ refused with one line naming the keys (exit 2); a finished run is reported finis
 not trained further. ``--restart`` moves the run's previous training (every fold's too)
 to RUN/superseded/train-<UTC time>/ and trains afresh. Without either, an existing
 last.pt is refused (exit 2).
+
+``--init-from`` starts from trained weights (a checkpoint, RUN/checkpoints, or a bundle from
+``export``; with several members each fold starts from the member of the same fold) instead
+of a fresh model: fine-tuning with this run's data and config. A member whose input
+differs (input channels, sequences, context, scale, size, normalisation) or whose weights do
+not fit ``model.*`` is refused with one line (mri_seg.training.init_from).
 
 In a pipeline (:data:`STAGE`) the runner passes ``--resume`` only to continue the same
 unfinished run (same fingerprint; killed, failed or stopped by the time cap), and
@@ -42,7 +49,7 @@ from mri_seg.rundir import RunDir
 from mri_seg.training.checkpoint import CheckpointError, load_checkpoint
 from mri_seg.training.distributed import env_context
 from mri_seg.training.resume import TRAIN_PARAMS, training_status
-from mri_seg.utils.paths import require_dir, require_writable_dir
+from mri_seg.utils.paths import require_dir, require_input, require_writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--fold", type=int, default=None, metavar="K",
                        help="train cross-validation fold K (held out for validation) into RUN/checkpoints/fold<K>/")
     folds.add_argument("--all-folds", action="store_true", help="train every cross-validation fold in turn")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, metavar="MODEL",
+        help="start from trained weights: a checkpoint, a run's checkpoints folder or an exported bundle "
+        "(several members: each fold from its own); the input settings must match this run's config",
+    )  # fmt: skip
     return parser
 
 
@@ -87,6 +99,8 @@ def _config(args: argparse.Namespace, fold: int | None = None) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     load_config(args.config, list(args.overrides) + _flag_overrides(args))  # bad values: refused before any work
+    if args.init_from is not None:
+        require_input(args.init_from, "--init-from model")
     require_writable_dir(require_dir(args.run_dir, "run directory"), "run directory")
     from mri_seg.training.engine import TrainingError, train
 
@@ -97,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = _config(args, fold)
                 restart = args.restart and i == 0  # the first moves the whole previous run (all folds) aside
                 summary = train(args.run_dir, cfg, resume=args.resume, restart=restart, device=cfg.train.device,
-                                fold=fold)  # fmt: skip
+                                fold=fold, init_from=args.init_from)  # fmt: skip
                 if env_context().is_main:
                     print(_summary_line(summary))
             if args.all_folds and env_context().is_main:

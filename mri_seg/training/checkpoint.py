@@ -23,7 +23,9 @@ A checkpoint is a plain dict of tensors and primitives (no pickled objects), so
 
 Which checkpoint a path means (:func:`resolve_checkpoints`): a file is that checkpoint; a
 folder (``RUN/checkpoints``) is the run's deliverable -- each ``fold<K>/`` folder's shipped
-checkpoint when there are fold folders (an ensemble), else the folder's own shipped one.
+checkpoint when there are fold folders (an ensemble), else the folder's own shipped one;
+an exported bundle (:mod:`mri_seg.training.bundle`) is its members' weight files, each
+loaded by :func:`load_checkpoint` from the bundle's JSON and weights-only state dict.
 The shipped file is ``best.pt`` or ``last.pt``: ``train.ship_checkpoint`` of the config
 stored in the folder's checkpoints, unless the caller names one.
 """
@@ -67,6 +69,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    from mri_seg.training.bundle import bundle_root_of, load_bundle_member
+
+    if bundle_root_of(path) is not None:  # a member of an exported bundle: weights + JSON, sha256 checked
+        return load_bundle_member(path, map_location)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt/truncated/not a torch file
@@ -116,10 +122,14 @@ def resolve_checkpoints(paths: str | Path | list[str | Path], name: str | None =
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not items:
         raise CheckpointError("no checkpoint given")
+    from mri_seg.training.bundle import bundle_member_files, is_bundle
+
     out: list[Path] = []
     for item in map(Path, items):
         if item.is_file():
             out.append(item)
+        elif item.is_dir() and is_bundle(item):
+            out += bundle_member_files(item)  # every member checked against its recorded sha256
         elif item.is_dir():
             folds = fold_folders(item)
             out += [shipped_checkpoint(f, name) for _, f in folds] if folds else [shipped_checkpoint(item, name)]

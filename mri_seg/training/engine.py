@@ -60,6 +60,7 @@ from mri_seg.preprocess import channels_per_slice, check_input_channels, normali
 from mri_seg.rundir import RunDir, TrainingDir
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
+from mri_seg.training.init_from import init_weights, load_init_member
 from mri_seg.training.optim import (
     build_optimizer,
     build_scheduler,
@@ -164,13 +165,15 @@ class TrainState:
 
 def train(
     run_dir: Path, cfg: Config, resume: bool = False, device: str = "auto", fold: int | None = None,
-    restart: bool = False,
+    restart: bool = False, init_from: Path | None = None,
 ) -> dict:
     """Train on the run dir's train split, validate on its val split; returns a summary dict.
 
     With ``fold=K``: train on the other folds' train+val patients, validate on fold K (see
     the module docstring). ``resume``/``restart``: see the module docstring (they exclude
     each other). Under ``torchrun`` (``WORLD_SIZE > 1``) this is one DDP rank; only rank 0 writes.
+    ``init_from``: start a fresh training from these trained weights (:mod:`mri_seg.training.init_from`;
+    a resumed run continues its own checkpoint instead).
     """
     if resume and restart:
         raise TrainingError("--resume and --restart exclude each other")
@@ -182,14 +185,14 @@ def train(
         raise TrainingError(str(exc)) from exc
     ctx = D.init_distributed(dev.type)
     try:
-        return _train(RunDir(Path(run_dir)), cfg, resume, restart, dev, ctx, wall_start, fold)
+        return _train(RunDir(Path(run_dir)), cfg, resume, restart, dev, ctx, wall_start, fold, init_from)
     finally:
         D.cleanup_distributed()
 
 
 def _train(
     run: RunDir, cfg: Config, resume: bool, restart: bool, dev: torch.device, ctx: D.DistContext,
-    wall_start: float, fold: int | None,
+    wall_start: float, fold: int | None, init_from: Path | None = None,
 ) -> dict:
     out = run.training(fold)
     tag = "[train]" if fold is None else f"[train fold {fold}]"
@@ -203,7 +206,15 @@ def _train(
     if state is not None and is_finished(state):
         return _finished_summary(state, out, dev, ctx, wall_start, tag)
     stored_config = state["config"] if state is not None else config_to_dict(cfg)
+    # fine-tuning: the member is chosen and checked before any data is read
+    member = load_init_member(init_from, cfg, fold) if state is None and init_from is not None else None
     t = setup(run, out, cfg, stored_config, hash_, dev, ctx, tag)
+    started_from = None
+    if member is not None:
+        started_from = init_weights(t.model, member)
+        if ctx.is_main:
+            print(f"{tag} starting from the weights of {started_from['path']} (sha256 {started_from['sha256'][:16]}..., "
+                  f"fold {started_from['fold']}, epoch {started_from['epoch']})", flush=True)  # fmt: skip
     progress = restore(t, state)
     log = open_log(t, state is not None, progress.epoch + 1)
 
@@ -224,7 +235,8 @@ def _train(
             _say_stopped(t, stop, epoch)
             break
     log.close()
-    return _summary(t, progress, stopped, time.perf_counter() - wall_start, throughputs)
+    summary = _summary(t, progress, stopped, time.perf_counter() - wall_start, throughputs)
+    return {**summary, "init_from": started_from}
 
 
 def _without_patients(val: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"inference"},
     {"evaluation"},
     {"reports"},
+    {"export"},
     {"pipelines"},
 ]
 
