@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from runs import fresh_run
 
 from mri_seg.config import config_to_dict, load_config
 from mri_seg.metrics import dice_score
@@ -23,15 +24,6 @@ from mri_seg.training.optim import MIN_LR_RATIO, warmup_cosine
 from mri_seg.training.runlog import LOG_COLUMNS
 from mri_seg.training.runtime import make_precision, rng_state, set_rng_state
 from mri_seg.training.validate import dice_from_counts, patient_dice
-
-
-def fresh_run(src: Path, dst: Path) -> Path:
-    """A writable copy of a prepared+split run dir (manifest paths are absolute)."""
-    dst.mkdir(parents=True)
-    for name in ("manifest.csv", "splits.csv", "patients.csv"):
-        if (src / name).is_file():
-            shutil.copy(src / name, dst / name)
-    return dst
 
 
 def tiny(run_dir: Path, epochs: int = 1, *extra: str) -> list[str]:

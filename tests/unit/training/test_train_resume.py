@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,17 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from runs import fresh_run
 
 from mri_seg.config import load_config
 from mri_seg.training import engine
-
-
-def fresh_run(src: Path, dst: Path) -> Path:
-    dst.mkdir(parents=True)
-    for name in ("manifest.csv", "splits.csv", "patients.csv"):
-        if (src / name).is_file():
-            shutil.copy(src / name, dst / name)
-    return dst
 
 
 def tiny(run_dir: Path, epochs: int, *extra: str) -> list[str]:

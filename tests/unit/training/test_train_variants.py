@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from runs import fresh_run
 
 from mri_seg.config import load_config
 from mri_seg.inference.predictor import Predictor
 from mri_seg.training.engine import TrainingError, train
-
-
-def fresh_run(src: Path, dst: Path) -> Path:
-    """A writable copy of a prepared+split run dir (manifest paths are absolute)."""
-    dst.mkdir(parents=True)
-    for name in ("manifest.csv", "splits.csv", "patients.csv"):
-        if (src / name).is_file():
-            shutil.copy(src / name, dst / name)
-    return dst
 
 
 def tiny(run_dir: Path, *extra: str) -> list[str]:
