@@ -39,6 +39,16 @@ image is a one-slice volume, which makes it ``zscore_nonzero``), both with
 :func:`volume_stats`.
 
 Either way, fewer than 16 non-zero values in a channel: all its values are used.
+
+Background is 0 in the training data. Inference reads scans from other pipelines, whose
+background may be another constant (a z-scored volume's minimum, a shifted export):
+:func:`border_background` finds it on the slices' outer frame (``infer.background``), and
+the normalisation then treats that value as it treats 0 in training.
+
+Spacing of the 2.5D neighbours: in training they are the adjacent slices (the Kaggle
+files store no spacing; TCGA LGG slices are typically ~3 mm apart). Where a scan states
+its slice spacing, inference takes them :func:`context_step` slices apart, so they sit
+about ``infer.context_mm`` apart as in training.
 """
 
 from __future__ import annotations
@@ -103,15 +113,34 @@ class SliceSequence(Protocol):
     def __getitem__(self, j: int, /) -> np.ndarray: ...
 
 
-def context_indices(depth: int, index: int, k: int) -> list[int]:
-    """Slice indices ``index - k .. index + k``, clamped to ``[0, depth - 1]`` (ends replicated)."""
+def context_indices(depth: int, index: int, k: int, step: int = 1) -> list[int]:
+    """Slice indices ``index - k*step, .., index, .., index + k*step`` (every ``step``-th slice),
+    clamped to ``[0, depth - 1]`` (ends replicated)."""
     if depth < 1:
         raise ValueError(f"a volume needs at least one slice, got depth {depth}")
     if not 0 <= index < depth:
         raise IndexError(f"slice {index} outside a volume of {depth} slices")
     if k < 0:
         raise ValueError(f"data.context_slices must be >= 0, got {k}")
-    return [min(max(index + offset, 0), depth - 1) for offset in range(-k, k + 1)]
+    if step < 1:
+        raise ValueError(f"the context step must be >= 1 slice, got {step}")
+    return [min(max(index + offset * step, 0), depth - 1) for offset in range(-k, k + 1)]
+
+
+def context_step(slice_spacing_mm: float | None, context_mm: float) -> int:
+    """How many slices apart the 2.5D neighbours are taken in a scan whose slices are
+    ``slice_spacing_mm`` apart, so that they sit about ``context_mm`` apart as in training.
+
+    Why: the model learnt what the neighbours ~3 mm away look like (``infer.context_mm``);
+    in a 1 mm volume the adjacent slices are nearly copies of the centre one, so the
+    neighbours are taken ``round(context_mm / spacing)`` slices apart instead (at least 1).
+    Unknown spacing (TIFF/PNG slices, NIfTI without units) or ``context_mm`` 0: adjacent slices.
+    """
+    if context_mm < 0:
+        raise ValueError(f"infer.context_mm must be >= 0, got {context_mm}")
+    if not context_mm or slice_spacing_mm is None or not np.isfinite(slice_spacing_mm) or slice_spacing_mm <= 0:
+        return 1
+    return max(1, int(round(context_mm / slice_spacing_mm)))
 
 
 def stack_context(volume: SliceSequence, k: int, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -171,14 +200,65 @@ def check_normalisation(method: str) -> None:
         raise ValueError(f"unknown normalisation '{method}' (data.normalisation; known: {', '.join(NORMALISATIONS)})")
 
 
-def volume_stats(slices: Iterable[np.ndarray]) -> np.ndarray:
-    """``2 x C`` float64 (mean, std) per channel over the non-zero voxels of ``H x W x C`` slices."""
+def is_background(values: np.ndarray, background: float = 0.0) -> np.ndarray:
+    """Where ``values`` equal the background value: exactly 0 (the training data's convention),
+    or within a relative 1e-5 of a non-zero ``background`` (a constant survives resizing only
+    up to float rounding)."""
+    if background == 0:
+        return values == 0
+    return np.abs(values - background) <= 1e-5 * abs(background)
+
+
+def border_background(slices: Iterable[np.ndarray], share: float) -> np.ndarray:
+    """Per channel, the background value of a volume of ``H x W x C`` slices: the value that at
+    least ``share`` of the pixels on the slices' outer frame have exactly, else 0.
+
+    Why: the training slices' background is 0 and the normalisation treats 0 as "outside the
+    head" (it is left out of the statistics and stays 0). Scans from other pipelines store the
+    background as another constant (z-scored volumes: a negative value; shifted or rescaled
+    exports); read as head, it would swamp the statistics. A constant frame around the image
+    is the background whatever its value. A frame that is not that constant (noise, a head
+    touching the border) keeps the 0 convention, so training-like scans are unchanged.
+    """
+    frames = []
+    for image in slices:
+        img = np.asarray(image)
+        img = img[:, :, None] if img.ndim == 2 else img
+        frames += [img[0], img[-1], img[1:-1, 0], img[1:-1, -1]]
+    if not frames:
+        raise ValueError("border_background needs at least one slice")
+    frame = np.concatenate(frames, axis=0)  # N x C
+    out = np.zeros(frame.shape[1], np.float64)
+    for c in range(frame.shape[1]):
+        values, counts = np.unique(frame[:, c], return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] >= share * frame.shape[0] and np.isfinite(values[top]):
+            out[c] = float(values[top])
+    return out
+
+
+def _backgrounds(background: np.ndarray | None, channels: int) -> np.ndarray:
+    if background is None:
+        return np.zeros(channels)
+    background = np.asarray(background, dtype=np.float64).reshape(-1)
+    if background.shape != (channels,):
+        raise ValueError(f"one background value per channel needed ({channels}), got {background.shape[0]}")
+    return background
+
+
+def volume_stats(slices: Iterable[np.ndarray], background: np.ndarray | None = None) -> np.ndarray:
+    """``2 x C`` float64 (mean, std) per channel over the foreground voxels of ``H x W x C`` slices:
+    those not equal to the channel's ``background`` value (default 0, see :func:`border_background`)."""
     sums = None
     for image in slices:
         img = np.asarray(image, dtype=np.float64)
         img = img[:, :, None] if img.ndim == 2 else img
         flat = img.reshape(-1, img.shape[-1])
-        fg = flat != 0
+        if background is None or not np.any(background):
+            fg = flat != 0
+        else:
+            bg = _backgrounds(background, flat.shape[1])
+            fg = ~np.stack([is_background(flat[:, c], bg[c]) for c in range(flat.shape[1])], axis=1)
         part = np.stack([
             fg.sum(0), np.where(fg, flat, 0).sum(0), np.where(fg, flat * flat, 0).sum(0),
             np.full(flat.shape[1], flat.shape[0], np.float64), flat.sum(0), (flat * flat).sum(0),
@@ -196,11 +276,15 @@ def volume_stats(slices: Iterable[np.ndarray]) -> np.ndarray:
     return np.stack([mean, np.sqrt(np.maximum(var, 0.0))])
 
 
-def normalise_image(image: np.ndarray, method: str = "zscore_nonzero", stats: np.ndarray | None = None) -> np.ndarray:
+def normalise_image(
+    image: np.ndarray, method: str = "zscore_nonzero", stats: np.ndarray | None = None,
+    background: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Normalise an ``H x W x C`` image to float32 with ``method``; returns a new array.
 
     ``zscore_volume`` needs ``stats``: the ``2 x C`` (mean, std) of the image's volume
-    (:func:`volume_stats`); background (0) stays 0 either way.
+    (:func:`volume_stats`). ``background``: the value per channel that is background
+    (default 0; :func:`border_background`); background becomes 0 either way.
     """
     check_normalisation(method)
     img = np.asarray(image, dtype=np.float32)
@@ -213,9 +297,10 @@ def normalise_image(image: np.ndarray, method: str = "zscore_nonzero", stats: np
                 f"got {None if stats is None else np.shape(stats)}"
             )
     out = np.zeros_like(img)
+    bg = _backgrounds(background, img.shape[2])
     for c in range(img.shape[2]):
         channel = img[:, :, c]
-        fg = channel != 0
+        fg = ~is_background(channel, float(bg[c]))
         if stats is not None and method in VOLUME_NORMALISATIONS:
             mean, std = float(stats[0, c]), float(stats[1, c])
         else:

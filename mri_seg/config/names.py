@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from mri_seg.utils.device import DEVICES
 
 __all__ = [
-    "ALIASES", "ARCHITECTURES", "BACKENDS", "BLENDS", "DEVICES", "INPUT_NAMES", "INPUT_SEQUENCES", "LOSSES", "MODEL_NAMES",
+    "ALIASES", "ARCHITECTURES", "BACKENDS", "BACKGROUNDS", "BLENDS", "DEVICES", "INPUT_NAMES", "INPUT_SEQUENCES", "LOSSES", "MODEL_NAMES",
     "NORMALISATION_METHODS", "NORMS", "SCHEDULERS", "SHIP_CHOICES", "SPLITS", "canonical", "parse_names",
 ]  # fmt: skip
 
@@ -27,6 +27,7 @@ SPLITS = ("train", "val", "test")  # eval.split: mri_seg.data.manifest
 INPUT_SEQUENCES = ("all", "flair_only")  # eval.input_sequences: mri_seg.evaluation
 BACKENDS = ("torch", "onnxruntime")  # infer.backend: mri_seg.inference.backends (what runs the forward passes)
 BLENDS = ("gaussian", "constant")  # infer.blend: mri_seg.inference (sliding-window tile weights)
+BACKGROUNDS = ("border", "zero")  # infer.background: mri_seg.preprocess.border_background
 
 # MRI sequence names (infer.sequences, infer.nnunet_channels, a checkpoint's record); what each
 # name means and how inputs map to the model's order: mri_seg.io.sequences.

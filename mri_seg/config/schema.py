@@ -16,6 +16,7 @@ from typing import Any
 from mri_seg.config.names import (
     ARCHITECTURES,
     BACKENDS,
+    BACKGROUNDS,
     BLENDS,
     COMPONENT_RULES,
     DEVICES,
@@ -143,6 +144,17 @@ class LesionConfig:
 
 
 @dataclass
+class SkullStripConfig:
+    """Skull-stripped slices: what other sites' preprocessed scans look like."""
+
+    p: float = setting(0.0, PROBABILITY, "probability of removing everything outside the slice's derived head mask (0: off)")
+    erode: list[int] = setting(
+        [1, 6], ListOf(Range(0, 64, integer=True), 2, 2, ordered=True),
+        "range of the erosion (pixels at the model's resolution) of the head mask before stripping",
+    )  # fmt: skip
+
+
+@dataclass
 class AugmentConfig:
     """Training augmentation (never applied to validation, evaluation or inference)."""
 
@@ -155,6 +167,7 @@ class AugmentConfig:
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
     lesion: LesionConfig = field(default_factory=LesionConfig)
+    skull_strip: SkullStripConfig = field(default_factory=SkullStripConfig)
 
 
 @dataclass
@@ -370,6 +383,21 @@ class InferConfig:
     nnunet_channels: list[str] = setting(
         ["flair", "pre", "post", "t2"], SequenceNames(),
         "what nnU-Net-named files <case>_0000, _0001, ... hold (default: the MSD/nnU-Net BrainTumour order)",
+    )  # fmt: skip
+    background: str = setting(
+        "border", OneOf(BACKGROUNDS),
+        "which intensity is background (left out of the normalisation, as 0 is in training): border = a "
+        "value shared by at least infer.background_share of the pixels on the slices' outer frame (z-scored "
+        "or shifted scans), else 0; zero = always 0",
+    )  # fmt: skip
+    background_share: float = setting(
+        0.9, Range(0.5, 1.0, lo_open=True), "share of the frame's pixels one value must have to be the background"
+    )
+    context_mm: float = setting(
+        3.0, NON_NEGATIVE,
+        "distance of the 2.5D neighbours in training (TCGA LGG slices, ~3 mm; the Kaggle files store no "
+        "spacing): in a scan that states its slice spacing they are taken round(context_mm / spacing) slices "
+        "apart (at least 1); 0 = always adjacent slices",
     )  # fmt: skip
     save_probabilities: bool = setting(False, Flag(), "also write probability maps")
     overwrite: bool = setting(False, Flag(), "recompute scans whose outputs exist")

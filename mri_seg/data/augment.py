@@ -11,6 +11,10 @@ Two stages:
   of the slice's tumour darkened in every channel, leaving a bright rim, so that cystic or
   necrotic tumours (dark on FLAIR inside a bright rim, the ones the model under-segments)
   are seen in training; applied after the warps, to the mask the model is trained on.
+* skull stripping (:class:`SkullStrip`, ``augment.skull_strip``, off by default): everything
+  outside a head mask derived from the slice itself (Otsu, closing, largest component,
+  holes filled), eroded by a random depth, set to background (0) in every channel, as other
+  sites' skull-stripped scans arrive; the mask is unchanged.
 * missing-sequence simulation (:class:`ReplaceWithFlair`): the dataset fills a
   patient's missing pre- or post-contrast sequence with a copy of FLAIR, and a
   1-channel input at inference is replicated the same way. A model that never saw
@@ -132,7 +136,74 @@ class LesionCore(A.DualTransform):
         return mask
 
 
-def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
+def slice_head_mask(flair: np.ndarray) -> np.ndarray:
+    """``H x W`` bool: the head in one uint8 FLAIR slice, from the image alone.
+
+    Otsu, closed, the largest component, holes filled. Cheap and rough on purpose: it varies
+    a little from slice to slice, as brain masks of other tools do. FLAIR, not the brightest
+    channel: some patients' other sequences have a bright constant background.
+    """
+    flair = np.asarray(flair).astype(np.uint8, copy=False)
+    if not flair.any():
+        return np.zeros(flair.shape, bool)
+    _, head = cv2.threshold(flair, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    head = cv2.morphologyEx(head, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(head, connectivity=8)
+    if n < 2:
+        return np.zeros(flair.shape, bool)
+    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(largest)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)  # holes filled
+    return filled.astype(bool)
+
+
+class SkullStrip(A.DualTransform):
+    """Set everything outside the (eroded) head of the slice to 0 in every channel: a skull-stripped scan.
+
+    The head mask is :func:`slice_head_mask` of the (centre slice's) FLAIR, eroded by a depth
+    drawn from ``erode`` (pixels at the model's resolution) so the scalp and some of the rim
+    go too; the tumour mask is unchanged (pixels of tumour outside the derived brain stay
+    tumour). A head mask covering less than ``min_cover`` of FLAIR's non-zero pixels is taken
+    for a failure of the derivation (a slice through the neck, odd contrast): the slice is left alone.
+    """
+
+    def __init__(
+        self, erode: Sequence[int] = (1, 6), flair_channel: int = FLAIR_CHANNEL, channels_per_slice: int = 3,
+        min_cover: float = 0.3, p: float = 0.3,
+    ):  # fmt: skip
+        super().__init__(p=p)
+        self.erode = (int(erode[0]), int(erode[1]))
+        self.flair_channel = flair_channel
+        self.channels_per_slice = channels_per_slice
+        self.min_cover = min_cover
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        image = data["image"]
+        if image.ndim == 2:
+            flair = image
+        else:
+            centre = (image.shape[-1] // self.channels_per_slice) // 2  # the centre slice of a 2.5D stack
+            flair = image[..., min(centre * self.channels_per_slice + self.flair_channel, image.shape[-1] - 1)]
+        head = slice_head_mask(flair)
+        if head.sum() < self.min_cover * max(int(np.count_nonzero(flair)), 1):
+            return {"keep": None}
+        depth = self.py_random.randint(*self.erode)
+        if depth > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * depth + 1, 2 * depth + 1))
+            head = cv2.erode(head.astype(np.uint8), kernel).astype(bool)
+        return {"keep": head}
+
+    def apply(self, img: np.ndarray, keep: np.ndarray | None = None, **params) -> np.ndarray:
+        if keep is None or not keep.any():  # nothing recognisable as a head: leave the slice alone
+            return img
+        return np.where(keep[..., None] if img.ndim == 3 else keep, img, 0).astype(img.dtype)
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return mask
+
+
+def _geometric(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicTransform]:
     # shared by every warp: linear for the image, nearest for the mask (stays binary), zero borders
     warp = dict(
         interpolation=cv2.INTER_LINEAR,
@@ -168,6 +239,8 @@ def _geometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
         )
     if cfg.lesion.p > 0:  # after the warps: the core is found in the mask the model is trained on
         out.append(LesionCore(darken=cfg.lesion.darken, core=cfg.lesion.core, p=cfg.lesion.p))
+    if cfg.skull_strip.p > 0:  # last: what it removes stays background through the intensity transforms
+        out.append(SkullStrip(erode=cfg.skull_strip.erode, channels_per_slice=channels_per_slice, p=cfg.skull_strip.p))
     return out
 
 
@@ -199,7 +272,9 @@ class Augmenter:
     flair_channel = FLAIR_CHANNEL
 
     def __init__(self, cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3):
-        self.geometric = A.Compose(_geometric(cfg), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True)
+        self.geometric = A.Compose(
+            _geometric(cfg, channels_per_slice), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True
+        )
         self.intensity = A.Compose(
             _intensity(cfg, channels_per_slice), seed=seed, strict=True, save_applied_params=True
         )

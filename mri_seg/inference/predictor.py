@@ -25,6 +25,12 @@ holds for ``data.normalisation: zscore_volume``: its statistics are those of the
 given to ``predict_volume`` (computed as the training dataset does, over the resized
 slices), or of the image alone.
 
+Two adaptations to scans unlike the training data (:mod:`mri_seg.preprocess`): a
+background stored as a constant other than 0 is found on the slices' outer frame and
+treated as 0 is in training (``infer.background``); and where the caller gives the slice
+spacing (``slice_spacing_mm``: NIfTI, DICOM), the 2.5D neighbours are taken
+:func:`~mri_seg.preprocess.context_step` slices apart (``infer.context_mm``).
+
 Ensembles (:meth:`Predictor.from_checkpoints`): several members, e.g. the fold models of
 a cross-validated run. Every member (and its flip-TTA pass) is one pass; the probability
 is the mean over all passes, so members are averaged before thresholding. Members must
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +57,11 @@ from mri_seg.models import build_model, size_divisor
 from mri_seg.postprocess import to_native_size
 from mri_seg.preprocess import (
     VOLUME_NORMALISATIONS,
+    border_background,
     channels_per_slice,
     check_normalisation,
     context_indices,
+    context_step,
     normalise_image,
     resize_image,
     scaled_size,
@@ -281,17 +289,18 @@ class Predictor:
             yield passes[0] if len(passes) == 1 else passes.mean(axis=0)
 
     def predict_volume(
-        self, volume: np.ndarray, return_passes: bool = False
+        self, volume: np.ndarray, return_passes: bool = False, slice_spacing_mm: float | None = None
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """``D x H x W x C`` volume -> ``D x H x W`` float32 mean probability.
 
         With ``return_passes`` also the per-pass maps ``P x D x H x W`` (one per member
         and flip-TTA pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
+        ``slice_spacing_mm``: the distance between the volume's slices, where known (2.5D context).
         """
         volume = np.asarray(volume)
         if volume.ndim != 4:
             raise ValueError(f"predict_volume needs a D x H x W x C volume, got shape {volume.shape}")
-        per_slice = list(self._iter_passes(volume, as_volume=True))
+        per_slice = list(self._iter_passes(volume, as_volume=True, slice_spacing_mm=slice_spacing_mm))
         passes = np.stack(per_slice, axis=1) if per_slice else np.zeros((self.n_passes, *volume.shape[:3]), np.float32)
         mean = passes[0].copy() if len(passes) == 1 else passes.mean(axis=0)
         return (mean, passes) if return_passes else mean
@@ -315,17 +324,26 @@ class Predictor:
         """
         return self._iter_passes(images, as_volume=False)
 
-    def iter_volume_passes(self, volume: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-        """Like :meth:`iter_passes` for the slices of one volume in slice order (2.5D context from neighbours)."""
-        return self._iter_passes(volume, as_volume=True)
+    def iter_volume_passes(
+        self, volume: Sequence[np.ndarray], slice_spacing_mm: float | None = None
+    ) -> Iterator[np.ndarray]:
+        """Like :meth:`iter_passes` for the slices of one volume in slice order (2.5D context from
+        neighbours, :func:`~mri_seg.preprocess.context_step` apart where ``slice_spacing_mm`` is known)."""
+        return self._iter_passes(volume, as_volume=True, slice_spacing_mm=slice_spacing_mm)
 
-    def prepare_inputs(self, volume: Sequence[np.ndarray], indices: Sequence[int]) -> np.ndarray:
+    def context_step(self, slice_spacing_mm: float | None) -> int:
+        """How many slices apart the 2.5D neighbours are taken in a volume of that slice spacing."""
+        return context_step(slice_spacing_mm, self.infer_cfg.context_mm) if self.context_slices else 1
+
+    def prepare_inputs(
+        self, volume: Sequence[np.ndarray], indices: Sequence[int], slice_spacing_mm: float | None = None
+    ) -> np.ndarray:
         """The model's input for slices ``indices`` of ``volume``: ``N x in_channels x h x w`` float32.
 
         Each slice: channels adapted to ``channels_per_slice``, resized by ``data.scale``,
         normalised; then stacked with its context (:func:`stack_context`).
         """
-        prepared = _PreparedSlices(self, volume, as_volume=True)
+        prepared = _PreparedSlices(self, volume, as_volume=True, step=self.context_step(slice_spacing_mm))
         return self._stacked(prepared, indices, as_volume=True)
 
     def _stacked(self, prepared: "_PreparedSlices", indices: Sequence[int], as_volume: bool) -> np.ndarray:
@@ -336,7 +354,7 @@ class Predictor:
             # stack_context's channel order (slices i-k .. i+k, each all its sequences), copied
             # channels-first straight into the batch (no concatenated copy in between)
             if as_volume:
-                sources = [prepared[j] for j in context_indices(len(prepared), i, k)]
+                sources = [prepared[j] for j in context_indices(len(prepared), i, k, prepared.step)]
             else:  # an image alone: a 1-slice volume, its own neighbours
                 sources = [prepared[i]] * (2 * k + 1)
             start = 0
@@ -347,7 +365,9 @@ class Predictor:
                 start += block.shape[-1]
         return batch
 
-    def _iter_passes(self, images: np.ndarray | Sequence[np.ndarray], as_volume: bool) -> Iterator[np.ndarray]:
+    def _iter_passes(
+        self, images: np.ndarray | Sequence[np.ndarray], as_volume: bool, slice_spacing_mm: float | None = None
+    ) -> Iterator[np.ndarray]:
         if len(images) == 0:
             return
         height, width = images[0].shape[:2]
@@ -358,12 +378,13 @@ class Predictor:
                 )
         h, w = scaled_size(height, width, self.scale)
         chunk = max(1, self.infer_cfg.tile_batch // windows_per_slice(h, w, self.tile_size, self.infer_cfg.overlap))
-        prepared = _PreparedSlices(self, images, as_volume)
+        step = self.context_step(slice_spacing_mm) if as_volume else 1
+        prepared = _PreparedSlices(self, images, as_volume, step)
         for start in range(0, len(images), chunk):
             indices = range(start, min(start + chunk, len(images)))
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
             # later slices need no earlier ones (independent images: not even their neighbours)
-            prepared.forget_before(indices[-1] + 1 - (self.context_slices if as_volume else 0))
+            prepared.forget_before(indices[-1] + 1 - (self.context_slices * step if as_volume else 0))
             passes = []
             for forward in self.forwards:
                 passes.append(self._infer(forward, batch)[:, 0].numpy())
@@ -385,7 +406,15 @@ class Predictor:
     def _prepare_slice(self, image: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
         """Channels checked, resized by ``data.scale``, normalised (with the volume's ``stats`` for
         ``zscore_volume``) -> ``h x w x C`` float32."""
-        return normalise_image(self._resized(image), self.normalisation, stats)
+        resized = self._resized(image)
+        return normalise_image(resized, self.normalisation, stats, self.background([resized]))
+
+    def background(self, slices: Iterable[np.ndarray]) -> np.ndarray | None:
+        """The background value per channel of these (resized) slices (``infer.background``);
+        None: 0, the training data's convention."""
+        if self.infer_cfg.background == "zero":
+            return None
+        return border_background(slices, self.infer_cfg.background_share)
 
     def _resized(self, image: np.ndarray) -> np.ndarray:
         """:meth:`_checked`, then resized by ``data.scale`` (input dtype kept where cv2 can)."""
@@ -465,21 +494,29 @@ class _PreparedSlices:
 
     ``zscore_volume``: the statistics are those of the whole volume (one pass over the
     resized slices first), or of each slice alone when ``as_volume`` is false
-    (independent images, each a one-slice volume).
+    (independent images, each a one-slice volume). The background value
+    (:meth:`Predictor.background`) likewise: the volume's, or each image's own.
+    ``step``: the 2.5D neighbours' distance in slices (:meth:`Predictor.context_step`).
     """
 
-    def __init__(self, predictor: Predictor, slices: np.ndarray | Sequence[np.ndarray], as_volume: bool):
+    def __init__(
+        self, predictor: Predictor, slices: np.ndarray | Sequence[np.ndarray], as_volume: bool, step: int = 1
+    ):
         self.predictor = predictor
         self.slices = slices
         self.as_volume = as_volume
+        self.step = step
         self._memo: dict[int, np.ndarray] = {}
         height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
         self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
         self.stats = None
+        self.background: np.ndarray | None = None
         self._resized: dict[int, np.ndarray] = {}  # kept from the statistics pass (within RESIZED_BUDGET)
+        if as_volume and len(slices) and predictor.infer_cfg.background != "zero":
+            self.background = predictor.background(_Frames(self))
         if self.volume_method and as_volume and len(slices):
-            self.stats = volume_stats(self._resize_and_keep(j) for j in range(len(slices)))
+            self.stats = volume_stats((self._resize_and_keep(j) for j in range(len(slices))), self.background)
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -487,6 +524,8 @@ class _PreparedSlices:
     def _resize_and_keep(self, j: int) -> np.ndarray:
         """Slice ``j`` resized; kept for :meth:`__getitem__` while the kept ones fit :data:`RESIZED_BUDGET`
         (a volume's statistics pass then resizes each slice once, not twice)."""
+        if j in self._resized:
+            return self._resized[j]
         resized = self.predictor._resized(self.slices[j])
         if sum(a.nbytes for a in self._resized.values()) + resized.nbytes <= RESIZED_BUDGET:
             self._resized[j] = resized
@@ -494,15 +533,28 @@ class _PreparedSlices:
 
     def __getitem__(self, j: int) -> np.ndarray:
         if j not in self._memo:
-            stats = self.stats
+            stats, background = self.stats, self.background
             resized = self._resized.pop(j, None)
             if resized is None:
                 resized = self.predictor._resized(self.slices[j])
-            if self.volume_method and not self.as_volume:
-                stats = volume_stats([resized])
-            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats)
+            if not self.as_volume:  # an image alone: its own background and statistics
+                background = self.predictor.background([resized])
+                if self.volume_method:
+                    stats = volume_stats([resized], background)
+            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats, background)
         return self._memo[j]
 
     def forget_before(self, index: int) -> None:
         for j in [j for j in self._memo if j < index]:
             del self._memo[j]
+
+
+class _Frames:
+    """A volume's resized slices for :func:`~mri_seg.preprocess.border_background`, kept for the
+    statistics pass and the normalisation within :data:`RESIZED_BUDGET`."""
+
+    def __init__(self, prepared: _PreparedSlices):
+        self.prepared = prepared
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.prepared._resize_and_keep(j) for j in range(len(self.prepared)))

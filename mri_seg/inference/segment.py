@@ -84,14 +84,17 @@ def read_options(predictor: Any, cfg: InferConfig) -> ReadOptions:
     return ReadOptions.from_config(cfg, getattr(predictor, "sequences", None))
 
 
-def predict_with_uncertainty(predictor: Any, slices: np.ndarray, threshold: float) -> tuple[np.ndarray, Uncertainty]:
+def predict_with_uncertainty(
+    predictor: Any, slices: np.ndarray, threshold: float, slice_spacing_mm: float | None = None
+) -> tuple[np.ndarray, Uncertainty]:
     """The volume's mean probability ``D x H x W`` and the uncertainty of its passes, slice by slice
     (only one slice's passes are held at a time), scored member by member (mri_seg.uncertainty).
-    A predictor without passes counts as one pass."""
+    A predictor without passes counts as one pass. ``slice_spacing_mm``: where the scan states it
+    (the 2.5D neighbours' distance)."""
     acc = UncertaintyAccumulator(threshold, int(getattr(predictor, "passes_per_member", 0)))
     if hasattr(predictor, "iter_volume_passes"):
         prob = np.zeros(slices.shape[:3], dtype=np.float32)
-        for i, passes in enumerate(predictor.iter_volume_passes(slices)):
+        for i, passes in enumerate(predictor.iter_volume_passes(slices, slice_spacing_mm=slice_spacing_mm)):
             acc.add(passes)
             prob[i] = passes.mean(axis=0)
     else:
@@ -143,7 +146,7 @@ def _segment(
     scan, slices = _read(predictor, source, cfg, row, notes, cautions)
     scan.geometry["provenance"] = checkpoint_columns(predictor)  # the DICOM SEG's algorithm identification
     pp = cfg.postprocess
-    volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold)
+    volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold, scan.slice_spacing_mm)
     mask = apply_postprocess(volume_prob, pp)  # per slice and 3D components over the whole volume
     write_outputs(source, scan, paths, mask, volume_prob if cfg.save_probabilities else None)
     row.update(uncertainty.columns(cfg.review.threshold))

@@ -61,6 +61,13 @@ class Layout:
     def oriented(self) -> bool:
         return self.to_training is not None
 
+    @property
+    def slice_axis(self) -> int | None:
+        """The stored array's spatial axis that became the slice axis (None: not known)."""
+        if self.to_training is not None:
+            return int(np.flatnonzero(self.to_training[:, 0] == 0)[0])
+        return self.axis
+
     def describe(self) -> str:
         if self.oriented:
             assert self.input_axcodes is not None, "oriented_layout sets the transforms and axcodes together"

@@ -85,6 +85,15 @@ class Scan:
         voxel = self.geometry.get("voxel_mm")
         return float(np.prod(voxel)) if voxel is not None else None
 
+    @property
+    def slice_spacing_mm(self) -> float | None:
+        """Distance between the slices in mm when the file states it (NIfTI, DICOM), else None."""
+        voxel, layout = self.geometry.get("voxel_mm"), self.geometry.get("layout")
+        axis = getattr(layout, "slice_axis", None)
+        if voxel is None or axis is None or not self.is_volume:
+            return None
+        return float(voxel[axis])
+
     def shape_text(self) -> str:
         """The loaded shape as ``D x H x W x C`` / ``H x W x C`` text for tables (input channels)."""
         return "x".join(str(s) for s in (self.loaded_shape or self.array.shape))

@@ -180,3 +180,60 @@ def test_lesion_augmentation_is_off_by_default_and_built_from_config() -> None:
     cfg = load_config(None, ["augment.lesion.p=0.3", "augment.lesion.darken=[0.3,0.5]"]).augment
     lesion = [t for t in Augmenter(cfg, seed=0).geometric.transforms if isinstance(t, LesionCore)]
     assert len(lesion) == 1 and lesion[0].p == 0.3 and lesion[0].darken == (0.3, 0.5)
+
+
+def _head_slice(size: int = 64, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """A bright scalp ring, a darker gap (skull) and a brain disc with a tumour, on 0 background."""
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    image = np.zeros((size, size, channels), np.uint8)
+    image[r < 28] = 200  # scalp
+    image[r < 25] = 30  # skull
+    image[r < 22] = 120  # brain
+    mask = ((yy - 30) ** 2 + (xx - 34) ** 2 < 36).astype(np.uint8)
+    image[mask > 0] = 180
+    return image, mask
+
+
+def test_skull_strip_removes_the_outside_of_the_head_and_keeps_the_mask() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import SkullStrip, slice_head_mask
+
+    image, mask = _head_slice()
+    head = slice_head_mask(image[..., 1])
+    assert head[32, 32] and not head[0, 0] and head.sum() > 0.8 * np.count_nonzero(image[..., 1])
+    out = A.Compose([SkullStrip(erode=(4, 4), p=1.0)], seed=0, strict=True)(image=image, mask=mask)
+    np.testing.assert_array_equal(out["mask"], mask)
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    assert (out["image"][r >= 25] == 0).all()  # scalp (and the outer skull) gone in every channel
+    np.testing.assert_array_equal(out["image"][r < 20], image[r < 20])  # brain and tumour untouched
+    stack = np.concatenate([image] * 3, axis=-1)  # 2.5D: one mask from the centre slice, every channel
+    out9 = A.Compose([SkullStrip(erode=(4, 4), p=1.0)], seed=0, strict=True)(image=stack, mask=mask)["image"]
+    for block in range(3):
+        np.testing.assert_array_equal(out9[..., 3 * block:3 * block + 3], out["image"])
+
+
+def test_skull_strip_leaves_slices_without_a_recognisable_head_alone() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import SkullStrip
+
+    t = A.Compose([SkullStrip(p=1.0)], seed=0, strict=True)
+    empty = np.zeros((32, 32, 3), np.uint8)
+    np.testing.assert_array_equal(t(image=empty, mask=empty[..., 0])["image"], empty)
+    speckle = np.zeros((32, 32, 3), np.uint8)
+    speckle[::4, ::4] = 200  # scattered pixels: the largest component covers a sliver of them
+    np.testing.assert_array_equal(t(image=speckle, mask=empty[..., 0])["image"], speckle)
+
+
+def test_skull_strip_is_off_by_default_and_built_from_config() -> None:
+    from mri_seg.data.augment import SkullStrip
+
+    assert not any(isinstance(t, SkullStrip) for t in Augmenter(AugmentConfig(), seed=0).geometric.transforms)
+    cfg = load_config(None, ["augment.skull_strip.p=0.3", "augment.skull_strip.erode=[2, 5]"]).augment
+    built = [t for t in Augmenter(cfg, seed=0, channels_per_slice=3).geometric.transforms if isinstance(t, SkullStrip)]
+    assert len(built) == 1 and built[0].p == 0.3 and built[0].erode == (2, 5)
+    with pytest.raises(ValueError, match="augment.skull_strip.erode"):
+        load_config(None, ["augment.skull_strip.erode=[5, 2]"])
