@@ -1,6 +1,6 @@
 """Domain-shift suite (issue 19): the out-of-fold patients stored the way other sites store scans.
 
-    python benchmarks/domain_shift.py --run-dir RUN --data-dir KAGGLE_3M [--variants ...] [--out CSV]
+    python benchmarks/domain_shift.py --run-dir RUN --data-dir KAGGLE_3M [--variants ...] [--out CSV] [--set k=v]
 
 RUN is a cross-validated run (``train --all-folds``); every train+val patient is segmented
 by the fold model that never saw it, through the ``infer`` stage (NIfTI reading,
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patients", type=int, default=0, help="only the first N out-of-fold patients (0: all)")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     p.add_argument("--out", type=Path, default=None, help="per-patient CSV (default: RUN/eval/domain_shift.csv)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an infer setting for every variant, e.g. --set infer.background=zero (repeatable)")  # fmt: skip
     args = p.parse_args(argv)
     if args.folds is None:
         checkpoints = fold_checkpoints(args.run_dir)
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = {f: shipped_checkpoint(RunDir(args.run_dir).fold_dir(f), None) for f in args.folds}
     assignment = {pid: f for pid, f in fold_assignment(args.run_dir).items() if f in checkpoints}
     patients = sorted(assignment)[: args.patients or None]
-    threshold = deliverable_threshold(args.run_dir)
+    threshold = deliverable_threshold(args.run_dir) + [a for o in args.overrides for a in ("--set", o)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
