@@ -158,6 +158,19 @@ def slice_head_mask(flair: np.ndarray) -> np.ndarray:
     return filled.astype(bool)
 
 
+def brain_keep_mask(flair: np.ndarray, depth: int, min_cover: float = 0.3) -> np.ndarray | None:
+    """The pixels a skull strip of ``depth`` keeps: :func:`slice_head_mask` eroded by ``depth``
+    pixels; None when the derived mask is implausible (covers under ``min_cover`` of FLAIR's
+    non-zero pixels: a slice through the neck, odd contrast)."""
+    head = slice_head_mask(flair)
+    if head.sum() < min_cover * max(int(np.count_nonzero(flair)), 1):
+        return None
+    if depth > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * depth + 1, 2 * depth + 1))
+        head = cv2.erode(head.astype(np.uint8), kernel).astype(bool)
+    return head
+
+
 class SkullStrip(A.DualTransform):
     """Set everything outside the (eroded) head of the slice to 0 in every channel: a skull-stripped scan.
 
@@ -185,14 +198,7 @@ class SkullStrip(A.DualTransform):
         else:
             centre = (image.shape[-1] // self.channels_per_slice) // 2  # the centre slice of a 2.5D stack
             flair = image[..., min(centre * self.channels_per_slice + self.flair_channel, image.shape[-1] - 1)]
-        head = slice_head_mask(flair)
-        if head.sum() < self.min_cover * max(int(np.count_nonzero(flair)), 1):
-            return {"keep": None}
-        depth = self.py_random.randint(*self.erode)
-        if depth > 0:
-            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * depth + 1, 2 * depth + 1))
-            head = cv2.erode(head.astype(np.uint8), kernel).astype(bool)
-        return {"keep": head}
+        return {"keep": brain_keep_mask(flair, self.py_random.randint(*self.erode), self.min_cover)}
 
     def apply(self, img: np.ndarray, keep: np.ndarray | None = None, **params) -> np.ndarray:
         if keep is None or not keep.any():  # nothing recognisable as a head: leave the slice alone
@@ -273,12 +279,15 @@ class Augmenter:
 
     def __init__(self, cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3):
         self.geometric = A.Compose(
-            _geometric(cfg, channels_per_slice), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True
+            _geometric(cfg, channels_per_slice), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True,
+            save_applied_params=True,
         )
+        self.strip_depth = (cfg.skull_strip.erode[0] + cfg.skull_strip.erode[1]) // 2  # for the stripped statistics
         self.intensity = A.Compose(
             _intensity(cfg, channels_per_slice), seed=seed, strict=True, save_applied_params=True
         )
         self.replaced_sequences: list[int] = []  # sequences the last call replaced by FLAIR (per slice)
+        self.stripped = False  # whether the last call skull-stripped the slice
 
     def set_seed(self, seed: int) -> None:
         """Reseed both pipelines (albumentations 2.x has its own generators, not np.random)."""
@@ -290,6 +299,9 @@ class Augmenter:
             raise TypeError(f"augmentation expects a uint8 image, got {image.dtype}")
         out = self.geometric(image=image, mask=mask)
         image, mask = out["image"], out["mask"]
+        self.stripped = any(
+            name == SkullStrip.__name__ and params.get("keep") is not None for name, params in out["applied_transforms"]
+        )  # a per-volume normalisation must then use the stripped volume's statistics, as inference of such a scan does
         background = image == 0
         out = self.intensity(image=image)
         image = out["image"]

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mri_seg.config import Config
-from mri_seg.data.augment import Augmenter, build_augmentation
+from mri_seg.data.augment import Augmenter, brain_keep_mask, build_augmentation
 from mri_seg.data.manifest import manifest_for_split
 from mri_seg.io.images import read_mask, read_slice
 from mri_seg.preprocess import (
@@ -82,6 +82,7 @@ class SliceDataset(Dataset):
         if cache_in_memory or keep_native_masks:
             self._fill_cache(cache_in_memory, keep_native_masks, progress)
         self._stats: dict[int, np.ndarray] = {}  # patient's first row -> 2 x C volume (mean, std)
+        self._stripped_stats: dict[int, np.ndarray] = {}  # the same for the skull-stripped volume (on first use)
         if normalisation in VOLUME_NORMALISATIONS:
             for start, stop in dict.fromkeys(self._volume_of):
                 self._stats[start] = volume_stats(self.raw(j)[0] for j in range(start, stop))
@@ -154,29 +155,46 @@ class SliceDataset(Dataset):
             return self._native[i]
         return self._read(i)[1].astype(bool)
 
-    def volume_stats(self, i: int, replaced: list[int] | None = None) -> np.ndarray | None:
+    def volume_stats(self, i: int, replaced: list[int] | None = None, stripped: bool = False) -> np.ndarray | None:
         """Row ``i``'s patient (mean, std) per input channel for ``zscore_volume`` (else None).
 
         Sequences the augmentation replaced by FLAIR take FLAIR's statistics (inference of
-        a FLAIR-only scan computes them from the replicated FLAIR); 2.5D stacks repeat them
-        per stacked slice.
+        a FLAIR-only scan computes them from the replicated FLAIR); a skull-stripped slice
+        takes those of the patient's volume stripped the same way (inference of a stripped
+        scan computes them without the scalp); 2.5D stacks repeat them per stacked slice.
         """
         if self.normalisation not in VOLUME_NORMALISATIONS:
             return None
-        stats = self._stats[self._volume_of[i][0]].copy()
+        start = self._volume_of[i][0]
+        stats = (self._stripped_volume_stats(start) if stripped else self._stats[start]).copy()
         if replaced:
             assert self.augment is not None, "only the augmentation replaces sequences"
             for c in replaced:
                 stats[:, c] = stats[:, self.augment.flair_channel]
         return np.tile(stats, (1, 2 * self.context_slices + 1))
 
+    def _stripped_volume_stats(self, start: int) -> np.ndarray:
+        """The patient's statistics with every slice skull-stripped at the augmentation's middle depth."""
+        if start not in self._stripped_stats:
+            assert self.augment is not None, "only the augmentation strips slices"
+            depth, flair = self.augment.strip_depth, self.augment.flair_channel
+
+            def stripped(image: np.ndarray) -> np.ndarray:
+                keep = brain_keep_mask(image[..., flair], depth)
+                return image if keep is None else image * keep[..., None].astype(image.dtype)
+
+            _, stop = self._volume_of[start]
+            self._stripped_stats[start] = volume_stats(stripped(self.raw(j)[0]) for j in range(start, stop))
+        return self._stripped_stats[start]
+
     def __getitem__(self, i: int) -> dict:
         image, mask = self.model_input(i)
         replaced: list[int] = []
+        stripped = False
         if self.augment is not None:
             image, mask = self.augment(image, mask)
-            replaced = self.augment.replaced_sequences
-        image = normalise_image(image, self.normalisation, self.volume_stats(i, replaced))
+            replaced, stripped = self.augment.replaced_sequences, self.augment.stripped
+        image = normalise_image(image, self.normalisation, self.volume_stats(i, replaced, stripped))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy((mask > 0).astype(np.float32)[None]),

@@ -161,3 +161,34 @@ def test_samplers_shard_across_ranks_and_depend_only_on_epoch():
         assert list(again) == a
         again.set_epoch(5)
         assert list(again) != a
+
+
+def test_skull_stripped_slices_are_normalised_with_the_stripped_volumes_statistics(tmp_path):
+    """Inference of a skull-stripped scan z-scores it without the scalp; training of a stripped slice must too."""
+    from mri_seg.data.augment import brain_keep_mask, build_augmentation
+    from mri_seg.preprocess import volume_stats
+
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    rows = []
+    for idx in (1, 2, 3):
+        image = np.zeros((64, 64, 3), np.uint8)
+        image[r < 28] = 220  # bright scalp
+        image[r < 25] = 30  # skull
+        image[r < 22] = 100 + 10 * idx  # brain
+        rows.append(_write_slice(tmp_path / "P", "TCGA_XX_0001_20000101", idx, image, np.zeros((64, 64), np.uint8)))
+    frame = pd.DataFrame(rows)
+    cfg = load_config(None, ["augment.skull_strip.p=1.0", "augment.skull_strip.erode=[4, 4]", "augment.hflip_p=0",
+                             "augment.affine.p=0", "augment.missing_sequence_p=0", "augment.intensity.p=0",
+                             "augment.intensity.noise_p=0", "augment.elastic.p=0"])  # fmt: skip
+    ds = SliceDataset(frame, normalisation="zscore_volume", augment=build_augmentation(cfg.augment))
+    ds.set_seed(0)
+    item = ds[1]
+    assert ds.augment.stripped
+    keeps = [brain_keep_mask(ds.raw(j)[0][..., 1], 4) for j in range(3)]
+    assert all(k[r < 20].all() and not k[r >= 25].any() for k in keeps)  # brain kept, scalp gone
+    stripped = [ds.raw(j)[0] * k[..., None].astype(np.uint8) for j, k in enumerate(keeps)]  # a stripped scan
+    expected = normalise_image(stripped[1], "zscore_volume", volume_stats(stripped))
+    np.testing.assert_allclose(item["image"].numpy().transpose(1, 2, 0), expected, atol=0.05)
+    unstripped = normalise_image(stripped[1], "zscore_volume", volume_stats(ds.raw(j)[0] for j in range(3)))
+    assert np.abs(item["image"].numpy().transpose(1, 2, 0) - unstripped).max() > 0.5
