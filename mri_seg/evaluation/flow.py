@@ -54,8 +54,9 @@ def resolve_config(
     config_path: Path | None = None,
     overrides: list[str] | None = None,
     flags: dict[str, Any] | None = None,
+    sections: tuple[str, ...] = USER_SECTIONS,
 ) -> Config:
-    """Checkpoint config < --config < --set < flags, for the eval section only.
+    """Checkpoint config < --config < --set < flags, for ``sections`` only (evaluate: eval; infer: infer).
 
     ``flags`` maps dotted keys (``eval.postprocess.threshold``) to values; ``None`` values are skipped.
     """
@@ -63,7 +64,7 @@ def resolve_config(
     load_config(config_path, overrides, validate=False)  # keys and types; values are checked after the merge
     values = config_to_dict(checkpoint_cfg)
     explicit = explicit_values(config_path, overrides)
-    for section in USER_SECTIONS:
+    for section in sections:
         if isinstance(explicit.get(section), dict):
             values[section] = merge_values(values[section], explicit[section])
     for dotted, value in (flags or {}).items():

@@ -11,8 +11,9 @@
 SCANS: a folder (searched recursively) or one file: Kaggle patient folders of TIFF
 slices, 2D TIFF/PNG/JPEG images, 3D/4D NIfTI volumes, DICOM studies (docs/dicom.md: a
 NIfTI mask and a DICOM SEG per study). Only the ``infer`` section of
-the config is used (defaults from mri_seg.config, then --config, --set, flags); the
-model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets the
+the config is used: the recipe's, stored in the (first) checkpoint, so the deliverable
+segments as its recipe says (flip TTA, largest component, ...), then --config, --set,
+flags; the model, its normalisation and ``data.scale`` come from the checkpoint. OUT gets the
 masks and overlays (mirroring the input tree), ``predictions.csv`` (with the review
 flag), ``report.html`` + ``report_files/`` (a page per scan; ``infer.report``) and
 ``config_infer.yaml`` (the checkpoint's config with this run's ``infer`` section).
@@ -106,6 +107,17 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in flags.items() if v is not None]
 
 
+def recipe_settings(first_checkpoint: Path, args: argparse.Namespace) -> Config:
+    """The ``infer`` section this run uses: the one stored in the first checkpoint (its recipe's:
+    ``infer --checkpoint RUN/checkpoints`` post-processes as the recipe's cv measured), then
+    ``--config``, ``--set`` and flags."""
+    from mri_seg.evaluation.flow import resolve_config
+    from mri_seg.training.checkpoint import checkpoint_config, load_checkpoint
+
+    stored = checkpoint_config(load_checkpoint(first_checkpoint, map_location="cpu"))
+    return resolve_config(stored, args.config, list(args.overrides) + flag_overrides(args), sections=("infer",))
+
+
 def resolved_config(checkpoint_cfg: Config, cli_cfg: Config) -> Config:
     """What this run used: the checkpoint's data/model settings with this run's infer section."""
     resolved = config_from_dict(config_to_dict(checkpoint_cfg))
@@ -143,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         raise StageError(str(exc)) from exc
     try:
         checkpoints = resolve_checkpoints(args.checkpoint, args.checkpoint_name)
+        cfg = recipe_settings(checkpoints[0], args)
         predictor = Predictor.from_checkpoints(checkpoints, device=device, infer_cfg=cfg.infer)
     except (CheckpointError, EnsembleError, FileNotFoundError) as exc:
         raise StageError(f"cannot use checkpoint {given}: {exc}") from exc

@@ -429,3 +429,35 @@ def test_nifti_stacked_from_kaggle_slices_segments_like_the_slices(tmp_path, ckp
     assert from_tiffs.any() and np.array_equal(from_nifti, from_tiffs)
     t = _table(tmp_path / "out")
     assert float(t.loc["stacked.nii.gz", "tumour_volume_mm3"]) == pytest.approx(from_nifti.sum() * 0.5, rel=1e-6)
+
+
+def test_the_checkpoints_recipe_sets_the_post_processing_unless_the_user_does(tmp_path):
+    """``infer --checkpoint RUN/checkpoints`` segments as the recipe's cv measured (largest component,
+    flip TTA, ...): the infer section comes from the checkpoint, then --config / --set / flags."""
+    cfg = tiny_config(scale=0.5)
+    cfg.infer.postprocess.largest_only = True
+    cfg.infer.postprocess.tta_flip = True
+    cfg.infer.postprocess.threshold = 0.45
+    recipe_ckpt = write_untrained_checkpoint(tmp_path / "recipe.pt", cfg)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    rng = np.random.default_rng(3)
+    volume = rng.integers(1, 255, (24, 24, 5, 3)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(volume, _affine()), str(inp / "vol.nii.gz"))
+
+    assert _run(recipe_ckpt, inp, tmp_path / "out") == 0
+    pp = yaml.safe_load((tmp_path / "out" / "config_infer.yaml").read_text())["infer"]["postprocess"]
+    assert pp["largest_only"] is True and pp["tta_flip"] is True and pp["threshold"] == 0.45
+    plain_ckpt = write_untrained_checkpoint(tmp_path / "plain.pt", tiny_config(scale=0.5))  # same weights, defaults
+    assert _run(plain_ckpt, inp, tmp_path / "plain") == 0
+    assert _run(plain_ckpt, inp, tmp_path / "flags", "--tta", "--threshold", "0.45",
+                "--set", "infer.postprocess.largest_only=true") == 0  # fmt: skip
+    written = {name: np.asarray(nib.load(str(tmp_path / name / "vol_mask.nii.gz")).dataobj)
+               for name in ("out", "plain", "flags")}  # fmt: skip
+    np.testing.assert_array_equal(written["out"], written["flags"])  # the recipe's TTA, threshold, largest component
+    assert not np.array_equal(written["out"], written["plain"])
+
+    assert _run(recipe_ckpt, inp, tmp_path / "user", "--no-tta", "--threshold", "0.6",
+                "--set", "infer.postprocess.largest_only=false") == 0  # fmt: skip
+    pp = yaml.safe_load((tmp_path / "user" / "config_infer.yaml").read_text())["infer"]["postprocess"]
+    assert pp["largest_only"] is False and pp["tta_flip"] is False and pp["threshold"] == 0.6
