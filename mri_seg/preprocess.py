@@ -42,13 +42,13 @@ Either way, fewer than 16 non-zero values in a channel: all its values are used.
 
 Background is 0 in the training data. Inference reads scans from other pipelines, whose
 background may be another constant (a z-scored volume's minimum, a shifted export):
-:func:`border_background` finds it on the slices' outer frame (``infer.background``), and
-the normalisation then treats that value as it treats 0 in training.
+:func:`border_background` finds it on the slices' outer frame (``infer.background: border``,
+opt-in), and the normalisation then treats that value as it treats 0 in training.
 
 Spacing of the 2.5D neighbours: in training they are the adjacent slices (the Kaggle
 files store no spacing; TCGA LGG slices are typically ~3 mm apart). Where a scan states
-its slice spacing, inference takes them :func:`context_step` slices apart, so they sit
-about ``infer.context_mm`` apart as in training.
+its slice spacing, inference can take them :func:`context_step` slices apart, so they sit
+about ``infer.context_mm`` apart as in training (opt-in: 0 by default).
 """
 
 from __future__ import annotations

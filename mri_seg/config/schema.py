@@ -385,19 +385,21 @@ class InferConfig:
         "what nnU-Net-named files <case>_0000, _0001, ... hold (default: the MSD/nnU-Net BrainTumour order)",
     )  # fmt: skip
     background: str = setting(
-        "border", OneOf(BACKGROUNDS),
+        "zero", OneOf(BACKGROUNDS),
         "which intensity is background (left out of the normalisation, as 0 is in training): border = a "
         "value shared by at least infer.background_share of the pixels on the slices' outer frame (z-scored "
-        "or shifted scans), else 0; zero = always 0",
+        "or shifted scans), else 0; zero = always 0 (the default: border did not help the shipped models, "
+        "docs/accuracy.md)",
     )  # fmt: skip
     background_share: float = setting(
         0.9, Range(0.5, 1.0, lo_open=True), "share of the frame's pixels one value must have to be the background"
     )
     context_mm: float = setting(
-        3.0, NON_NEGATIVE,
+        0.0, NON_NEGATIVE,
         "distance of the 2.5D neighbours in training (TCGA LGG slices, ~3 mm; the Kaggle files store no "
         "spacing): in a scan that states its slice spacing they are taken round(context_mm / spacing) slices "
-        "apart (at least 1); 0 = always adjacent slices",
+        "apart (at least 1); 0 = always adjacent slices (the default: 3.0 did not help on 1 mm volumes, "
+        "docs/accuracy.md)",
     )  # fmt: skip
     save_probabilities: bool = setting(False, Flag(), "also write probability maps")
     overwrite: bool = setting(False, Flag(), "recompute scans whose outputs exist")

@@ -42,6 +42,7 @@ def _zscored_with_constant_background(vol: np.ndarray) -> np.ndarray:
 
 
 def _predictor(normalisation: str, k: int = 0, **infer) -> Predictor:
+    infer = {"background": "border", "context_mm": 3.0, **infer}  # the levers on (both default off)
     cfg = tiny_config()
     cfg.data.normalisation = normalisation
     cfg.data.context_slices = k
@@ -134,6 +135,9 @@ def test_thin_slices_get_the_neighbours_a_thick_scan_has():
     np.testing.assert_allclose(got, expected, atol=1e-5)
     adjacent = predictor.prepare_inputs(thin, [4, 7, 10])  # spacing not given: adjacent slices
     assert np.abs(adjacent - expected).max() > 0.5
+    assert InferConfig().context_mm == 0.0 and InferConfig().background == "zero"  # both levers are opt-in
+    off = _predictor("zscore_volume", k=1, context_mm=0.0).prepare_inputs(thin, [4, 7, 10], slice_spacing_mm=1.0)
+    np.testing.assert_array_equal(off, adjacent)
     probs = predictor.predict_volume(thin, slice_spacing_mm=1.0)  # whole volume, chunked: same step
     np.testing.assert_allclose(probs[[4, 7, 10]], predictor.predict_volume(thick, slice_spacing_mm=3.0)[[1, 2, 3]],
                                atol=1e-5)  # fmt: skip
