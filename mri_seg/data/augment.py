@@ -171,6 +171,11 @@ def brain_keep_mask(flair: np.ndarray, depth: int, min_cover: float = 0.3) -> np
     return head
 
 
+def strip_outside(image: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``H x W (x C)`` image with every pixel outside ``keep`` set to 0 (in every channel)."""
+    return np.where(keep[..., None] if image.ndim == 3 else keep, image, 0).astype(image.dtype)
+
+
 class SkullStrip(A.DualTransform):
     """Set everything outside the (eroded) head of the slice to 0 in every channel: a skull-stripped scan.
 
@@ -203,7 +208,7 @@ class SkullStrip(A.DualTransform):
     def apply(self, img: np.ndarray, keep: np.ndarray | None = None, **params) -> np.ndarray:
         if keep is None or not keep.any():  # nothing recognisable as a head: leave the slice alone
             return img
-        return np.where(keep[..., None] if img.ndim == 3 else keep, img, 0).astype(img.dtype)
+        return strip_outside(img, keep)
 
     def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
         return mask

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mri_seg.config import Config
-from mri_seg.data.augment import Augmenter, brain_keep_mask, build_augmentation
+from mri_seg.data.augment import Augmenter, brain_keep_mask, build_augmentation, strip_outside
 from mri_seg.data.manifest import manifest_for_split
 from mri_seg.io.images import read_mask, read_slice
 from mri_seg.preprocess import (
@@ -181,7 +181,7 @@ class SliceDataset(Dataset):
 
             def stripped(image: np.ndarray) -> np.ndarray:
                 keep = brain_keep_mask(image[..., flair], depth)
-                return image if keep is None else image * keep[..., None].astype(image.dtype)
+                return image if keep is None else strip_outside(image, keep)
 
             _, stop = self._volume_of[start]
             self._stripped_stats[start] = volume_stats(stripped(self.raw(j)[0]) for j in range(start, stop))

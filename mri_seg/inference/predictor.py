@@ -25,11 +25,11 @@ holds for ``data.normalisation: zscore_volume``: its statistics are those of the
 given to ``predict_volume`` (computed as the training dataset does, over the resized
 slices), or of the image alone.
 
-Two adaptations to scans unlike the training data (:mod:`mri_seg.preprocess`): a
+Two opt-in adaptations to scans unlike the training data (:mod:`mri_seg.preprocess`): a
 background stored as a constant other than 0 is found on the slices' outer frame and
-treated as 0 is in training (``infer.background``); and where the caller gives the slice
-spacing (``slice_spacing_mm``: NIfTI, DICOM), the 2.5D neighbours are taken
-:func:`~mri_seg.preprocess.context_step` slices apart (``infer.context_mm``).
+treated as 0 is in training (``infer.background: border``); and where the caller gives the
+slice spacing (``slice_spacing_mm``: NIfTI, DICOM), the 2.5D neighbours are taken
+:func:`~mri_seg.preprocess.context_step` slices apart (``infer.context_mm`` > 0).
 
 Ensembles (:meth:`Predictor.from_checkpoints`): several members, e.g. the fold models of
 a cross-validated run. Every member (and its flip-TTA pass) is one pass; the probability
@@ -403,12 +403,6 @@ class Predictor:
         """One image (a 1-slice volume) -> the model's ``in_channels x h x w`` float32 input."""
         return self._stacked(_PreparedSlices(self, [image], as_volume=True), [0], as_volume=True)[0]
 
-    def _prepare_slice(self, image: np.ndarray, stats: np.ndarray | None = None) -> np.ndarray:
-        """Channels checked, resized by ``data.scale``, normalised (with the volume's ``stats`` for
-        ``zscore_volume``) -> ``h x w x C`` float32."""
-        resized = self._resized(image)
-        return normalise_image(resized, self.normalisation, stats, self.background([resized]))
-
     def background(self, slices: Iterable[np.ndarray]) -> np.ndarray | None:
         """The background value per channel of these (resized) slices (``infer.background``);
         None: 0, the training data's convention."""
@@ -514,7 +508,7 @@ class _PreparedSlices:
         self.background: np.ndarray | None = None
         self._resized: dict[int, np.ndarray] = {}  # kept from the statistics pass (within RESIZED_BUDGET)
         if as_volume and len(slices) and predictor.infer_cfg.background != "zero":
-            self.background = predictor.background(_Frames(self))
+            self.background = predictor.background(self._resize_and_keep(j) for j in range(len(slices)))
         if self.volume_method and as_volume and len(slices):
             self.stats = volume_stats((self._resize_and_keep(j) for j in range(len(slices))), self.background)
 
@@ -548,13 +542,3 @@ class _PreparedSlices:
         for j in [j for j in self._memo if j < index]:
             del self._memo[j]
 
-
-class _Frames:
-    """A volume's resized slices for :func:`~mri_seg.preprocess.border_background`, kept for the
-    statistics pass and the normalisation within :data:`RESIZED_BUDGET`."""
-
-    def __init__(self, prepared: _PreparedSlices):
-        self.prepared = prepared
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        return (self.prepared._resize_and_keep(j) for j in range(len(self.prepared)))
