@@ -38,7 +38,17 @@ statistics over each patient's slices, inference over the scan's own slices (a 2
 image is a one-slice volume, which makes it ``zscore_nonzero``), both with
 :func:`volume_stats`.
 
-Either way, fewer than 16 non-zero values in a channel: all its values are used.
+``zscore_head``: per patient volume like ``zscore_volume``, but over the *head*
+(:class:`Head`, :func:`head_threshold`, :func:`head_mask`), not the non-zero voxels, and 0
+outside it. Why: "non-zero" is a storage convention, not anatomy. The Kaggle slices keep the
+scanner's noise around the head (most of a volume's non-zero voxels can lie outside it), a
+skull-stripped scan has no scalp, a z-scored export has a constant non-zero background:
+each puts different voxels into the statistics, and the same tumour gets different inputs.
+The head mask is derived from FLAIR alone, the same way for every source (one threshold per volume at
+10% of its robust intensity range, then per slice: closing, the components of at least a tenth of the largest,
+holes filled), and is invariant to a linear rescaling of the intensities.
+
+Either way, fewer than 16 foreground values in a channel: all its values are used.
 
 Background is 0 in the training data. Inference reads scans from other pipelines, whose
 background may be another constant (a z-scored volume's minimum, a shifted export):
@@ -60,6 +70,7 @@ import cv2
 import numpy as np
 
 from mri_seg.config.names import NORMALISATION_METHODS
+from mri_seg.io.sequences import FLAIR_CHANNEL
 
 # ----------------------------------------------------------------------------- size
 
@@ -190,7 +201,8 @@ def check_input_channels(in_channels: int, k: int, sequences: int, where: str) -
 # ----------------------------------------------------------------------------- normalisation
 
 NORMALISATIONS = NORMALISATION_METHODS  # declared once, with the config key data.normalisation
-VOLUME_NORMALISATIONS = ("zscore_volume",)  # methods whose statistics come from the whole volume
+VOLUME_NORMALISATIONS = ("zscore_volume", "zscore_head")  # methods whose statistics come from the whole volume
+HEAD_NORMALISATIONS = ("zscore_head",)  # methods whose foreground is the derived head mask (:class:`Head`)
 _EPS = 1e-6
 _MIN_FOREGROUND = 16  # fewer non-zero pixels than this: use all pixels for the statistics
 
@@ -237,6 +249,92 @@ def border_background(slices: Iterable[np.ndarray], share: float) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- head mask
+
+_HEAD_SAMPLES = 4096  # FLAIR values per slice the volume's threshold is computed from (a regular subsample)
+_HEAD_FRACTION = 0.1  # the threshold's place in the volume's robust FLAIR range (:func:`robust_threshold`)
+_HEAD_CLOSE = 5  # closing kernel (pixels at the model's scale)
+_HEAD_KEEP = 0.1  # components of at least this fraction of the largest one's area stay in the head
+
+
+def robust_threshold(values: np.ndarray, fraction: float = _HEAD_FRACTION) -> float:
+    """``p2 + fraction * (p98 - p2)`` of ``values`` (their 2nd and 98th percentiles): the head
+    threshold of brain-extraction tools (FSL BET's default: 10% of the robust range). A linear
+    rescaling of ``values`` rescales it alike; a few outliers do not move it. Otsu's threshold,
+    tried first, splits dark tissue (the posterior fossa on FLAIR) off the head."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0
+    low, high = np.percentile(v, [2.0, 98.0])
+    return float(low + fraction * (high - low))
+
+
+def flair_index(channels_per_slice: int) -> int:
+    """FLAIR's channel within one slice's sequences (a 1-sequence model: its only channel)."""
+    return FLAIR_CHANNEL if channels_per_slice > FLAIR_CHANNEL else 0
+
+
+def head_threshold(slices: Iterable[np.ndarray], channels_per_slice: int) -> float:
+    """The volume's head threshold: :func:`robust_threshold` of its FLAIR values (``H x W x C``
+    slices of ``channels_per_slice`` sequences, a regular subsample of each slice)."""
+    flair = flair_index(channels_per_slice)
+    samples = []
+    for image in slices:
+        img = np.asarray(image)
+        plane = img if img.ndim == 2 else img[:, :, flair]
+        stride = max(1, int(np.ceil(np.sqrt(plane.size / _HEAD_SAMPLES))))
+        samples.append(np.asarray(plane[::stride, ::stride], dtype=np.float64).ravel())
+    if not samples:
+        raise ValueError("head_threshold needs at least one slice")
+    return robust_threshold(np.concatenate(samples))
+
+
+def head_mask(flair: np.ndarray, threshold: float) -> np.ndarray:
+    """``H x W`` bool: the head in one FLAIR slice: above the volume's ``threshold``, closed,
+    the components of at least :data:`_HEAD_KEEP` of the largest one's area, holes filled."""
+    above = (np.asarray(flair, dtype=np.float32) > np.float32(threshold)).astype(np.uint8)
+    if not above.any():
+        return np.zeros(above.shape, bool)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_HEAD_CLOSE, _HEAD_CLOSE))
+    above = cv2.morphologyEx(above, cv2.MORPH_CLOSE, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    if areas.size == 0:
+        return np.zeros(above.shape, bool)
+    keep = np.isin(labels, 1 + np.flatnonzero(areas >= _HEAD_KEEP * areas.max())).astype(np.uint8)
+    contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(keep)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)  # holes (dark CSF, cysts) filled
+    return filled.astype(bool)
+
+
+class Head:
+    """A volume's head: its FLAIR threshold (:func:`head_threshold`) and the slices' layout;
+    :meth:`foreground` gives each channel of an ``H x W x C`` image (a slice, or a 2.5D stack
+    of slices) the head mask of its own slice's FLAIR."""
+
+    def __init__(self, threshold: float, channels_per_slice: int):
+        self.threshold = float(threshold)
+        self.channels_per_slice = int(channels_per_slice)
+
+    @classmethod
+    def of_volume(cls, slices: Iterable[np.ndarray], channels_per_slice: int) -> "Head":
+        return cls(head_threshold(slices, channels_per_slice), channels_per_slice)
+
+    def foreground(self, image: np.ndarray) -> np.ndarray:
+        img = np.asarray(image)
+        img = img[:, :, None] if img.ndim == 2 else img
+        cps = self.channels_per_slice
+        if img.shape[2] % cps:
+            raise ValueError(f"{img.shape[2]} channels are not whole slices of {cps} sequences")
+        out = np.empty(img.shape, bool)
+        flair = flair_index(cps)
+        for start in range(0, img.shape[2], cps):
+            out[:, :, start:start + cps] = head_mask(img[:, :, start + flair], self.threshold)[:, :, None]
+        return out
+
+
 def _backgrounds(background: np.ndarray | None, channels: int) -> np.ndarray:
     if background is None:
         return np.zeros(channels)
@@ -246,15 +344,20 @@ def _backgrounds(background: np.ndarray | None, channels: int) -> np.ndarray:
     return background
 
 
-def volume_stats(slices: Iterable[np.ndarray], background: np.ndarray | None = None) -> np.ndarray:
+def volume_stats(
+    slices: Iterable[np.ndarray], background: np.ndarray | None = None, head: Head | None = None
+) -> np.ndarray:
     """``2 x C`` float64 (mean, std) per channel over the foreground voxels of ``H x W x C`` slices:
-    those not equal to the channel's ``background`` value (default 0, see :func:`border_background`)."""
+    those not equal to the channel's ``background`` value (default 0, see :func:`border_background`),
+    or, given a ``head``, those inside its mask (``zscore_head``; ``background`` is then not used)."""
     sums = None
     for image in slices:
         img = np.asarray(image, dtype=np.float64)
         img = img[:, :, None] if img.ndim == 2 else img
         flat = img.reshape(-1, img.shape[-1])
-        if background is None or not np.any(background):
+        if head is not None:
+            fg = head.foreground(img).reshape(-1, img.shape[-1])
+        elif background is None or not np.any(background):
             fg = flat != 0
         else:
             bg = _backgrounds(background, flat.shape[1])
@@ -278,13 +381,14 @@ def volume_stats(slices: Iterable[np.ndarray], background: np.ndarray | None = N
 
 def normalise_image(
     image: np.ndarray, method: str = "zscore_nonzero", stats: np.ndarray | None = None,
-    background: np.ndarray | None = None,
+    background: np.ndarray | None = None, head: Head | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Normalise an ``H x W x C`` image to float32 with ``method``; returns a new array.
 
-    ``zscore_volume`` needs ``stats``: the ``2 x C`` (mean, std) of the image's volume
-    (:func:`volume_stats`). ``background``: the value per channel that is background
-    (default 0; :func:`border_background`); background becomes 0 either way.
+    ``zscore_volume`` and ``zscore_head`` need ``stats``: the ``2 x C`` (mean, std) of the
+    image's volume (:func:`volume_stats`); ``zscore_head`` also the volume's ``head``.
+    ``background``: the value per channel that is background (default 0;
+    :func:`border_background`); background (outside the head for ``zscore_head``) becomes 0.
     """
     check_normalisation(method)
     img = np.asarray(image, dtype=np.float32)
@@ -296,11 +400,14 @@ def normalise_image(
                 f"normalisation '{method}' needs the volume's (mean, std) per channel, shape (2, {img.shape[2]}), "
                 f"got {None if stats is None else np.shape(stats)}"
             )
+    if method in HEAD_NORMALISATIONS and head is None:
+        raise ValueError(f"normalisation '{method}' needs the volume's head (preprocess.Head)")
+    inside = head.foreground(img) if method in HEAD_NORMALISATIONS and head is not None else None
     out = np.zeros_like(img)
     bg = _backgrounds(background, img.shape[2])
     for c in range(img.shape[2]):
         channel = img[:, :, c]
-        fg = ~is_background(channel, float(bg[c]))
+        fg = inside[:, :, c] if inside is not None else ~is_background(channel, float(bg[c]))
         if stats is not None and method in VOLUME_NORMALISATIONS:
             mean, std = float(stats[0, c]), float(stats[1, c])
         else:

@@ -59,7 +59,8 @@ class DataConfig:
     normalisation: str = setting(
         "zscore_nonzero", OneOf(NORMALISATION_METHODS),
         "z-score of each channel over its non-zero pixels: zscore_nonzero per slice, zscore_volume per patient "
-        "volume (mri_seg/preprocess.py)",
+        "volume; zscore_head: per patient volume over a head mask derived from FLAIR, 0 outside it "
+        "(mri_seg/preprocess.py)",
     )  # fmt: skip
     context_slices: int = setting(
         0, Range(0, 16, integer=True),

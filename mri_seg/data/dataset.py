@@ -13,7 +13,9 @@ the preprocessing the predictor runs too):
 4. normalise with :func:`mri_seg.preprocess.normalise_image` -- last, so the model
    always sees exactly what inference computes from an un-augmented image
    (``zscore_volume``: with the patient's statistics, computed once over its resized
-   slices by :func:`mri_seg.preprocess.volume_stats`, as inference does per scan).
+   slices by :func:`mri_seg.preprocess.volume_stats`, as inference does per scan;
+   ``zscore_head``: also its head threshold, :class:`mri_seg.preprocess.Head`, whose mask
+   is derived from each augmented slice's FLAIR, as inference derives it from the scan's).
 
 2.5D (``data.context_slices = k > 0``): step 3 starts from the slice stacked with its
 ``k`` neighbours on either side (same patient, slice_index order, end slices replicated)
@@ -41,7 +43,9 @@ from mri_seg.data.augment import Augmenter, brain_keep_mask, build_augmentation,
 from mri_seg.data.manifest import manifest_for_split
 from mri_seg.io.images import read_mask, read_slice
 from mri_seg.preprocess import (
+    HEAD_NORMALISATIONS,
     VOLUME_NORMALISATIONS,
+    Head,
     channels_per_slice,
     check_normalisation,
     normalise_image,
@@ -81,11 +85,17 @@ class SliceDataset(Dataset):
         check_normalisation(normalisation)  # fail early on an unknown method
         if cache_in_memory or keep_native_masks:
             self._fill_cache(cache_in_memory, keep_native_masks, progress)
-        self._stats: dict[int, np.ndarray] = {}  # patient's first row -> 2 x C volume (mean, std)
-        self._stripped_stats: dict[int, np.ndarray] = {}  # the same for the skull-stripped volume (on first use)
+        # patient's first row -> its volume's 2 x C (mean, std) and head (zscore_head; else None)
+        self._norm: dict[int, tuple[np.ndarray, Head | None]] = {}
+        self._stripped_norm: dict[int, tuple[np.ndarray, Head | None]] = {}  # the skull-stripped volume's (on first use)
         if normalisation in VOLUME_NORMALISATIONS:
             for start, stop in dict.fromkeys(self._volume_of):
-                self._stats[start] = volume_stats(self.raw(j)[0] for j in range(start, stop))
+                self._norm[start] = self._volume_normalisation([self.raw(j)[0] for j in range(start, stop)])
+
+    def _volume_normalisation(self, slices: list[np.ndarray]) -> tuple[np.ndarray, Head | None]:
+        """A volume's statistics (and head, for ``zscore_head``), as inference computes them for a scan."""
+        head = Head.of_volume(slices, slices[0].shape[2]) if self.normalisation in HEAD_NORMALISATIONS else None
+        return volume_stats(slices, head=head), head
 
     def _patient_ranges(self) -> list[tuple[int, int]]:
         """Per row, ``(start, stop)`` of its patient's rows (contiguous: the frame is sorted by patient)."""
@@ -166,16 +176,24 @@ class SliceDataset(Dataset):
         if self.normalisation not in VOLUME_NORMALISATIONS:
             return None
         start = self._volume_of[i][0]
-        stats = (self._stripped_volume_stats(start) if stripped else self._stats[start]).copy()
+        stats = (self._stripped_volume(start) if stripped else self._norm[start])[0].copy()
         if replaced:
             assert self.augment is not None, "only the augmentation replaces sequences"
             for c in replaced:
                 stats[:, c] = stats[:, self.augment.flair_channel]
         return np.tile(stats, (1, 2 * self.context_slices + 1))
 
-    def _stripped_volume_stats(self, start: int) -> np.ndarray:
-        """The patient's statistics with every slice skull-stripped at the augmentation's middle depth."""
-        if start not in self._stripped_stats:
+    def head(self, i: int, stripped: bool = False) -> Head | None:
+        """Row ``i``'s patient's head (``zscore_head``; else None): that of the volume stripped
+        the same way for a skull-stripped slice, as inference of a stripped scan derives it."""
+        if self.normalisation not in HEAD_NORMALISATIONS:
+            return None
+        start = self._volume_of[i][0]
+        return (self._stripped_volume(start) if stripped else self._norm[start])[1]
+
+    def _stripped_volume(self, start: int) -> tuple[np.ndarray, Head | None]:
+        """The patient's normalisation with every slice skull-stripped at the augmentation's middle depth."""
+        if start not in self._stripped_norm:
             assert self.augment is not None, "only the augmentation strips slices"
             depth, flair = self.augment.strip_depth, self.augment.flair_channel
 
@@ -184,8 +202,8 @@ class SliceDataset(Dataset):
                 return image if keep is None else strip_outside(image, keep)
 
             _, stop = self._volume_of[start]
-            self._stripped_stats[start] = volume_stats(stripped(self.raw(j)[0]) for j in range(start, stop))
-        return self._stripped_stats[start]
+            self._stripped_norm[start] = self._volume_normalisation([stripped(self.raw(j)[0]) for j in range(start, stop)])
+        return self._stripped_norm[start]
 
     def __getitem__(self, i: int) -> dict:
         image, mask = self.model_input(i)
@@ -194,7 +212,9 @@ class SliceDataset(Dataset):
         if self.augment is not None:
             image, mask = self.augment(image, mask)
             replaced, stripped = self.augment.replaced_sequences, self.augment.stripped
-        image = normalise_image(image, self.normalisation, self.volume_stats(i, replaced, stripped))
+        image = normalise_image(
+            image, self.normalisation, self.volume_stats(i, replaced, stripped), head=self.head(i, stripped)
+        )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "mask": torch.from_numpy((mask > 0).astype(np.float32)[None]),

@@ -22,6 +22,8 @@ RUNTIME_PACKAGES = ("nibabel", "opencv-python-headless", "onnxruntime")
 NORMALISATION_TEXT = {
     "zscore_nonzero": "z-score of each slice over its nonzero pixels, per channel",
     "zscore_volume": "z-score over the patient volume's nonzero pixels, per channel (statistics of the resized slices)",
+    "zscore_head": "z-score over the patient volume's head (a mask derived from FLAIR: threshold at 10% of the volume's 2-98th percentile range, "
+    "closed, components of at least a tenth of the largest, holes filled), per channel; 0 outside the head",
 }
 
 

@@ -56,7 +56,9 @@ from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
 from mri_seg.postprocess import to_native_size
 from mri_seg.preprocess import (
+    HEAD_NORMALISATIONS,
     VOLUME_NORMALISATIONS,
+    Head,
     border_background,
     channels_per_slice,
     check_normalisation,
@@ -486,8 +488,8 @@ class _PreparedSlices:
     """A volume's slices, prepared (channels, scale, normalisation) on first access and kept
     until :meth:`forget_before` drops those no later input needs (bounded memory).
 
-    ``zscore_volume``: the statistics are those of the whole volume (one pass over the
-    resized slices first), or of each slice alone when ``as_volume`` is false
+    ``zscore_volume`` / ``zscore_head``: the statistics (and head threshold) are those of the
+    whole volume (a pass over the resized slices first), or of each slice alone when ``as_volume`` is false
     (independent images, each a one-slice volume). The background value
     (:meth:`Predictor.background`) likewise: the volume's, or each image's own.
     ``step``: the 2.5D neighbours' distance in slices (:meth:`Predictor.context_step`).
@@ -504,13 +506,21 @@ class _PreparedSlices:
         height, width = np.asarray(slices[0]).shape[:2] if len(slices) else (0, 0)
         self.scaled_size = scaled_size(height, width, predictor.scale) if len(slices) else (0, 0)
         self.volume_method = predictor.normalisation in VOLUME_NORMALISATIONS
+        self.head_method = predictor.normalisation in HEAD_NORMALISATIONS
         self.stats = None
         self.background: np.ndarray | None = None
+        self.head: Head | None = None
         self._resized: dict[int, np.ndarray] = {}  # kept from the statistics pass (within RESIZED_BUDGET)
         if as_volume and len(slices) and predictor.infer_cfg.background != "zero":
             self.background = predictor.background(self._resize_and_keep(j) for j in range(len(slices)))
+        if self.head_method and as_volume and len(slices):
+            self.head = Head.of_volume(
+                (self._resize_and_keep(j) for j in range(len(slices))), predictor.channels_per_slice
+            )
         if self.volume_method and as_volume and len(slices):
-            self.stats = volume_stats((self._resize_and_keep(j) for j in range(len(slices))), self.background)
+            self.stats = volume_stats(
+                (self._resize_and_keep(j) for j in range(len(slices))), self.background, self.head
+            )
 
     def __len__(self) -> int:
         return len(self.slices)
@@ -527,15 +537,17 @@ class _PreparedSlices:
 
     def __getitem__(self, j: int) -> np.ndarray:
         if j not in self._memo:
-            stats, background = self.stats, self.background
+            stats, background, head = self.stats, self.background, self.head
             resized = self._resized.pop(j, None)
             if resized is None:
                 resized = self.predictor._resized(self.slices[j])
-            if not self.as_volume:  # an image alone: its own background and statistics
+            if not self.as_volume:  # an image alone: its own background, head and statistics
                 background = self.predictor.background([resized])
+                if self.head_method:
+                    head = Head.of_volume([resized], self.predictor.channels_per_slice)
                 if self.volume_method:
-                    stats = volume_stats([resized], background)
-            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats, background)
+                    stats = volume_stats([resized], background, head)
+            self._memo[j] = normalise_image(resized, self.predictor.normalisation, stats, background, head)
         return self._memo[j]
 
     def forget_before(self, index: int) -> None:

@@ -16,6 +16,7 @@ from mri_seg.inference.predictor import Predictor
 from mri_seg.io.images import read_slice
 from mri_seg.models import build_model
 from mri_seg.preprocess import (
+    Head,
     channels_per_slice,
     check_input_channels,
     context_indices,
@@ -120,7 +121,8 @@ def _patient_volume(frame: pd.DataFrame) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "k, normalisation", [(1, "zscore_nonzero"), (2, "zscore_nonzero"), (0, "zscore_volume"), (1, "zscore_volume")]
+    "k, normalisation",
+    [(1, "zscore_nonzero"), (2, "zscore_nonzero"), (0, "zscore_volume"), (1, "zscore_volume"), (1, "zscore_head")],
 )
 def test_dataset_item_equals_predictor_input_at_first_middle_and_last_slice(synthetic_run, k, normalisation):
     cfg = load_config(None, [f"data.context_slices={k}", f"model.in_channels={3 * (2 * k + 1)}", "data.scale=0.5",
@@ -133,13 +135,14 @@ def test_dataset_item_equals_predictor_input_at_first_middle_and_last_slice(synt
     depth = len(rows)
     assert depth >= 2 * k + 2
     resized = [resize_pair(s, np.zeros(s.shape[:2], np.uint8), 0.5)[0] for s in volume]
-    stats = volume_stats(resized) if normalisation == "zscore_volume" else None
+    head = Head.of_volume(resized, 3) if normalisation == "zscore_head" else None
+    stats = volume_stats(resized, head=head) if normalisation in ("zscore_volume", "zscore_head") else None
     for pos in (0, 1, depth // 2, depth - 2, depth - 1):
         item = ds[rows[pos]]["image"].numpy()
         assert item.shape == (3 * (2 * k + 1), 64, 64)
         np.testing.assert_allclose(predictor.prepare_inputs(volume, [pos])[0], item, atol=1e-6)
         # and both are the normalised, resized neighbours, end slices replicated
-        blocks = [normalise_image(resized[j], normalisation, stats) for j in context_indices(depth, pos, k)]
+        blocks = [normalise_image(resized[j], normalisation, stats, head=head) for j in context_indices(depth, pos, k)]
         np.testing.assert_allclose(item, np.concatenate(blocks, axis=2).transpose(2, 0, 1), atol=1e-6)
     first = ds[rows[0]]["image"].numpy()
     np.testing.assert_array_equal(first[:3], first[3 * k : 3 * k + 3])  # block before the first slice = itself

@@ -163,10 +163,12 @@ def test_samplers_shard_across_ranks_and_depend_only_on_epoch():
         assert list(again) != a
 
 
-def test_skull_stripped_slices_are_normalised_with_the_stripped_volumes_statistics(tmp_path):
-    """Inference of a skull-stripped scan z-scores it without the scalp; training of a stripped slice must too."""
+@pytest.mark.parametrize("method", ["zscore_volume", "zscore_head"])
+def test_skull_stripped_slices_are_normalised_with_the_stripped_volumes_statistics(tmp_path, method):
+    """Inference of a skull-stripped scan z-scores it without the scalp; training of a stripped slice must too
+    (zscore_head: with the head threshold of the stripped volume, as inference derives it)."""
     from mri_seg.data.augment import brain_keep_mask, build_augmentation
-    from mri_seg.preprocess import volume_stats
+    from mri_seg.preprocess import Head, volume_stats
 
     yy, xx = np.mgrid[:64, :64]
     r = np.hypot(yy - 32, xx - 32)
@@ -181,14 +183,17 @@ def test_skull_stripped_slices_are_normalised_with_the_stripped_volumes_statisti
     cfg = load_config(None, ["augment.skull_strip.p=1.0", "augment.skull_strip.erode=[4, 4]", "augment.hflip_p=0",
                              "augment.affine.p=0", "augment.missing_sequence_p=0", "augment.intensity.p=0",
                              "augment.intensity.noise_p=0", "augment.elastic.p=0"])  # fmt: skip
-    ds = SliceDataset(frame, normalisation="zscore_volume", augment=build_augmentation(cfg.augment))
+    ds = SliceDataset(frame, normalisation=method, augment=build_augmentation(cfg.augment))
     ds.set_seed(0)
     item = ds[1]
     assert ds.augment.stripped
     keeps = [brain_keep_mask(ds.raw(j)[0][..., 1], 4) for j in range(3)]
     assert all(k[r < 20].all() and not k[r >= 25].any() for k in keeps)  # brain kept, scalp gone
     stripped = [ds.raw(j)[0] * k[..., None].astype(np.uint8) for j, k in enumerate(keeps)]  # a stripped scan
-    expected = normalise_image(stripped[1], "zscore_volume", volume_stats(stripped))
+    head = Head.of_volume(stripped, 3) if method == "zscore_head" else None
+    expected = normalise_image(stripped[1], method, volume_stats(stripped, head=head), head=head)
     np.testing.assert_allclose(item["image"].numpy().transpose(1, 2, 0), expected, atol=0.05)
-    unstripped = normalise_image(stripped[1], "zscore_volume", volume_stats(ds.raw(j)[0] for j in range(3)))
+    whole = [ds.raw(j)[0] for j in range(3)]
+    whole_head = Head.of_volume(whole, 3) if method == "zscore_head" else None
+    unstripped = normalise_image(stripped[1], method, volume_stats(whole, head=whole_head), head=head)
     assert np.abs(item["image"].numpy().transpose(1, 2, 0) - unstripped).max() > 0.5
