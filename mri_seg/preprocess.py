@@ -328,11 +328,9 @@ class Head:
         cps = self.channels_per_slice
         if img.shape[2] % cps:
             raise ValueError(f"{img.shape[2]} channels are not whole slices of {cps} sequences")
-        out = np.empty(img.shape, bool)
         flair = flair_index(cps)
-        for start in range(0, img.shape[2], cps):
-            out[:, :, start:start + cps] = head_mask(img[:, :, start + flair], self.threshold)[:, :, None]
-        return out
+        masks = [head_mask(img[:, :, start + flair], self.threshold) for start in range(0, img.shape[2], cps)]
+        return np.repeat(np.stack(masks, axis=2), cps, axis=2)
 
 
 def _backgrounds(background: np.ndarray | None, channels: int) -> np.ndarray:
@@ -402,12 +400,15 @@ def normalise_image(
             )
     if method in HEAD_NORMALISATIONS and head is None:
         raise ValueError(f"normalisation '{method}' needs the volume's head (preprocess.Head)")
-    inside = head.foreground(img) if method in HEAD_NORMALISATIONS and head is not None else None
+    if method in HEAD_NORMALISATIONS and head is not None and stats is not None:  # all channels at once (per item)
+        mean = np.asarray(stats[0], np.float32)
+        std = np.maximum(np.asarray(stats[1], np.float64), _EPS).astype(np.float32)
+        return np.where(head.foreground(img), (img - mean) / std, np.float32(0.0)).astype(np.float32, copy=False)
     out = np.zeros_like(img)
     bg = _backgrounds(background, img.shape[2])
     for c in range(img.shape[2]):
         channel = img[:, :, c]
-        fg = inside[:, :, c] if inside is not None else ~is_background(channel, float(bg[c]))
+        fg = ~is_background(channel, float(bg[c]))
         if stats is not None and method in VOLUME_NORMALISATIONS:
             mean, std = float(stats[0, c]), float(stats[1, c])
         else:
