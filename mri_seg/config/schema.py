@@ -271,11 +271,16 @@ class PostprocessConfig:
         1.0, Range(0.0, 1.0, lo_open=True),
         "largest_only: also keep every component scoring at least this fraction of the kept one (1: only one)",
     )  # fmt: skip
+    sweep_keep_ratios: list[float] = setting(
+        [], ListOf(Range(0.0, 1.0, lo_open=True)),
+        "largest_only: the threshold sweep also scores these keep_ratio values, and cv chooses the pair "
+        "(threshold, keep_ratio) on the out-of-fold patients (ties: the configured keep_ratio); []: the threshold only",
+    )  # fmt: skip
     tta_flip: bool = setting(False, Flag(), "horizontal-flip test-time augmentation")
     threshold_from_cv: bool = setting(
         True, Flag(),
-        "given a run's checkpoints folder, use the threshold the cv stage chose on out-of-fold predictions "
-        "(RUN/checkpoints/postprocess.json) instead of `threshold`; --threshold turns it off",
+        "given a run's checkpoints folder, use the threshold (and keep_ratio, where cv chose one) the cv stage chose "
+        "on out-of-fold predictions (RUN/checkpoints/postprocess.json) instead of `threshold`; --threshold turns it off",
     )  # fmt: skip
 
 

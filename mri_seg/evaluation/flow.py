@@ -395,13 +395,17 @@ class OutOfFoldModels:
         if sweep:
             table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
             print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
+            if "best_keep_ratio" in sweep:
+                pairs = " ".join(f"{g['threshold']:.1f}/{g['keep_ratio']:g}:{g['mean']:.3f}" for g in sweep["grid"])
+                print(f"threshold/keep_ratio sweep: {pairs}; best {sweep['best_mean']}/{sweep['best_keep_ratio']:g}")
         if self.stores_choice(cfg):
             from mri_seg.evaluation.threshold_choice import write_choice
 
             folder = RunDir(self.run_dir).checkpoints
             path = write_choice(folder, s, s["checkpoints"])
             if path is not None:
-                print(f"the deliverable's threshold: {sweep['best_mean']} -> {path} (evaluate/infer --checkpoint "
+                ratio = f", keep_ratio {sweep['best_keep_ratio']:g}" if "best_keep_ratio" in sweep else ""
+                print(f"the deliverable's threshold: {sweep['best_mean']}{ratio} -> {path} (evaluate/infer --checkpoint "
                       f"{folder} use it; eval.postprocess.threshold_from_cv)")  # fmt: skip
             review = s.get("review") or {}
             if path is not None and "budget" in review:

@@ -12,6 +12,7 @@ by the predictor when it computes the probabilities (it is recorded here).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable
@@ -53,13 +54,21 @@ class EvalOptions:
     largest_only: bool = False
     component_rule: str = "size"
     keep_ratio: float = 1.0
+    sweep_keep_ratios: tuple[float, ...] = ()  # also swept with largest_only (the cv choice picks the pair)
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
         return cls(
             float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip),
             int(pp.min_component_voxels), bool(pp.largest_only), str(pp.component_rule), float(pp.keep_ratio),
+            tuple(float(r) for r in pp.sweep_keep_ratios),
         )  # fmt: skip
+
+    def swept_keep_ratios(self) -> list[float]:
+        """The keep_ratio values the sweep scores besides the configured one (only with largest_only)."""
+        if not self.largest_only:
+            return []
+        return sorted({float(r) for r in self.sweep_keep_ratios} - {float(self.keep_ratio)}, reverse=True)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -70,8 +79,9 @@ class EvalOptions:
             raise ValueError(f"min_component_voxels must be >= 0, got {self.min_component_voxels}")
         if self.component_rule not in COMPONENT_RULES:
             raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}, got '{self.component_rule}'")
-        if not 0.0 < self.keep_ratio <= 1.0:
-            raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio}")
+        for ratio in (self.keep_ratio, *self.sweep_keep_ratios):
+            if not 0.0 < ratio <= 1.0:
+                raise ValueError(f"keep_ratio must be in (0, 1], got {ratio}")
 
 
 @dataclass
@@ -156,26 +166,47 @@ def evaluate_case(
     return row, slice_rows, montage
 
 
+_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d)(?:_keep_([0-9.]+))?$")
+
+
+def sweep_column(threshold: float, keep_ratio: float | None = None) -> str:
+    """``dice_at_0.3``: at the configured keep_ratio; ``dice_at_0.3_keep_0.5``: at another one."""
+    return f"{SWEEP_PREFIX}{threshold:.1f}" + ("" if keep_ratio is None else f"_keep_{keep_ratio:g}")
+
+
 def threshold_sweep(prob: np.ndarray, truth: np.ndarray, options: EvalOptions) -> dict[str, float]:
-    """Patient Dice at each of :data:`SWEEP_THRESHOLDS`, every other postprocess setting unchanged."""
+    """Patient Dice at each of :data:`SWEEP_THRESHOLDS` (and each of ``options.swept_keep_ratios()``),
+    every other postprocess setting unchanged."""
     out = {}
-    for t in SWEEP_THRESHOLDS:
-        pred = binarise(prob, replace(options, threshold=t))
-        out[f"{SWEEP_PREFIX}{t:.1f}"] = float(patient_metrics(pred, truth)["dice"])
+    for ratio in [None, *options.swept_keep_ratios()]:
+        for t in SWEEP_THRESHOLDS:
+            changed = replace(options, threshold=t) if ratio is None else replace(options, threshold=t, keep_ratio=ratio)
+            out[sweep_column(t, ratio)] = float(patient_metrics(binarise(prob, changed), truth)["dice"])
     return out
 
 
-def sweep_summary(patients: pd.DataFrame) -> dict[str, Any]:
-    """Mean and median patient Dice per swept threshold, and the threshold with the best mean."""
-    columns = [c for c in patients.columns if c.startswith(SWEEP_PREFIX)]
-    if not columns:
+def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0) -> dict[str, Any]:
+    """Mean and median patient Dice per swept threshold (at the configured ``keep_ratio``), and the
+    threshold with the best mean; where other keep_ratio values were swept, every pair in ``grid`` and
+    the best pair (ties: the configured keep_ratio, then the threshold nearest 0.5) in ``best_mean`` and
+    ``best_keep_ratio``."""
+    grid = []
+    for c in patients.columns:
+        match = _SWEEP_COLUMN.match(c)
+        if match:
+            ratio = float(match.group(2)) if match.group(2) else float(keep_ratio)
+            grid.append({"threshold": float(match.group(1)), "keep_ratio": ratio,
+                         "mean": float(patients[c].mean()), "median": float(patients[c].median())})  # fmt: skip
+    if not grid:
         return {}
     table = {
-        c[len(SWEEP_PREFIX):]: {"mean": float(patients[c].mean()), "median": float(patients[c].median())}
-        for c in columns
+        f"{g['threshold']:.1f}": {"mean": g["mean"], "median": g["median"]} for g in grid if g["keep_ratio"] == keep_ratio
     }  # fmt: skip
-    best = max(table, key=lambda t: (table[t]["mean"], -abs(float(t) - 0.5)))
-    return {"thresholds": table, "best_mean": float(best)}
+    best = max(grid, key=lambda g: (g["mean"], g["keep_ratio"] == keep_ratio, -abs(g["threshold"] - 0.5)))
+    out: dict[str, Any] = {"thresholds": table, "best_mean": best["threshold"]}
+    if any(g["keep_ratio"] != keep_ratio for g in grid):
+        out.update(grid=grid, best_keep_ratio=best["keep_ratio"], best_dice_mean=best["mean"])
+    return out
 
 
 def summarise_patients(
@@ -187,7 +218,7 @@ def summarise_patients(
         values = patients[name].to_numpy(dtype=float) if name in patients else np.array([])
         summary.update(describe(values, name, bootstrap_samples, seed))
     summary["options"] = asdict(options)
-    summary["threshold_sweep"] = sweep_summary(patients)
+    summary["threshold_sweep"] = sweep_summary(patients, options.keep_ratio)
     summary["bootstrap"] = {"samples": int(bootstrap_samples), "seed": int(seed), "level": 0.95}
     summary["conventions"] = CONVENTIONS
     return summary

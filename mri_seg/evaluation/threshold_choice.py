@@ -1,9 +1,12 @@
-"""The deliverable's threshold, chosen on out-of-fold predictions (nnU-Net's habit for post-processing).
+"""The deliverable's threshold (and component keep_ratio), chosen on out-of-fold predictions
+(nnU-Net's habit for post-processing).
 
 The ``cv`` stage predicts every train+val patient with the fold model that never saw it
 and sweeps the probability threshold (:data:`mri_seg.evaluation.scoring.SWEEP_THRESHOLDS`).
 With ``eval.postprocess.threshold_from_cv`` it writes the threshold with the best
-out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models, in
+out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models (with
+``eval.postprocess.sweep_keep_ratios``, the best pair of threshold and ``keep_ratio``: ties
+keep the configured ``keep_ratio``), in
 ``RUN/checkpoints/postprocess.json``, together with the sha256 of every fold checkpoint it
 was chosen for.
 
@@ -40,6 +43,7 @@ class ThresholdSource:
     threshold: float
     source: str  # "config" | "cv: <path>"
     note: str = ""  # why a stored choice was not used, if there was one
+    keep_ratio: float | None = None  # the keep_ratio cv chose with it (None: the configured one)
 
 
 def choose_threshold(summary: dict[str, Any]) -> float | None:
@@ -54,17 +58,22 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
     threshold = choose_threshold(summary)
     if threshold is None:
         return None
-    sweep = summary["threshold_sweep"]["thresholds"]
+    swept = summary["threshold_sweep"]
+    sweep = swept["thresholds"]
+    chosen = ("threshold", "keep_ratio", "sweep_keep_ratios") if "best_keep_ratio" in swept else ("threshold",)
     choice = {
         "threshold": threshold,
         "chosen_on": "out-of-fold mean patient Dice (the cv stage)",
         "n_patients": int(summary["n_patients"]),
-        "oof_dice_mean": sweep[f"{threshold:.1f}"]["mean"],
+        "oof_dice_mean": swept.get("best_dice_mean", sweep.get(f"{threshold:.1f}", {}).get("mean")),
         "sweep": sweep,
         # the rest of the post-processing, fixed during the sweep (largest_only, TTA, ...)
-        "fixed_options": {k: v for k, v in summary.get("options", {}).items() if k != "threshold"},
+        "fixed_options": {k: v for k, v in summary.get("options", {}).items() if k not in chosen},
         "members": sorted(str(m["sha256"]) for m in members),
     }
+    if "best_keep_ratio" in swept:  # eval.postprocess.sweep_keep_ratios: the pair was chosen
+        choice["keep_ratio"] = float(swept["best_keep_ratio"])
+        choice["grid"] = swept["grid"]
     review = summary.get("review") or {}
     if "budget" in review:  # eval.review.budget: the review flag calibrated on the same out-of-fold patients
         choice["review"] = {key: review[key] for key in
@@ -95,6 +104,9 @@ def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tup
         return None, f"{path} is unreadable ({exc}); using the configured threshold"
     if not 0.0 <= threshold <= 1.0:
         return None, f"{path}: threshold {threshold} is outside [0, 1]; using the configured threshold"
+    keep_ratio = choice.get("keep_ratio")
+    if keep_ratio is not None and not (isinstance(keep_ratio, (int, float)) and 0.0 < keep_ratio <= 1.0):
+        return None, f"{path}: keep_ratio {keep_ratio!r} is outside (0, 1]; using the configured post-processing"
     if recorded != sorted(str(m["sha256"]) for m in members):
         return None, (
             f"{path} was chosen for other checkpoints (a fold was retrained since the cv stage); "
@@ -106,13 +118,18 @@ def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tup
 def resolve_threshold(
     pp: PostprocessConfig, given: Sequence[Path], members: Sequence[dict[str, Any]]
 ) -> tuple[PostprocessConfig, ThresholdSource]:
-    """``pp`` with the deliverable's chosen threshold when ``pp.threshold_from_cv`` and one applies."""
+    """``pp`` with the deliverable's chosen threshold (and keep_ratio, where cv chose one and ``pp``
+    keeps the largest component) when ``pp.threshold_from_cv`` and a choice applies."""
     if not pp.threshold_from_cv:
         return pp, ThresholdSource(float(pp.threshold), "config")
     choice, note = read_choice(given, members)
     if choice is None:
         return pp, ThresholdSource(float(pp.threshold), "config", note)
-    return replace(pp, threshold=choice["threshold"]), ThresholdSource(choice["threshold"], f"cv: {choice['path']}")
+    source = ThresholdSource(choice["threshold"], f"cv: {choice['path']}")
+    if choice.get("keep_ratio") is not None and pp.largest_only:
+        ratio = float(choice["keep_ratio"])
+        return replace(pp, threshold=choice["threshold"], keep_ratio=ratio), replace(source, keep_ratio=ratio)
+    return replace(pp, threshold=choice["threshold"]), source
 
 
 def report_threshold(threshold: ThresholdSource) -> None:
@@ -120,7 +137,9 @@ def report_threshold(threshold: ThresholdSource) -> None:
     if threshold.note:
         print(f"note: {threshold.note}", file=sys.stderr)
     elif threshold.source != "config":
-        print(f"threshold {threshold.threshold} (chosen on out-of-fold predictions, {threshold.source})", file=sys.stderr)
+        ratio = "" if threshold.keep_ratio is None else f", keep_ratio {threshold.keep_ratio:g}"
+        print(f"threshold {threshold.threshold}{ratio} (chosen on out-of-fold predictions, {threshold.source})",
+              file=sys.stderr)  # fmt: skip
 
 
 def resolve_review(

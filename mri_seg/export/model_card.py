@@ -150,7 +150,9 @@ def model_card(
         f"({config.train.scheduler}), loss {config.train.loss}, seed {config.train.seed}, ships the "
         f"{config.train.ship_checkpoint} epoch",
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
-        f"{post.largest_only}, min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
+        f"{post.largest_only}"
+        + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")
+        + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
         "",
         "## Members",
         "",

@@ -91,7 +91,7 @@ def test_evaluate_cases_tables_and_summary():
     assert lo <= s["dice_mean"] <= hi
     assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True,
                             "min_component_voxels": 0, "largest_only": False,
-                            "component_rule": "size", "keep_ratio": 1.0}
+                            "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": ()}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
@@ -149,3 +149,36 @@ def test_threshold_sweep_scores_each_threshold_and_names_the_best():
     assert list(sweep["thresholds"]) == ["0.3", "0.4", "0.5", "0.6", "0.7"]
     assert sweep["thresholds"]["0.7"]["mean"] == 0.0
     assert sweep["best_mean"] == 0.5  # ties broken towards 0.5
+
+
+def _small_tumour_and_a_larger_false_blob(name: str, false_side: int) -> PatientCase:
+    """A true 4x4x2 tumour predicted at 0.9, and a false blob (``false_side``^2 x 2) at 0.8 elsewhere."""
+    truth = np.zeros((2, 48, 48), bool)
+    truth[:, 5:9, 5:9] = True
+    prob = np.where(truth, 0.9, 0.02).astype(np.float32)
+    prob[:, 30 : 30 + false_side, 30 : 30 + false_side] = 0.8
+    return PatientCase(name, [0, 1], prob, truth)
+
+
+def test_keep_ratio_sweep_scores_each_pair_and_the_best_pair_wins():
+    """With largest_only the larger false blob deletes the small tumour; keep_ratio 0.5 keeps both."""
+    options = EvalOptions(threshold=0.5, largest_only=True, sweep_keep_ratios=(1.0, 0.5, 0.1))
+    assert options.swept_keep_ratios() == [0.5, 0.1]  # the configured 1.0 is the plain columns
+    assert EvalOptions(sweep_keep_ratios=(0.5,)).swept_keep_ratios() == []  # only with largest_only
+    row, _, _ = evaluate_case(_small_tumour_and_a_larger_false_blob("P", 5), options)
+    assert row["dice_at_0.5"] == row["dice"] == 0.0  # the false blob (50 voxels) beat the tumour (32)
+    assert row["dice_at_0.5_keep_0.5"] == pytest.approx(2 * 32 / (32 + 32 + 50))  # both kept
+    assert row["dice_at_0.5_keep_0.1"] == row["dice_at_0.5_keep_0.5"]
+    assert row["dice_at_0.7_keep_0.5"] == pytest.approx(2 * 32 / (32 + 32 + 50))  # 0.8 and 0.9 are above 0.7
+    result = evaluate_cases([_small_tumour_and_a_larger_false_blob("P", 5)], options, EVAL, split="val")
+    sweep = result.summary["threshold_sweep"]
+    assert sweep["thresholds"]["0.5"]["mean"] == 0.0  # the table: the configured keep_ratio
+    assert len(sweep["grid"]) == 15 and sweep["best_keep_ratio"] == 0.5  # ties between 0.5 and 0.1: the larger
+    assert sweep["best_mean"] == 0.5 and sweep["best_dice_mean"] == pytest.approx(64 / 114)
+    # a false blob smaller than the tumour: every keep_ratio ties, the configured one is kept
+    tie = evaluate_cases([_small_tumour_and_a_larger_false_blob("Q", 2)], options, EVAL, split="val")
+    assert tie.summary["threshold_sweep"]["best_keep_ratio"] == 1.0
+    plain = evaluate_cases([_small_tumour_and_a_larger_false_blob("P", 5)], EvalOptions(largest_only=True), EVAL, "val")
+    assert "grid" not in plain.summary["threshold_sweep"] and "best_keep_ratio" not in plain.summary["threshold_sweep"]
+    with pytest.raises(ValueError, match=r"keep_ratio must be in \(0, 1\], got 0.0"):
+        EvalOptions(sweep_keep_ratios=(0.0,))

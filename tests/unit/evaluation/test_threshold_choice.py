@@ -70,6 +70,32 @@ def test_choice_round_trip_and_when_it_applies(tmp_path):
     assert "outside [0, 1]" in read_choice([folder], _members("a", "b"))[1]
 
 
+def test_a_chosen_keep_ratio_is_stored_and_applied_with_the_threshold(tmp_path, capsys):
+    from mri_seg.evaluation.threshold_choice import report_threshold
+
+    summary = _summary(0.4)
+    grid = [{"threshold": 0.4, "keep_ratio": 1.0, "mean": 0.80, "median": 0.8},
+            {"threshold": 0.3, "keep_ratio": 0.5, "mean": 0.83, "median": 0.8}]  # fmt: skip
+    summary["threshold_sweep"].update(best_mean=0.3, grid=grid, best_keep_ratio=0.5, best_dice_mean=0.83)
+    summary["options"] = {"tta_flip": True, "largest_only": True, "keep_ratio": 1.0, "sweep_keep_ratios": [1.0, 0.5]}
+    path = write_choice(tmp_path, summary, _members("a"))
+    stored = json.loads(path.read_text())
+    assert stored["threshold"] == 0.3 and stored["keep_ratio"] == 0.5 and stored["oof_dice_mean"] == 0.83
+    assert stored["fixed_options"] == {"tta_flip": True, "largest_only": True} and stored["grid"] == grid
+
+    chosen, source = resolve_threshold(PostprocessConfig(largest_only=True), [tmp_path], _members("a"))
+    assert (chosen.threshold, chosen.keep_ratio, source.keep_ratio) == (0.3, 0.5, 0.5)
+    report_threshold(source)
+    assert "threshold 0.3, keep_ratio 0.5 (chosen on out-of-fold predictions" in capsys.readouterr().err
+    every, source = resolve_threshold(PostprocessConfig(largest_only=False), [tmp_path], _members("a"))
+    assert (every.threshold, every.keep_ratio, source.keep_ratio) == (0.3, 1.0, None)  # keeps every component anyway
+
+    stored["keep_ratio"] = 0.0
+    path.write_text(json.dumps(stored))
+    choice, note = read_choice([tmp_path], _members("a"))
+    assert choice is None and "keep_ratio 0.0 is outside (0, 1]" in note
+
+
 def _shipping_last():
     cfg = tiny_config(scale=0.5)
     cfg.train.ship_checkpoint = "last"
