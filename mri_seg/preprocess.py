@@ -401,9 +401,9 @@ def normalise_image(
     if method in HEAD_NORMALISATIONS and head is None:
         raise ValueError(f"normalisation '{method}' needs the volume's head (preprocess.Head)")
     if method in HEAD_NORMALISATIONS and head is not None and stats is not None:  # all channels at once (per item)
-        mean = np.asarray(stats[0], np.float32)
-        std = np.maximum(np.asarray(stats[1], np.float64), _EPS).astype(np.float32)
-        return np.where(head.foreground(img), (img - mean) / std, np.float32(0.0)).astype(np.float32, copy=False)
+        means = np.asarray(stats[0], np.float32)
+        stds = np.maximum(np.asarray(stats[1], np.float64), _EPS).astype(np.float32)
+        return np.where(head.foreground(img), (img - means) / stds, np.float32(0.0)).astype(np.float32, copy=False)
     out = np.zeros_like(img)
     bg = _backgrounds(background, img.shape[2])
     for c in range(img.shape[2]):
