@@ -322,15 +322,21 @@ class Head:
     def of_volume(cls, slices: Iterable[np.ndarray], channels_per_slice: int) -> "Head":
         return cls(head_threshold(slices, channels_per_slice), channels_per_slice)
 
-    def foreground(self, image: np.ndarray) -> np.ndarray:
+    def masks(self, image: np.ndarray) -> np.ndarray:
+        """``H x W x B`` bool: the head mask of each of the image's ``B`` slices (2.5D blocks)."""
         img = np.asarray(image)
         img = img[:, :, None] if img.ndim == 2 else img
         cps = self.channels_per_slice
         if img.shape[2] % cps:
             raise ValueError(f"{img.shape[2]} channels are not whole slices of {cps} sequences")
         flair = flair_index(cps)
-        masks = [head_mask(img[:, :, start + flair], self.threshold) for start in range(0, img.shape[2], cps)]
-        return np.repeat(np.stack(masks, axis=2), cps, axis=2)
+        return np.stack([head_mask(img[:, :, s + flair], self.threshold) for s in range(0, img.shape[2], cps)], axis=2)
+
+    def foreground(self, image: np.ndarray, masks: np.ndarray | None = None) -> np.ndarray:
+        """``H x W x C`` bool: each channel inside its slice's head; ``masks``: the slices' head masks
+        (``H x W x B``) where already known (training: derived once per slice, moved with the augmentation)."""
+        blocks = self.masks(image) if masks is None else np.asarray(masks, dtype=bool).reshape(*np.shape(image)[:2], -1)
+        return np.repeat(blocks, self.channels_per_slice, axis=2)
 
 
 def _backgrounds(background: np.ndarray | None, channels: int) -> np.ndarray:
@@ -379,12 +385,13 @@ def volume_stats(
 
 def normalise_image(
     image: np.ndarray, method: str = "zscore_nonzero", stats: np.ndarray | None = None,
-    background: np.ndarray | None = None, head: Head | None = None,
+    background: np.ndarray | None = None, head: Head | None = None, head_masks: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Normalise an ``H x W x C`` image to float32 with ``method``; returns a new array.
 
     ``zscore_volume`` and ``zscore_head`` need ``stats``: the ``2 x C`` (mean, std) of the
-    image's volume (:func:`volume_stats`); ``zscore_head`` also the volume's ``head``.
+    image's volume (:func:`volume_stats`); ``zscore_head`` also the volume's ``head`` (and, where
+    known, the slices' ``head_masks``, ``H x W x B``: else derived from the image).
     ``background``: the value per channel that is background (default 0;
     :func:`border_background`); background (outside the head for ``zscore_head``) becomes 0.
     """
@@ -403,7 +410,8 @@ def normalise_image(
     if method in HEAD_NORMALISATIONS and head is not None and stats is not None:  # all channels at once (per item)
         means = np.asarray(stats[0], np.float32)
         stds = np.maximum(np.asarray(stats[1], np.float64), _EPS).astype(np.float32)
-        return np.where(head.foreground(img), (img - means) / stds, np.float32(0.0)).astype(np.float32, copy=False)
+        inside = head.foreground(img, head_masks)
+        return np.where(inside, (img - means) / stds, np.float32(0.0)).astype(np.float32, copy=False)
     out = np.zeros_like(img)
     bg = _backgrounds(background, img.shape[2])
     for c in range(img.shape[2]):

@@ -285,7 +285,7 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, seed: int | None = None, channels_per_slice: int = 3):
         self.geometric = A.Compose(
             _geometric(cfg, channels_per_slice), mask_interpolation=cv2.INTER_NEAREST, seed=seed, strict=True,
-            save_applied_params=True,
+            save_applied_params=True, additional_targets={"head": "mask"},
         )
         self.strip_depth = (cfg.skull_strip.erode[0] + cfg.skull_strip.erode[1]) // 2  # for the stripped statistics
         self.intensity = A.Compose(
@@ -293,17 +293,23 @@ class Augmenter:
         )
         self.replaced_sequences: list[int] = []  # sequences the last call replaced by FLAIR (per slice)
         self.stripped = False  # whether the last call skull-stripped the slice
+        self.head: np.ndarray | None = None  # the head masks given to the last call, moved with the image
 
     def set_seed(self, seed: int) -> None:
         """Reseed both pipelines (albumentations 2.x has its own generators, not np.random)."""
         self.geometric.set_random_seed(seed)
         self.intensity.set_random_seed(seed + 1)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, mask: np.ndarray, head: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``head``: optional ``H x W (x B)`` uint8 head masks of the image's slices; moved by the same
+        warps as the mask and left in :attr:`head` (``zscore_head`` without deriving them again)."""
         if image.dtype != np.uint8:
             raise TypeError(f"augmentation expects a uint8 image, got {image.dtype}")
-        out = self.geometric(image=image, mask=mask)
+        out = self.geometric(image=image, mask=mask, **({} if head is None else {"head": head}))
         image, mask = out["image"], out["mask"]
+        self.head = out.get("head") if head is not None else None
         self.stripped = any(
             name == SkullStrip.__name__ and params.get("keep") is not None for name, params in out["applied_transforms"]
         )  # a per-volume normalisation must then use the stripped volume's statistics, as inference of such a scan does

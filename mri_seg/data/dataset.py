@@ -48,6 +48,7 @@ from mri_seg.preprocess import (
     Head,
     channels_per_slice,
     check_normalisation,
+    context_indices,
     normalise_image,
     resize_pair,
     stack_context,
@@ -88,6 +89,7 @@ class SliceDataset(Dataset):
         # patient's first row -> its volume's 2 x C (mean, std) and head (zscore_head; else None)
         self._norm: dict[int, tuple[np.ndarray, Head | None]] = {}
         self._stripped_norm: dict[int, tuple[np.ndarray, Head | None]] = {}  # the skull-stripped volume's (on first use)
+        self._head_masks: dict[int, np.ndarray] = {}  # row -> its slice's uint8 head mask (zscore_head, cached)
         if normalisation in VOLUME_NORMALISATIONS:
             for start, stop in dict.fromkeys(self._volume_of):
                 self._norm[start] = self._volume_normalisation([self.raw(j)[0] for j in range(start, stop)])
@@ -183,6 +185,20 @@ class SliceDataset(Dataset):
                 stats[:, c] = stats[:, self.augment.flair_channel]
         return np.tile(stats, (1, 2 * self.context_slices + 1))
 
+    def head_masks(self, i: int) -> np.ndarray | None:
+        """``H x W x (2k+1)`` uint8: the head mask of each slice of row ``i``'s model input
+        (``zscore_head``; else None), each derived once from its un-augmented slice, as inference
+        derives it from the scan; the augmentation then moves them with the image."""
+        head = self.head(i)
+        if head is None:
+            return None
+        start, stop = self._volume_of[i]
+        rows = [start + j for j in context_indices(stop - start, i - start, self.context_slices)]
+        for r in rows:
+            if r not in self._head_masks:
+                self._head_masks[r] = head.masks(self.raw(r)[0])[:, :, 0].astype(np.uint8)
+        return np.stack([self._head_masks[r] for r in rows], axis=2)
+
     def head(self, i: int, stripped: bool = False) -> Head | None:
         """Row ``i``'s patient's head (``zscore_head``; else None): that of the volume stripped
         the same way for a skull-stripped slice, as inference of a stripped scan derives it."""
@@ -207,13 +223,17 @@ class SliceDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         image, mask = self.model_input(i)
+        head_masks = self.head_masks(i)
         replaced: list[int] = []
         stripped = False
         if self.augment is not None:
-            image, mask = self.augment(image, mask)
+            image, mask = self.augment(image, mask, head_masks)
             replaced, stripped = self.augment.replaced_sequences, self.augment.stripped
+            # a skull-stripped slice: its head is what the strip kept, derived again from the image
+            head_masks = None if stripped else self.augment.head
         image = normalise_image(
-            image, self.normalisation, self.volume_stats(i, replaced, stripped), head=self.head(i, stripped)
+            image, self.normalisation, self.volume_stats(i, replaced, stripped), head=self.head(i, stripped),
+            head_masks=head_masks,
         )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),

@@ -106,3 +106,28 @@ def test_predictor_with_zscore_head_gives_both_storages_the_same_input():
 def test_zscore_head_needs_the_head():
     with pytest.raises(ValueError, match=r"'zscore_head' needs the volume's head"):
         normalise_image(_volume()[0], "zscore_head", np.ones((2, 3)))
+
+
+def test_training_moves_each_slices_head_mask_with_the_augmentation(synthetic_run):
+    """The dataset derives each slice's head mask once (as inference derives it from the scan) and
+    the augmentation moves it with the image: a flipped training item is the flipped inference input."""
+    from mri_seg.config import load_config
+    from mri_seg.data.dataset import build_dataset
+    from mri_seg.io.images import read_slice
+
+    keys = ["data.normalisation=zscore_head", "data.context_slices=1", "model.in_channels=9", "data.scale=0.5",
+            "augment.hflip_p=1.0", "augment.affine.p=0", "augment.elastic.p=0", "augment.missing_sequence_p=0",
+            "augment.intensity.p=0", "augment.intensity.noise_p=0", "model.channels=[4,8,16]", "model.strides=[2,2]"]
+    cfg = load_config(None, keys)
+    ds = build_dataset(synthetic_run, "train", cfg, train=True)
+    predictor = Predictor(build_model(cfg.model), cfg, InferConfig(), normalisation="zscore_head", device="cpu")
+    pid = ds.patient_ids[0]
+    rows = [i for i, p in enumerate(ds.patient_ids) if p == pid]
+    volume = np.stack([read_slice(p) for p in ds.frame.iloc[rows]["image_path"]])
+    for pos in (0, len(rows) // 2):
+        masks = ds.head_masks(rows[pos])
+        assert masks.shape == (64, 64, 3) and 0 < masks.mean() < 1  # a head, not the whole slice
+        assert not np.array_equal(masks, masks[:, ::-1])  # and not symmetric: a flip shows
+        item = ds[rows[pos]]["image"].numpy()
+        np.testing.assert_allclose(item, predictor.prepare_inputs(volume, [pos])[0][:, :, ::-1], atol=1e-5)
+        assert np.array_equal(ds.augment.head, masks[:, ::-1])
