@@ -184,6 +184,21 @@ def test_time_cap_stops_unfinished_and_resume_continues_and_val_every_with_plate
     assert math.isnan(log.loc[0, "val_patient_dice_mean"]) and not math.isnan(log.loc[1, "val_patient_dice_mean"])
 
 
+def test_validating_less_often_trains_the_same_model(synthetic_run, tmp_path):
+    """Each epoch is reseeded and the cosine schedule steps per batch, so train.val_every changes
+    only the curves and the time (the CPU recipe validates every 5 epochs and ships the last)."""
+    weights = []
+    for every in (1, 3):
+        run = fresh_run(synthetic_run, tmp_path / f"every{every}")
+        train(run, load_config(None, tiny(run, 3, f"train.val_every={every}", "augment.affine.p=0.5")), device="cpu")
+        weights.append(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"])
+        log = pd.read_csv(run / "train_log.csv")
+        assert log["val_patient_dice_mean"].notna().sum() == (3 if every == 1 else 1)
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+
+
 def test_cli_prints_summary_and_rejects_missing_cuda(synthetic_run, tmp_path, capsys):
     run = fresh_run(synthetic_run, tmp_path / "run")
     args = ["--run-dir", str(run), "--device", "cpu", "--epochs", "1"]
