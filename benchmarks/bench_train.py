@@ -40,7 +40,7 @@ def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
     device = resolve_device(cfg.train.device)
     precision = make_precision(device, cfg.train.amp)
     model = build_model(cfg.model).to(device)
-    channels_last = device.type == "cuda" and cfg.train.channels_last
+    channels_last = cfg.train.channels_last  # as training: on every device (--set train.channels_last=false to compare)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.train)
