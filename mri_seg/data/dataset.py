@@ -14,8 +14,9 @@ the preprocessing the predictor runs too):
    always sees exactly what inference computes from an un-augmented image
    (``zscore_volume``: with the patient's statistics, computed once over its resized
    slices by :func:`mri_seg.preprocess.volume_stats`, as inference does per scan;
-   ``zscore_head``: also its head threshold, :class:`mri_seg.preprocess.Head`, whose mask
-   is derived from each augmented slice's FLAIR, as inference derives it from the scan's).
+   ``zscore_head``: also its head threshold, :class:`mri_seg.preprocess.Head`; each slice's
+   head mask is derived once from its un-augmented FLAIR, as inference derives it from the
+   scan's, and moved by the augmentation's warps with the image).
 
 2.5D (``data.context_slices = k > 0``): step 3 starts from the slice stacked with its
 ``k`` neighbours on either side (same patient, slice_index order, end slices replicated)
