@@ -302,10 +302,16 @@ def head_mask(flair: np.ndarray, threshold: float) -> np.ndarray:
     areas = stats[1:, cv2.CC_STAT_AREA]
     if areas.size == 0:
         return np.zeros(above.shape, bool)
-    keep = np.isin(labels, 1 + np.flatnonzero(areas >= _HEAD_KEEP * areas.max())).astype(np.uint8)
-    contours, _ = cv2.findContours(keep, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(keep)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)  # holes (dark CSF, cysts) filled
+    keep = np.isin(labels, 1 + np.flatnonzero(areas >= _HEAD_KEEP * areas.max()))
+    return fill_holes(keep)  # dark CSF and cysts inside the head
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``H x W`` bool: ``mask`` with every region it encloses filled (its outer contours, drawn filled)."""
+    region = np.asarray(mask).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(region)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
     return filled.astype(bool)
 
 
@@ -405,9 +411,10 @@ def normalise_image(
                 f"normalisation '{method}' needs the volume's (mean, std) per channel, shape (2, {img.shape[2]}), "
                 f"got {None if stats is None else np.shape(stats)}"
             )
-    if method in HEAD_NORMALISATIONS and head is None:
-        raise ValueError(f"normalisation '{method}' needs the volume's head (preprocess.Head)")
-    if method in HEAD_NORMALISATIONS and head is not None and stats is not None:  # all channels at once (per item)
+    if method in HEAD_NORMALISATIONS:  # all channels at once (per training item)
+        if head is None:
+            raise ValueError(f"normalisation '{method}' needs the volume's head (preprocess.Head)")
+        assert stats is not None  # checked above (a volume method)
         means = np.asarray(stats[0], np.float32)
         stds = np.maximum(np.asarray(stats[1], np.float64), _EPS).astype(np.float32)
         inside = head.foreground(img, head_masks)

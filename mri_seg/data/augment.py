@@ -47,6 +47,7 @@ import numpy as np
 
 from mri_seg.config import AugmentConfig
 from mri_seg.io.sequences import FLAIR_CHANNEL
+from mri_seg.preprocess import fill_holes
 
 
 class ReplaceWithFlair(A.ImageOnlyTransform):
@@ -151,11 +152,7 @@ def slice_head_mask(flair: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(head, connectivity=8)
     if n < 2:
         return np.zeros(flair.shape, bool)
-    largest = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
-    contours, _ = cv2.findContours(largest, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(largest)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)  # holes filled
-    return filled.astype(bool)
+    return fill_holes(labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
 
 
 def brain_keep_mask(flair: np.ndarray, depth: int, min_cover: float = 0.3) -> np.ndarray | None:
