@@ -164,6 +164,12 @@ class AugmentConfig:
     missing_sequence_p: float = setting(
         0.15, PROBABILITY, "copy FLAIR over pre/post-contrast, as the dataset does for missing ones"
     )
+    flair_only_share: float | str = setting(
+        "uniform",
+        Either((OneOf(("uniform",)), PROBABILITY)),
+        "share of the missing-sequence draws that keep only FLAIR (the others lose one sequence); "
+        "uniform: pre missing, post missing and both equally often (1/3)",
+    )
     affine: AffineConfig = field(default_factory=AffineConfig)
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)

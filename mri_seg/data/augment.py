@@ -20,7 +20,9 @@ Two stages:
   1-channel input at inference is replicated the same way. A model that never saw
   such slices fails on those patients (on lgg-dev it missed whole tumours of
   FLAIR-only test patients), so training copies FLAIR over the other channels
-  with probability ``augment.missing_sequence_p``.
+  with probability ``augment.missing_sequence_p``; ``augment.flair_only_share`` is the
+  share of those draws that lose every sequence but FLAIR (``uniform``: one sequence
+  missing, either one, or both, equally often).
 * intensity (brightness/contrast, gamma, Gaussian noise) change the image only,
   and are then re-masked: pixels that were 0 (background outside the head) are set
   back to 0. The ``zscore_nonzero`` normalisation computes its statistics over the
@@ -58,10 +60,17 @@ class ReplaceWithFlair(A.ImageOnlyTransform):
     its slices), and each slice's own FLAIR is copied within that slice.
     """
 
-    def __init__(self, flair_channel: int = FLAIR_CHANNEL, channels_per_slice: int = 3, p: float = 0.5):
+    def __init__(
+        self,
+        flair_channel: int = FLAIR_CHANNEL,
+        channels_per_slice: int = 3,
+        flair_only_share: float | None = None,
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.flair_channel = flair_channel
         self.channels_per_slice = channels_per_slice
+        self.flair_only_share = flair_only_share  # None: each case (one sequence missing, or all) equally often
 
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
         shape = params["shape"]
@@ -69,8 +78,12 @@ class ReplaceWithFlair(A.ImageOnlyTransform):
         if len(shape) == 2 or per_slice < 2 or shape[-1] % per_slice:
             return {"replace": []}
         others = [c for c in range(per_slice) if c != self.flair_channel]
-        choice = self.py_random.randrange(len(others) + 1)  # one sequence missing, or all of them
-        return {"replace": others if choice == len(others) else [others[choice]]}
+        if self.flair_only_share is None:
+            choice = self.py_random.randrange(len(others) + 1)  # one sequence missing, or all of them
+            return {"replace": others if choice == len(others) else [others[choice]]}
+        if self.py_random.random() < self.flair_only_share:  # a FLAIR-only scan
+            return {"replace": others}
+        return {"replace": [others[self.py_random.randrange(len(others))]]}
 
     def apply(self, img: np.ndarray, replace: list[int], **params) -> np.ndarray:
         if not replace:
@@ -256,7 +269,10 @@ def _intensity(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
     it = cfg.intensity
     out: list[A.BasicTransform] = []
     if cfg.missing_sequence_p > 0:
-        out.append(ReplaceWithFlair(channels_per_slice=channels_per_slice, p=cfg.missing_sequence_p))
+        share = None if cfg.flair_only_share == "uniform" else float(cfg.flair_only_share)
+        out.append(
+            ReplaceWithFlair(channels_per_slice=channels_per_slice, flair_only_share=share, p=cfg.missing_sequence_p)
+        )
     if it.p > 0:
         out.append(
             A.RandomBrightnessContrast(

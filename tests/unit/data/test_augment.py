@@ -124,6 +124,50 @@ def test_replace_with_flair_copies_flair_over_other_sequences() -> None:
     np.testing.assert_array_equal(never(image=image)["image"], image)
 
 
+def _replaced_cases(share: float | None, draws: int = 600) -> dict[tuple[int, ...], int]:
+    import albumentations as A
+
+    from mri_seg.data.augment import ReplaceWithFlair
+
+    image = np.stack([np.full((8, 8), v, np.uint8) for v in (10, 20, 30)], axis=-1)
+    pipeline = A.Compose([ReplaceWithFlair(flair_only_share=share, p=1.0)], seed=0, strict=True)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(draws):
+        case = tuple(int(v) for v in pipeline(image=image)["image"][0, 0])
+        counts[case] = counts.get(case, 0) + 1
+    return counts
+
+
+def test_flair_only_share_sets_how_often_only_flair_is_left() -> None:
+    flair_only, pre_missing, post_missing = (20, 20, 20), (20, 20, 30), (10, 20, 20)
+    assert _replaced_cases(1.0) == {flair_only: 600}
+    never = _replaced_cases(0.0)
+    assert set(never) == {pre_missing, post_missing} and min(never.values()) > 250  # either one, equally often
+    mostly = _replaced_cases(0.75)
+    assert 0.70 < mostly[flair_only] / 600 < 0.80  # 600 draws: sd 0.018
+    assert abs(mostly[pre_missing] - mostly[post_missing]) < 50
+    uniform = _replaced_cases(None)  # the default: the three cases equally often
+    assert set(uniform) == {flair_only, pre_missing, post_missing}
+    assert all(150 < n < 250 for n in uniform.values())
+
+
+def test_flair_only_share_is_read_from_config_and_checked() -> None:
+    from mri_seg.config import ConfigError, load_config
+    from mri_seg.data.augment import ReplaceWithFlair, build_augmentation
+
+    def share_of(overrides: list[str]) -> float | None:
+        aug = build_augmentation(load_config(None, ["augment.missing_sequence_p=0.4", *overrides]).augment)
+        assert aug is not None
+        (t,) = [t for t in aug.intensity.transforms if isinstance(t, ReplaceWithFlair)]
+        return t.flair_only_share
+
+    assert share_of([]) is None  # uniform
+    assert share_of(["augment.flair_only_share=0.75"]) == 0.75
+    for bad in ("half", "1.5", "-0.1"):
+        with pytest.raises(ConfigError, match="flair_only_share"):
+            load_config(None, [f"augment.flair_only_share={bad}"])
+
+
 def test_missing_sequence_augmentation_is_built_from_config() -> None:
     from mri_seg.config import AugmentConfig
     from mri_seg.data.augment import ReplaceWithFlair, build_augmentation
