@@ -1,10 +1,10 @@
 """How visible each patient's tumour is on each sequence: which tumours FLAIR alone cannot show.
 
-    python benchmarks/lesion_contrast.py --data-dir kaggle_3m [--ring 7] [--min-pixels 50]
+    python benchmarks/lesion_contrast.py --run-dir RUN [--ring 7] [--min-pixels 50]
         [--compare RUN/eval/cv RUN/eval/cv_flair_only] [--out contrast.csv]
 
-For every patient folder (Kaggle layout: ``<case>_<n>.tif`` + ``<case>_<n>_mask.tif``), over
-the slices with at least ``--min-pixels`` tumour pixels: the median intensity inside the
+For every patient of a prepared run (its ``manifest.csv``: the slices prepare found and
+checked), over the slices with at least ``--min-pixels`` tumour pixels: the median intensity inside the
 tumour divided by the median of a ring ``--ring`` pixels wide around it, per sequence
 (pre-contrast, FLAIR, post-contrast). LGG tumours are bright on FLAIR (the median patient
 about 1.4 on lgg-dev); a ratio near 1 on FLAIR and well below 1 on the T1 sequences is a
@@ -27,35 +27,24 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mri_seg.data.manifest import read_manifest  # noqa: E402
 from mri_seg.io.images import read_mask, read_slice  # noqa: E402
 from mri_seg.io.sequences import KAGGLE_OPENCV_ORDER  # noqa: E402
+from mri_seg.utils.atomic import atomic_write_csv  # noqa: E402
 
 
-def slice_pairs(patient_dir: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) paths of a Kaggle patient folder."""
-    pairs = []
-    for mask in sorted(patient_dir.glob("*_mask.tif")):
-        image = mask.with_name(mask.name.replace("_mask.tif", ".tif"))
-        if image.is_file():
-            pairs.append((image, mask))
-    return pairs
-
-
-def tumour_contrast(pairs: list[tuple[Path, Path]], ring: int = 7, min_pixels: int = 50) -> dict[str, float] | None:
-    """Per sequence: median inside the tumour / median of the ring around it (``None``: no tumour slice)."""
+def tumour_contrast(slices: pd.DataFrame, ring: int = 7) -> dict[str, float]:
+    """Per sequence: median inside the tumour / median of the ring around it, over ``slices``
+    (manifest rows: ``image_path``, ``mask_path``)."""
     inside: list[np.ndarray] = []
     around: list[np.ndarray] = []
     kernel = np.ones((2 * ring + 1, 2 * ring + 1), np.uint8)
-    for image_path, mask_path in pairs:
+    for image_path, mask_path in zip(slices["image_path"], slices["mask_path"]):
         tumour = read_mask(mask_path) > 0
-        if int(tumour.sum()) < min_pixels:
-            continue
         image = read_slice(image_path)
         band = (cv2.dilate(tumour.astype(np.uint8), kernel) > 0) & ~tumour
         inside.append(image[tumour])
         around.append(image[band])
-    if not inside:
-        return None
     ins, out = np.concatenate(inside), np.concatenate(around)
     return {
         name: float(np.median(ins[:, c])) / max(1.0, float(np.median(out[:, c])))
@@ -63,13 +52,14 @@ def tumour_contrast(pairs: list[tuple[Path, Path]], ring: int = 7, min_pixels: i
     }
 
 
-def contrast_table(data_dir: Path, ring: int = 7, min_pixels: int = 50) -> pd.DataFrame:
-    """One row per patient folder with a tumour: ``patient_id`` (the folder) and ``pre``, ``flair``, ``post`` ratios."""
-    rows = []
-    for patient_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        ratios = tumour_contrast(slice_pairs(patient_dir), ring, min_pixels)
-        if ratios is not None:
-            rows.append({"patient_id": patient_dir.name, **{k: ratios[k] for k in ("pre", "flair", "post")}})
+def contrast_table(run_dir: Path, ring: int = 7, min_pixels: int = 50) -> pd.DataFrame:
+    """One row per patient with a tumour slice of ``min_pixels``: ``patient_id`` and ``pre``, ``flair``, ``post``."""
+    manifest = read_manifest(run_dir)
+    tumour_slices = manifest[manifest["tumour_pixels"] >= min_pixels]
+    rows = [
+        {"patient_id": pid, **tumour_contrast(slices, ring)}
+        for pid, slices in tumour_slices.groupby("patient_id", sort=True)
+    ]
     return pd.DataFrame(rows, columns=["patient_id", "pre", "flair", "post"])
 
 
@@ -89,7 +79,7 @@ def with_dice(table: pd.DataFrame, all_dir: Path, flair_dir: Path, column: str =
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", type=Path, required=True, help="the kaggle_3m folder (one folder per patient)")
+    p.add_argument("--run-dir", type=Path, required=True, help="a prepared run (its manifest.csv)")
     p.add_argument("--ring", type=int, default=7, help="width in pixels of the ring around the tumour")
     p.add_argument("--min-pixels", type=int, default=50, help="tumour slices with fewer pixels are left out")
     p.add_argument("--compare", type=Path, nargs=2, metavar=("ALL", "FLAIR_ONLY"), default=None,
@@ -97,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--column", default="dice", help="the patients.csv column to compare (e.g. dice_at_0.3)")
     p.add_argument("--out", type=Path, default=None, help="write the table as CSV")
     args = p.parse_args(argv)
-    if not args.data_dir.is_dir():
-        p.error(f"--data-dir {args.data_dir}: not a folder")
-    table = contrast_table(args.data_dir, args.ring, args.min_pixels)
+    table = contrast_table(args.run_dir, args.ring, args.min_pixels)
     if table.empty:
-        print(f"{args.data_dir}: no patient folder with a tumour slice of >= {args.min_pixels} pixels", file=sys.stderr)
+        print(f"{args.run_dir}: no patient with a tumour slice of >= {args.min_pixels} pixels", file=sys.stderr)
         return 1
     print(f"{len(table)} patients; median tumour / ring ratio: pre {table['pre'].median():.2f}, "
           f"FLAIR {table['flair'].median():.2f}, post {table['post'].median():.2f}")  # fmt: skip
@@ -113,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(table.round(3).to_string(index=False))
     if args.out:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(args.out)
+        atomic_write_csv(args.out, table)
     return 0
 
 
