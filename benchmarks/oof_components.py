@@ -1,7 +1,7 @@
 """Which 3D components to keep, measured on out-of-fold predictions (issue 19).
 
     python benchmarks/oof_components.py --run-dir RUN [--input-sequences all|flair_only]
-        [--cache DIR] [--thresholds 0.3 0.4 0.5]
+        [--cache DIR] [--thresholds 0.3 0.4 0.5] [--grow 0 0.1 0.2] [--per-patient CSV]
 
 RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
 once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
@@ -9,7 +9,10 @@ volume cached (``--cache``, default ``RUN/eval/oof_probabilities[_flair_only]/``
 component rule (``postprocess.component_rule`` x ``keep_ratio``) is scored at each threshold
 on the same probabilities: mean / median patient Dice with a bootstrap CI, patients below
 0.5, patients at 0 with a tumour-sized prediction elsewhere, and the small-tumour third and
-the hard patients (docs/accuracy.md) as their own rows.
+the hard patients (docs/accuracy.md) as their own rows. ``--grow`` also scores each rule with
+hysteresis (``postprocess.grow_threshold``: the kept components grown into the connected voxels
+at or above that lower probability); ``--per-patient`` writes every patient's Dice, sensitivity
+and precision under every (threshold, rule, grow) for paired comparisons.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mri_seg.config import PostprocessConfig
 from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import bootstrap_mean_ci, dice_score
 from mri_seg.postprocess import apply_postprocess
 from mri_seg.rundir import RunDir
+from mri_seg.utils.atomic import atomic_write_text
 
 # (component_rule, keep_ratio) with largest_only; "none": largest_only off
 VARIANTS = [("none", 1.0)] + [(rule, ratio) for rule in COMPONENT_RULES for ratio in (1.0, 0.5, 0.25)]
@@ -61,7 +66,7 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
         tmp.replace(cache / f"{case.patient_id}.npz")
 
 
-def score(cache: Path, thresholds: list[float]) -> None:
+def score(cache: Path, thresholds: list[float], grows: list[float], per_patient: Path | None = None) -> None:
     data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
     volumes = {k: int(v["truth"].sum()) for k, v in data.items()}
     order = sorted(volumes, key=volumes.__getitem__)
@@ -70,27 +75,41 @@ def score(cache: Path, thresholds: list[float]) -> None:
     print(f"{len(data)} out-of-fold patients; small tumours (smallest third): <= {volumes[order[len(order) // 3 - 1]]} "
           f"voxels; hard patients: {len(hard)}")  # fmt: skip
     base = PostprocessConfig(largest_only=True)
+    rows: list[dict] = []
     for threshold in thresholds:
         print(f"\nthreshold {threshold}")
-        print(f"  {'rule':24s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
-              f"{'small':>6s} {'hard':>6s}")  # fmt: skip
-        for rule, ratio in VARIANTS:
-            name = rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}"
-            settings = replace(base, threshold=threshold, largest_only=rule != "none",
-                               component_rule=rule if rule != "none" else "size", keep_ratio=ratio)  # fmt: skip
-            dice, elsewhere = {}, 0
-            for k, v in data.items():
-                truth = v["truth"].astype(bool)
-                pred = apply_postprocess(v["prob"].astype(np.float32), settings)
-                dice[k] = dice_score(pred, truth)
-                elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
-            values = np.array(list(dice.values()))
-            lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
-            print(f"  {name:24s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
-                  f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
-                  f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f}")  # fmt: skip
+        print(f"  {'rule':34s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
+              f"{'small':>6s} {'hard':>6s} {'sens':>5s} {'prec':>5s}")  # fmt: skip
+        for grow in grows:
+            if grow and grow >= threshold:
+                continue
+            for rule, ratio in VARIANTS:
+                name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
+                settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
+                                   component_rule=rule if rule != "none" else "size", keep_ratio=ratio)  # fmt: skip
+                dice, sens, prec, elsewhere = {}, {}, {}, 0
+                for k, v in data.items():
+                    truth = v["truth"].astype(bool)
+                    pred = apply_postprocess(v["prob"].astype(np.float32), settings)
+                    dice[k] = dice_score(pred, truth)
+                    hit = float(np.logical_and(pred, truth).sum())
+                    sens[k] = hit / truth.sum() if truth.any() else float("nan")
+                    prec[k] = hit / pred.sum() if pred.any() else float("nan")
+                    elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
+                    rows.append({"patient_id": k, "threshold": threshold, "rule": rule, "keep_ratio": ratio,
+                                 "grow_threshold": grow, "dice": dice[k], "sensitivity": sens[k],
+                                 "precision": prec[k], "true_voxels": volumes[k], "predicted_voxels": int(pred.sum())})
+                values = np.array(list(dice.values()))
+                lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
+                print(f"  {name:34s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
+                      f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
+                      f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f} "
+                      f"{np.nanmean(list(sens.values())):5.3f} {np.nanmean(list(prec.values())):5.3f}")  # fmt: skip
     lowest = sorted(dice, key=dice.__getitem__)[:8]
     print("\nlowest patients (last rule, last threshold): " + ", ".join(f"{k} {dice[k]:.3f}" for k in lowest))
+    if per_patient is not None:
+        atomic_write_text(per_patient, pd.DataFrame(rows).to_csv(index=False))
+        print(f"per patient: {per_patient}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-sequences", choices=("all", "flair_only"), default="all")
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
+    parser.add_argument("--grow", type=float, nargs="+", default=[0.0],
+                        help="hysteresis thresholds to score besides none (0), each below the threshold")
+    parser.add_argument("--per-patient", type=Path, default=None, help="write every patient's scores to this CSV")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     args = parser.parse_args(argv)
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
     cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
     cache_probabilities(args.run_dir, cache, args.input_sequences, args.folds)
-    score(cache, args.thresholds)
+    score(cache, args.thresholds, args.grow, args.per_patient)
     return 0
 
 

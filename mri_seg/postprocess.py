@@ -18,6 +18,12 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
    most probability: the sum of the probabilities inside it, so a confident small tumour
    beats a larger but doubtful false blob); ``keep_ratio`` < 1 also keeps every other
    component that scores at least that fraction of the kept one.
+5. ``grow_threshold`` (0: off): hysteresis. The components kept by the steps above grow into
+   every 26-connected voxel whose probability is at least this (lower) threshold: the high
+   threshold decides *where* a tumour is, the low one *how far* it extends. Doubtful voxels
+   far from a kept component are never added, so the low threshold cannot admit a false blob
+   elsewhere; a tumour found in part (the measured failure of large heterogeneous tumours:
+   high precision, low sensitivity) is completed where the model gave its rest a lower score.
 
 A 2D image is a one-slice volume: steps 3 and 4 then act on its 2D (8-connected) components.
 Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes.
@@ -59,6 +65,9 @@ class PostprocessSettings(Protocol):
 
     @property
     def keep_ratio(self) -> float: ...
+
+    @property
+    def grow_threshold(self) -> float: ...
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -120,6 +129,19 @@ def filter_components_3d(
     return keep[labels]
 
 
+def grow_into(kept: np.ndarray, prob: np.ndarray, grow_threshold: float) -> np.ndarray:
+    """``kept`` (bool, the shape of ``prob``) plus every voxel with ``prob >= grow_threshold`` that is
+    26-connected to it through such voxels (hysteresis thresholding); a new array."""
+    if not kept.any():
+        return kept.copy()
+    low = (prob >= grow_threshold) | kept
+    labels, n = ndimage.label(low, structure=_CONNECTIVITY_3D)
+    touched = np.zeros(n + 1, dtype=bool)
+    touched[np.unique(labels[kept])] = True
+    touched[0] = False
+    return touched[labels]
+
+
 def postprocess(
     prob: np.ndarray,
     threshold: float = 0.5,
@@ -128,6 +150,7 @@ def postprocess(
     largest_only: bool = False,
     component_rule: str = "size",
     keep_ratio: float = 1.0,
+    grow_threshold: float = 0.0,
 ) -> np.ndarray:
     """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring)."""
     if not 0.0 <= threshold <= 1.0:
@@ -138,6 +161,8 @@ def postprocess(
         raise ValueError(f"min_component_voxels must be >= 0, got {min_component_voxels}")
     if not 0.0 < keep_ratio <= 1.0:
         raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
+    if not 0.0 <= grow_threshold <= 1.0:
+        raise ValueError(f"grow_threshold must be in [0, 1], got {grow_threshold}")
     prob = np.asarray(prob)
     if prob.ndim not in (2, 3):
         raise ValueError(f"expected an H x W or D x H x W array, got shape {prob.shape}")
@@ -146,6 +171,8 @@ def postprocess(
         planes = np.stack([remove_small_components(p, min_component_pixels) for p in planes])
     volume = prob if prob.ndim == 3 else prob[None]
     planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio)
+    if 0.0 < grow_threshold < threshold:
+        planes = grow_into(planes, volume, grow_threshold)
     return planes if prob.ndim == 3 else planes[0]
 
 
@@ -159,4 +186,5 @@ def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.nda
         settings.largest_only,
         settings.component_rule,
         settings.keep_ratio,
+        settings.grow_threshold,
     )

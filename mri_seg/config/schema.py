@@ -279,6 +279,18 @@ class PostprocessConfig:
         1.0, Range(0.0, 1.0, lo_open=True),
         "largest_only: also keep every component scoring at least this fraction of the kept one (1: only one)",
     )  # fmt: skip
+    grow_threshold: float = setting(
+        0.0, PROBABILITY,
+        "hysteresis: the kept components grow into the 26-connected voxels whose probability is at least this "
+        "(lower) threshold, so a tumour found in part is completed and nothing apart from it is added; 0 (or >= "
+        "threshold): off",
+    )  # fmt: skip
+    sweep_grow_thresholds: list[float] = setting(
+        [], ListOf(PROBABILITY),
+        "the threshold sweep also scores these grow_threshold values (with every swept keep_ratio), and cv chooses "
+        "threshold, keep_ratio and grow_threshold together on the out-of-fold patients (ties: the configured ones); "
+        "[]: not swept",
+    )  # fmt: skip
     sweep_keep_ratios: list[float] = setting(
         [], ListOf(Range(0.0, 1.0, lo_open=True)),
         "largest_only: the threshold sweep also scores these keep_ratio values, and cv chooses the pair "

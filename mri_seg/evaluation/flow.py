@@ -396,8 +396,10 @@ class OutOfFoldModels:
             table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
             print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
             if "best_keep_ratio" in sweep:
-                pairs = " ".join(f"{g['threshold']:.1f}/{g['keep_ratio']:g}:{g['mean']:.3f}" for g in sweep["grid"])
-                print(f"threshold/keep_ratio sweep: {pairs}; best {sweep['best_mean']}/{sweep['best_keep_ratio']:g}")
+                pairs = " ".join(f"{g['threshold']:.1f}/{g['keep_ratio']:g}/{g['grow_threshold']:g}:{g['mean']:.3f}"
+                                 for g in sweep["grid"])  # fmt: skip
+                print(f"threshold/keep_ratio/grow_threshold sweep: {pairs}; best {sweep['best_mean']}/"
+                      f"{sweep['best_keep_ratio']:g}/{sweep['best_grow_threshold']:g}")  # fmt: skip
         if self.stores_choice(cfg):
             from mri_seg.evaluation.threshold_choice import write_choice
 
@@ -405,6 +407,7 @@ class OutOfFoldModels:
             path = write_choice(folder, s, s["checkpoints"])
             if path is not None:
                 ratio = f", keep_ratio {sweep['best_keep_ratio']:g}" if "best_keep_ratio" in sweep else ""
+                ratio += f", grow_threshold {sweep['best_grow_threshold']:g}" if "best_grow_threshold" in sweep else ""
                 print(f"the deliverable's threshold: {sweep['best_mean']}{ratio} -> {path} (evaluate/infer --checkpoint "
                       f"{folder} use it; eval.postprocess.threshold_from_cv)")  # fmt: skip
             review = s.get("review") or {}

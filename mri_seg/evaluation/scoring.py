@@ -55,13 +55,16 @@ class EvalOptions:
     component_rule: str = "size"
     keep_ratio: float = 1.0
     sweep_keep_ratios: tuple[float, ...] = ()  # also swept with largest_only (the cv choice picks the pair)
+    grow_threshold: float = 0.0  # hysteresis (mri_seg.postprocess): 0 off
+    sweep_grow_thresholds: tuple[float, ...] = ()  # also swept (the cv choice picks threshold, keep_ratio, grow)
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
         return cls(
             float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip),
             int(pp.min_component_voxels), bool(pp.largest_only), str(pp.component_rule), float(pp.keep_ratio),
-            tuple(float(r) for r in pp.sweep_keep_ratios),
+            tuple(float(r) for r in pp.sweep_keep_ratios), float(pp.grow_threshold),
+            tuple(float(g) for g in pp.sweep_grow_thresholds),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -69,6 +72,10 @@ class EvalOptions:
         if not self.largest_only:
             return []
         return sorted({float(r) for r in self.sweep_keep_ratios} - {float(self.keep_ratio)}, reverse=True)
+
+    def swept_grow_thresholds(self) -> list[float]:
+        """The grow_threshold values the sweep scores besides the configured one."""
+        return sorted({float(g) for g in self.sweep_grow_thresholds} - {float(self.grow_threshold)})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
@@ -82,6 +89,9 @@ class EvalOptions:
         for ratio in (self.keep_ratio, *self.sweep_keep_ratios):
             if not 0.0 < ratio <= 1.0:
                 raise ValueError(f"keep_ratio must be in (0, 1], got {ratio}")
+        for grow in (self.grow_threshold, *self.sweep_grow_thresholds):
+            if not 0.0 <= grow <= 1.0:
+                raise ValueError(f"grow_threshold must be in [0, 1], got {grow}")
 
 
 @dataclass
@@ -166,46 +176,55 @@ def evaluate_case(
     return row, slice_rows, montage
 
 
-_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d)(?:_keep_([0-9.]+))?$")
+_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d)(?:_keep_([0-9.]+))?(?:_grow_([0-9.]+))?$")
 
 
-def sweep_column(threshold: float, keep_ratio: float | None = None) -> str:
-    """``dice_at_0.3``: at the configured keep_ratio; ``dice_at_0.3_keep_0.5``: at another one."""
-    return f"{SWEEP_PREFIX}{threshold:.1f}" + ("" if keep_ratio is None else f"_keep_{keep_ratio:g}")
+def sweep_column(threshold: float, keep_ratio: float | None = None, grow_threshold: float | None = None) -> str:
+    """``dice_at_0.3``: at the configured keep_ratio and grow_threshold; ``dice_at_0.3_keep_0.5``,
+    ``dice_at_0.3_grow_0.1``, ``dice_at_0.3_keep_0.5_grow_0.1``: at other ones."""
+    keep = "" if keep_ratio is None else f"_keep_{keep_ratio:g}"
+    grow = "" if grow_threshold is None else f"_grow_{grow_threshold:g}"
+    return f"{SWEEP_PREFIX}{threshold:.1f}{keep}{grow}"
 
 
 def threshold_sweep(prob: np.ndarray, truth: np.ndarray, options: EvalOptions) -> dict[str, float]:
-    """Patient Dice at each of :data:`SWEEP_THRESHOLDS` (and each of ``options.swept_keep_ratios()``),
-    every other postprocess setting unchanged."""
+    """Patient Dice at each of :data:`SWEEP_THRESHOLDS` (and each of ``options.swept_keep_ratios()`` and
+    ``options.swept_grow_thresholds()``), every other postprocess setting unchanged."""
     out = {}
     for ratio in [None, *options.swept_keep_ratios()]:
-        for t in SWEEP_THRESHOLDS:
-            changed = replace(options, threshold=t) if ratio is None else replace(options, threshold=t, keep_ratio=ratio)
-            out[sweep_column(t, ratio)] = float(patient_metrics(binarise(prob, changed), truth)["dice"])
+        for grow in [None, *options.swept_grow_thresholds()]:
+            changed = options if ratio is None else replace(options, keep_ratio=ratio)
+            changed = changed if grow is None else replace(changed, grow_threshold=grow)
+            for t in SWEEP_THRESHOLDS:
+                dice = patient_metrics(binarise(prob, replace(changed, threshold=t)), truth)["dice"]
+                out[sweep_column(t, ratio, grow)] = float(dice)
     return out
 
 
-def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0) -> dict[str, Any]:
-    """Mean and median patient Dice per swept threshold (at the configured ``keep_ratio``), and the
-    threshold with the best mean; where other keep_ratio values were swept, every pair in ``grid`` and
-    the best pair (ties: the configured keep_ratio, then the threshold nearest 0.5) in ``best_mean`` and
-    ``best_keep_ratio``."""
+def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshold: float = 0.0) -> dict[str, Any]:
+    """Mean and median patient Dice per swept threshold (at the configured ``keep_ratio`` and
+    ``grow_threshold``), and the threshold with the best mean; where other keep_ratio or grow_threshold
+    values were swept, every combination in ``grid`` and the best (ties: the configured keep_ratio, then
+    the configured grow_threshold, then the threshold nearest 0.5) in ``best_mean``, ``best_keep_ratio``
+    and ``best_grow_threshold``."""
     grid = []
     for c in patients.columns:
         match = _SWEEP_COLUMN.match(c)
         if match:
             ratio = float(match.group(2)) if match.group(2) else float(keep_ratio)
-            grid.append({"threshold": float(match.group(1)), "keep_ratio": ratio,
+            grow = float(match.group(3)) if match.group(3) else float(grow_threshold)
+            grid.append({"threshold": float(match.group(1)), "keep_ratio": ratio, "grow_threshold": grow,
                          "mean": float(patients[c].mean()), "median": float(patients[c].median())})  # fmt: skip
     if not grid:
         return {}
-    table = {
-        f"{g['threshold']:.1f}": {"mean": g["mean"], "median": g["median"]} for g in grid if g["keep_ratio"] == keep_ratio
-    }  # fmt: skip
-    best = max(grid, key=lambda g: (g["mean"], g["keep_ratio"] == keep_ratio, -abs(g["threshold"] - 0.5)))
+    configured = [g for g in grid if g["keep_ratio"] == keep_ratio and g["grow_threshold"] == grow_threshold]
+    table = {f"{g['threshold']:.1f}": {"mean": g["mean"], "median": g["median"]} for g in configured}
+    best = max(grid, key=lambda g: (g["mean"], g["keep_ratio"] == keep_ratio, g["grow_threshold"] == grow_threshold,
+                                    -abs(g["threshold"] - 0.5)))  # fmt: skip
     out: dict[str, Any] = {"thresholds": table, "best_mean": best["threshold"]}
-    if any(g["keep_ratio"] != keep_ratio for g in grid):
-        out.update(grid=grid, best_keep_ratio=best["keep_ratio"], best_dice_mean=best["mean"])
+    if len(configured) < len(grid):
+        out.update(grid=grid, best_keep_ratio=best["keep_ratio"], best_grow_threshold=best["grow_threshold"],
+                   best_dice_mean=best["mean"])  # fmt: skip
     return out
 
 
@@ -218,7 +237,7 @@ def summarise_patients(
         values = patients[name].to_numpy(dtype=float) if name in patients else np.array([])
         summary.update(describe(values, name, bootstrap_samples, seed))
     summary["options"] = asdict(options)
-    summary["threshold_sweep"] = sweep_summary(patients, options.keep_ratio)
+    summary["threshold_sweep"] = sweep_summary(patients, options.keep_ratio, options.grow_threshold)
     summary["bootstrap"] = {"samples": int(bootstrap_samples), "seed": int(seed), "level": 0.95}
     summary["conventions"] = CONVENTIONS
     return summary

@@ -1,4 +1,4 @@
-"""The deliverable's threshold (and component keep_ratio), chosen on out-of-fold predictions
+"""The deliverable's threshold (and component keep_ratio and grow_threshold), chosen on out-of-fold predictions
 (nnU-Net's habit for post-processing).
 
 The ``cv`` stage predicts every train+val patient with the fold model that never saw it
@@ -6,7 +6,8 @@ and sweeps the probability threshold (:data:`mri_seg.evaluation.scoring.SWEEP_TH
 With ``eval.postprocess.threshold_from_cv`` it writes the threshold with the best
 out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models (with
 ``eval.postprocess.sweep_keep_ratios``, the best pair of threshold and ``keep_ratio``: ties
-keep the configured ``keep_ratio``), in
+keep the configured ``keep_ratio``; with ``eval.postprocess.sweep_grow_thresholds`` the
+hysteresis threshold is chosen with them), in
 ``RUN/checkpoints/postprocess.json``, together with the sha256 of every fold checkpoint it
 was chosen for.
 
@@ -44,6 +45,7 @@ class ThresholdSource:
     source: str  # "config" | "cv: <path>"
     note: str = ""  # why a stored choice was not used, if there was one
     keep_ratio: float | None = None  # the keep_ratio cv chose with it (None: the configured one)
+    grow_threshold: float | None = None  # the grow_threshold cv chose with it (None: the configured one)
 
 
 def choose_threshold(summary: dict[str, Any]) -> float | None:
@@ -60,7 +62,11 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         return None
     swept = summary["threshold_sweep"]
     sweep = swept["thresholds"]
-    chosen = ("threshold", "keep_ratio", "sweep_keep_ratios") if "best_keep_ratio" in swept else ("threshold",)
+    chosen: tuple[str, ...] = ("threshold",)
+    if "best_keep_ratio" in swept:
+        chosen += ("keep_ratio", "sweep_keep_ratios")
+    if "best_grow_threshold" in swept:
+        chosen += ("grow_threshold", "sweep_grow_thresholds")
     choice = {
         "threshold": threshold,
         "chosen_on": "out-of-fold mean patient Dice (the cv stage)",
@@ -74,6 +80,8 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
     if "best_keep_ratio" in swept:  # eval.postprocess.sweep_keep_ratios: the pair was chosen
         choice["keep_ratio"] = float(swept["best_keep_ratio"])
         choice["grid"] = swept["grid"]
+    if "best_grow_threshold" in swept:  # eval.postprocess.sweep_grow_thresholds: chosen with them
+        choice["grow_threshold"] = float(swept["best_grow_threshold"])
     review = summary.get("review") or {}
     if "budget" in review:  # eval.review.budget: the review flag calibrated on the same out-of-fold patients
         choice["review"] = {key: review[key] for key in
@@ -107,6 +115,9 @@ def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tup
     keep_ratio = choice.get("keep_ratio")
     if keep_ratio is not None and not (isinstance(keep_ratio, (int, float)) and 0.0 < keep_ratio <= 1.0):
         return None, f"{path}: keep_ratio {keep_ratio!r} is outside (0, 1]; using the configured post-processing"
+    grow = choice.get("grow_threshold")
+    if grow is not None and not (isinstance(grow, (int, float)) and 0.0 <= grow <= 1.0):
+        return None, f"{path}: grow_threshold {grow!r} is outside [0, 1]; using the configured post-processing"
     if recorded != sorted(str(m["sha256"]) for m in members):
         return None, (
             f"{path} was chosen for other checkpoints (a fold was retrained since the cv stage); "
@@ -119,17 +130,22 @@ def resolve_threshold(
     pp: PostprocessConfig, given: Sequence[Path], members: Sequence[dict[str, Any]]
 ) -> tuple[PostprocessConfig, ThresholdSource]:
     """``pp`` with the deliverable's chosen threshold (and keep_ratio, where cv chose one and ``pp``
-    keeps the largest component) when ``pp.threshold_from_cv`` and a choice applies."""
+    keeps the largest component; and grow_threshold, where cv chose one) when ``pp.threshold_from_cv``
+    and a choice applies."""
     if not pp.threshold_from_cv:
         return pp, ThresholdSource(float(pp.threshold), "config")
     choice, note = read_choice(given, members)
     if choice is None:
         return pp, ThresholdSource(float(pp.threshold), "config", note)
     source = ThresholdSource(choice["threshold"], f"cv: {choice['path']}")
+    pp = replace(pp, threshold=choice["threshold"])
     if choice.get("keep_ratio") is not None and pp.largest_only:
         ratio = float(choice["keep_ratio"])
-        return replace(pp, threshold=choice["threshold"], keep_ratio=ratio), replace(source, keep_ratio=ratio)
-    return replace(pp, threshold=choice["threshold"]), source
+        pp, source = replace(pp, keep_ratio=ratio), replace(source, keep_ratio=ratio)
+    if choice.get("grow_threshold") is not None:
+        grow = float(choice["grow_threshold"])
+        pp, source = replace(pp, grow_threshold=grow), replace(source, grow_threshold=grow)
+    return pp, source
 
 
 def report_threshold(threshold: ThresholdSource) -> None:
@@ -138,6 +154,7 @@ def report_threshold(threshold: ThresholdSource) -> None:
         print(f"note: {threshold.note}", file=sys.stderr)
     elif threshold.source != "config":
         ratio = "" if threshold.keep_ratio is None else f", keep_ratio {threshold.keep_ratio:g}"
+        ratio += "" if threshold.grow_threshold is None else f", grow_threshold {threshold.grow_threshold:g}"
         print(f"threshold {threshold.threshold}{ratio} (chosen on out-of-fold predictions, {threshold.source})",
               file=sys.stderr)  # fmt: skip
 

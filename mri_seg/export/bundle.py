@@ -114,8 +114,9 @@ def measured_with(config: Config, choice: dict | None) -> dict[str, Any]:
     if choice is not None:
         post.update(choice.get("fixed_options") or {})
         post["threshold"] = choice["threshold"]
-        if choice.get("keep_ratio") is not None:
-            post["keep_ratio"] = choice["keep_ratio"]
+        for key in ("keep_ratio", "grow_threshold"):
+            if choice.get(key) is not None:
+                post[key] = choice[key]
     return post
 
 

@@ -94,6 +94,15 @@ def run_facts(given: Path) -> RunFacts:
     )  # fmt: skip
 
 
+def _grow_text(configured: float, choice: dict | None) -> str:
+    """The hysteresis step of the post-processing, in words ("" when it is off)."""
+    grow = choice.get("grow_threshold") if choice and choice.get("grow_threshold") is not None else configured
+    if not grow:
+        return ""
+    chosen = ", chosen with the threshold" if choice and choice.get("grow_threshold") is not None else ""
+    return f", kept components grown into the connected voxels of probability >= {grow:g} (hysteresis{chosen})"
+
+
 def _dice_row(label: str, summary: dict[str, Any]) -> str:
     if "dice_mean" not in summary:
         return f"| {label} | not measured (no summary in the run) |"
@@ -152,6 +161,7 @@ def model_card(
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
         f"{post.largest_only}"
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")
+        + _grow_text(post.grow_threshold, choice)
         + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
         "",
         "## Members",

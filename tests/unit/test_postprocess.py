@@ -148,3 +148,60 @@ def test_batch_inference_filters_3d_components_of_the_whole_scan(synthetic_dir, 
     largest = masks(tmp_path / "largest", "--set", "infer.postprocess.largest_only=true")
     assert plain.sum() > largest.sum() > 0  # an untrained model predicts scattered components
     np.testing.assert_array_equal(largest, filter_components_3d(plain, largest_only=True))
+
+
+def _partly_found_tumour() -> np.ndarray:
+    """A confident tumour core (0.9) whose rest has a doubtful score (0.2), and a doubtful blob (0.2)
+    apart from it: the large heterogeneous tumour found in part, with noise elsewhere."""
+    prob = np.zeros((4, 16, 16), np.float32)
+    prob[0:3, 2:10, 2:10] = 0.2  # the whole tumour: 3 x 8 x 8 = 192 voxels, mostly doubtful
+    prob[1, 4:7, 4:7] = 0.9  # its confident core: 9 voxels
+    prob[3, 12:15, 12:15] = 0.2  # a doubtful blob touching nothing: 9 voxels
+    return prob
+
+
+def test_grow_threshold_completes_the_kept_component_and_adds_nothing_apart_from_it():
+    prob = _partly_found_tumour()
+    assert postprocess(prob, 0.5, largest_only=True).sum() == 9  # the core only
+    grown = postprocess(prob, 0.5, largest_only=True, grow_threshold=0.15)
+    expected = np.zeros(prob.shape, bool)
+    expected[0:3, 2:10, 2:10] = True
+    np.testing.assert_array_equal(grown, expected)  # the tumour, not the blob at 0.2 elsewhere
+    # a plain low threshold would also keep the blob (here the tumour is larger, so largest_only drops it,
+    # but without largest_only it stays)
+    assert postprocess(prob, 0.15).sum() == 192 + 9
+    assert postprocess(prob, 0.5, grow_threshold=0.15).sum() == 192  # without largest_only: grown, blob not seeded
+
+
+def test_grow_threshold_off_at_zero_or_at_or_above_the_threshold():
+    prob = _partly_found_tumour()
+    for grow in (0.0, 0.5, 0.7):
+        assert postprocess(prob, 0.5, largest_only=True, grow_threshold=grow).sum() == 9
+    assert postprocess(prob, 0.5, largest_only=True, grow_threshold=0.25).sum() == 9  # the rest is below 0.25
+    assert not postprocess(np.full((2, 4, 4), 0.3, np.float32), 0.5, grow_threshold=0.1).any()  # no seed: nothing
+    with pytest.raises(ValueError, match="grow_threshold"):
+        postprocess(prob, 0.5, grow_threshold=1.5)
+
+
+def test_grow_threshold_grows_across_slices_and_in_2d_images():
+    prob = np.zeros((3, 8, 8), np.float32)
+    prob[0, 1:3, 1:3] = 0.9  # seed on slice 0
+    prob[1, 3, 3] = 0.3  # diagonal neighbour across slices (26-connected)
+    prob[2, 4:6, 4:6] = 0.3  # connected to it on the next slice
+    grown = postprocess(prob, 0.5, grow_threshold=0.25)
+    assert grown.sum() == 4 + 1 + 4 and grown[2, 5, 5]
+    image = prob[0] + prob[2]  # a 2D image: 8-connected growth
+    assert postprocess(image, 0.5, grow_threshold=0.25).sum() == 4  # the 0.3 block does not touch the seed
+    image[3, 3] = 0.3  # now it does, diagonally
+    assert postprocess(image, 0.5, grow_threshold=0.25).sum() == 4 + 1 + 4
+
+
+def test_grow_threshold_is_read_by_evaluation_and_inference_alike():
+    prob = _partly_found_tumour()
+    pp = PostprocessConfig(threshold=0.5, largest_only=True, grow_threshold=0.15)
+    options = EvalOptions.from_config(pp)
+    assert options.grow_threshold == 0.15
+    np.testing.assert_array_equal(binarise(prob, options), apply_postprocess(prob, pp))
+    assert binarise(prob, options).sum() == 192
+    with pytest.raises(ValueError, match="grow_threshold"):
+        EvalOptions(grow_threshold=-0.1)

@@ -91,7 +91,8 @@ def test_evaluate_cases_tables_and_summary():
     assert lo <= s["dice_mean"] <= hi
     assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True,
                             "min_component_voxels": 0, "largest_only": False,
-                            "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": ()}
+                            "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": (),
+                            "grow_threshold": 0.0, "sweep_grow_thresholds": ()}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
@@ -182,3 +183,36 @@ def test_keep_ratio_sweep_scores_each_pair_and_the_best_pair_wins():
     assert "grid" not in plain.summary["threshold_sweep"] and "best_keep_ratio" not in plain.summary["threshold_sweep"]
     with pytest.raises(ValueError, match=r"keep_ratio must be in \(0, 1\], got 0.0"):
         EvalOptions(sweep_keep_ratios=(0.0,))
+
+
+def _tumour_found_in_part(name: str) -> PatientCase:
+    """A 2 x 12 x 12 tumour whose centre (2 x 4 x 4) scores 0.9 and rest 0.15, and a doubtful
+    (0.15) blob apart from it: hysteresis at 0.1 finds the whole tumour and not the blob."""
+    truth = np.zeros((2, 48, 48), bool)
+    truth[:, 4:16, 4:16] = True
+    prob = np.where(truth, 0.15, 0.02).astype(np.float32)
+    prob[:, 8:12, 8:12] = 0.9
+    prob[:, 30:40, 30:40] = 0.15
+    return PatientCase(name, [0, 1], prob, truth)
+
+
+def test_grow_threshold_sweep_scores_each_combination_and_the_best_wins():
+    options = EvalOptions(threshold=0.5, largest_only=True, sweep_keep_ratios=(1.0, 0.5), sweep_grow_thresholds=(0.0, 0.1))
+    assert options.swept_grow_thresholds() == [0.1]  # the configured 0 is the plain columns
+    row, _, _ = evaluate_case(_tumour_found_in_part("P"), options)
+    assert row["dice_at_0.5"] == pytest.approx(2 * 32 / (32 + 288))  # the centre only
+    assert row["dice_at_0.5_grow_0.1"] == 1.0 == row["dice_at_0.5_keep_0.5_grow_0.1"]  # the whole tumour, no blob
+    assert row["dice_at_0.5_keep_0.5"] == row["dice_at_0.5"]
+    result = evaluate_cases([_tumour_found_in_part("P")], options, EVAL, split="val")
+    sweep = result.summary["threshold_sweep"]
+    assert len(sweep["grid"]) == 5 * 2 * 2 and {g["grow_threshold"] for g in sweep["grid"]} == {0.0, 0.1}
+    assert sweep["thresholds"]["0.5"]["mean"] == row["dice_at_0.5"]  # the table: the configured settings
+    # every threshold from 0.3 to 0.7 seeds the centre and grows to 1.0: ties go to the configured keep_ratio
+    assert (sweep["best_mean"], sweep["best_keep_ratio"], sweep["best_grow_threshold"]) == (0.5, 1.0, 0.1)
+    assert sweep["best_dice_mean"] == 1.0
+    # configured grow: the plain columns are grown, 0 is the swept one
+    grown = EvalOptions(threshold=0.5, largest_only=True, grow_threshold=0.1, sweep_grow_thresholds=(0.0,))
+    row, _, _ = evaluate_case(_tumour_found_in_part("P"), grown)
+    assert row["dice"] == row["dice_at_0.5"] == 1.0 and row["dice_at_0.5_grow_0"] < 0.5
+    with pytest.raises(ValueError, match="grow_threshold must be in"):
+        EvalOptions(sweep_grow_thresholds=(1.2,))

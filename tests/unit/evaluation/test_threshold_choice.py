@@ -96,6 +96,32 @@ def test_a_chosen_keep_ratio_is_stored_and_applied_with_the_threshold(tmp_path, 
     assert choice is None and "keep_ratio 0.0 is outside (0, 1]" in note
 
 
+def test_a_chosen_grow_threshold_is_stored_applied_and_checked(tmp_path, capsys):
+    from mri_seg.evaluation.threshold_choice import report_threshold
+
+    summary = _summary(0.4)
+    grid = [{"threshold": 0.4, "keep_ratio": 1.0, "grow_threshold": 0.0, "mean": 0.80, "median": 0.8},
+            {"threshold": 0.5, "keep_ratio": 1.0, "grow_threshold": 0.1, "mean": 0.84, "median": 0.8}]  # fmt: skip
+    summary["threshold_sweep"].update(best_mean=0.5, grid=grid, best_keep_ratio=1.0, best_grow_threshold=0.1,
+                                      best_dice_mean=0.84)  # fmt: skip
+    summary["options"] = {"tta_flip": True, "largest_only": True, "keep_ratio": 1.0, "sweep_keep_ratios": [],
+                          "grow_threshold": 0.0, "sweep_grow_thresholds": [0.1]}  # fmt: skip
+    path = write_choice(tmp_path, summary, _members("a"))
+    stored = json.loads(path.read_text())
+    assert (stored["threshold"], stored["keep_ratio"], stored["grow_threshold"]) == (0.5, 1.0, 0.1)
+    assert stored["fixed_options"] == {"tta_flip": True, "largest_only": True}
+    for largest_only in (True, False):  # hysteresis applies with or without largest_only
+        chosen, source = resolve_threshold(PostprocessConfig(largest_only=largest_only), [tmp_path], _members("a"))
+        assert (chosen.threshold, chosen.grow_threshold, source.grow_threshold) == (0.5, 0.1, 0.1)
+    report_threshold(source)
+    assert "threshold 0.5, grow_threshold 0.1 (chosen on out-of-fold predictions" in capsys.readouterr().err
+
+    stored["grow_threshold"] = 1.5
+    path.write_text(json.dumps(stored))
+    choice, note = read_choice([tmp_path], _members("a"))
+    assert choice is None and "grow_threshold 1.5 is outside [0, 1]" in note
+
+
 def _shipping_last():
     cfg = tiny_config(scale=0.5)
     cfg.train.ship_checkpoint = "last"
