@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
     """Median images/s of full optimisation steps on an in-memory random batch."""
     device = resolve_device(cfg.train.device)
-    precision = make_precision(device, cfg.train.amp)
+    precision = make_precision(device, cfg.train.amp, cfg.train.cpu_bf16)
     model = build_model(cfg.model).to(device)
     channels_last = cfg.train.channels_last  # as training: on every device (--set train.channels_last=false to compare)
     if channels_last:
@@ -57,7 +57,7 @@ def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             logits = model(images)
-        loss, _ = loss_fn(logits, masks)
+        loss, _ = loss_fn(logits.float(), masks)
         precision.scaler.scale(loss).backward()
         precision.scaler.step(optimizer)
         precision.scaler.update()

@@ -221,7 +221,12 @@ class TrainConfig:
     grad_clip: float = setting(1.0, NON_NEGATIVE, "gradient norm clip (0: none)")
     seed: int = setting(0, SEED, "random seed of weights, sampling order and augmentation")
     device: str = setting("auto", OneOf(DEVICES), "auto (CUDA when available), cpu or cuda")
-    amp: bool = setting(True, Flag(), "mixed precision on CUDA only")
+    amp: bool = setting(True, Flag(), "mixed precision on CUDA")
+    cpu_bf16: bool = setting(
+        False, Flag(),
+        "bf16 autocast for the CPU training step where the CPU has native bfloat16 (AVX512-BF16 or AMX; float32 "
+        "elsewhere); validation and inference stay float32 on the CPU",
+    )  # fmt: skip
     channels_last: bool = setting(
         True, Flag(), "channels-last memory format of the model and its batches, on every device (CPU: ~8% faster steps)"
     )

@@ -315,7 +315,7 @@ def setup(run: RunDir, out: TrainingDir, cfg: Config, stored_config: dict[str, A
     optimizer = build_optimizer(model, cfg.train)
     return Trainer(
         cfg=cfg, out=out, ctx=ctx, device=dev, model=model, optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, cfg.train, len(train_loader)), precision=make_precision(dev, cfg.train.amp),
+        scheduler=build_scheduler(optimizer, cfg.train, len(train_loader)), precision=make_precision(dev, cfg.train.amp, cfg.train.cpu_bf16),
         loss_fn=loss_fn, train_ds=train_ds, val_ds=val_ds, train_loader=train_loader, val_loader=val_loader,
         sampler=sampler, stored_config=stored_config, data_hash=hash_, train_patients=train_patients, tag=tag,
     )  # fmt: skip
@@ -387,7 +387,7 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
         t.optimizer.zero_grad(set_to_none=True)
         with t.precision.autocast():
             logits = t.model(images)
-        loss, parts = t.loss_fn(logits, masks)
+        loss, parts = t.loss_fn(logits.float(), masks)
         t.precision.scaler.scale(loss).backward()
         if cfg.train.grad_clip > 0:
             t.precision.scaler.unscale_(t.optimizer)
@@ -422,7 +422,7 @@ def validate_epoch(t: Trainer, epoch: int) -> dict[str, Any] | None:
     if epoch % t.cfg.train.val_every and epoch != t.cfg.train.epochs:
         return None
     D.sync_buffers(t.model, t.ctx)
-    val = validate(t.model, t.val_loader, t.val_ds, t.loss_fn, t.precision, t.device, t.ctx, t.cfg.train.channels_last)
+    val = validate(t.model, t.val_loader, t.val_ds, t.loss_fn, t.precision.for_inference(), t.device, t.ctx, t.cfg.train.channels_last)
     step_after_validation(t.scheduler, val["val_patient_dice_mean"])
     return val
 

@@ -2,7 +2,9 @@
 
 On CPU everything here degrades to a no-op (autocast disabled, GradScaler disabled,
 no cudnn flags), so the same training loop runs on both (channels_last, ``train.channels_last``,
-applies on either).
+applies on either) -- except with ``train.cpu_bf16`` on a CPU with native bfloat16 (AVX512-BF16
+or AMX), where the training step runs under bf16 autocast as a CUDA step does. Validation
+always runs at the precision inference uses on that device (:meth:`Precision.for_inference`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 
 from mri_seg.utils.device import DEVICES, resolve_device  # noqa: F401 (re-exported)
+from mri_seg.utils.provenance import cpu_has_bf16
 
 
 @dataclass
@@ -35,12 +38,22 @@ class Precision:
     def name(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
+    def for_inference(self) -> "Precision":
+        """The precision the predictor uses on this device: autocast on CUDA, float32 on CPU (so the
+        validation Dice of a CPU bf16-trained checkpoint is the Dice evaluate reports for it)."""
+        if self.device_type == "cuda" or self.dtype is None:
+            return self
+        return Precision(self.device_type, None, self.scaler)
 
-def make_precision(device: torch.device, amp: bool) -> Precision:
-    """CUDA + amp: bf16 autocast where supported (no scaler needed), else fp16 + GradScaler."""
+
+def make_precision(device: torch.device, amp: bool, cpu_bf16: bool = False) -> Precision:
+    """CUDA + amp: bf16 autocast where supported (no scaler needed), else fp16 + GradScaler.
+    CPU + ``cpu_bf16``: bf16 autocast where the CPU has native bfloat16, else float32."""
     if device.type == "cuda" and amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Precision("cuda", dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
+    if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
+        return Precision("cpu", torch.bfloat16, torch.amp.GradScaler("cpu", enabled=False))
     return Precision(device.type, None, torch.amp.GradScaler(device.type, enabled=False))
 
 

@@ -268,6 +268,23 @@ def test_cpu_precision_is_a_no_op():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
+def test_cpu_bf16_autocasts_the_step_where_the_cpu_has_bfloat16_and_validates_in_float32(monkeypatch):
+    import mri_seg.training.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    precision = make_precision(torch.device("cpu"), amp=True, cpu_bf16=True)
+    assert precision.name == "bf16" and not precision.scaler.is_enabled()
+    with precision.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    validation = precision.for_inference()  # what the predictor does on the CPU: float32
+    assert validation.name == "fp32" and validation.scaler is precision.scaler
+    with validation.autocast():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert make_precision(torch.device("cpu"), amp=True, cpu_bf16=False).name == "fp32"  # off: as before
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)  # a CPU without it: float32, not emulated bf16
+    assert make_precision(torch.device("cpu"), amp=True, cpu_bf16=True).name == "fp32"
+
+
 class _BusyClock:
     """``time`` as a machine 1000x busier would see it: every wall-clock reading is scaled."""
 
