@@ -396,10 +396,16 @@ class OutOfFoldModels:
             table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
             print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
             if "best_keep_ratio" in sweep:
-                pairs = " ".join(f"{g['threshold']:.1f}/{g['keep_ratio']:g}/{g['grow_threshold']:g}:{g['mean']:.3f}"
-                                 for g in sweep["grid"])  # fmt: skip
-                print(f"threshold/keep_ratio/grow_threshold sweep: {pairs}; best {sweep['best_mean']}/"
-                      f"{sweep['best_keep_ratio']:g}/{sweep['best_grow_threshold']:g}")  # fmt: skip
+                grows = len({g["grow_threshold"] for g in sweep["grid"]}) > 1  # grow_threshold swept too
+
+                def key(g: dict[str, Any]) -> str:
+                    return f"{g['threshold']:.1f}/{g['keep_ratio']:g}" + (f"/{g['grow_threshold']:g}" if grows else "")
+
+                pairs = " ".join(f"{key(g)}:{g['mean']:.3f}" for g in sweep["grid"])
+                best = {"threshold": sweep["best_mean"], "keep_ratio": sweep["best_keep_ratio"],
+                        "grow_threshold": sweep.get("best_grow_threshold", 0.0)}  # fmt: skip
+                names = "threshold/keep_ratio" + ("/grow_threshold" if grows else "")
+                print(f"{names} sweep: {pairs}; best {key(best)}")
         if self.stores_choice(cfg):
             from mri_seg.evaluation.threshold_choice import write_choice
 

@@ -206,7 +206,7 @@ def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshol
     ``grow_threshold``), and the threshold with the best mean; where other keep_ratio or grow_threshold
     values were swept, every combination in ``grid`` and the best (ties: the configured keep_ratio, then
     the configured grow_threshold, then the threshold nearest 0.5) in ``best_mean``, ``best_keep_ratio``
-    and ``best_grow_threshold``."""
+    and (where grow_threshold was swept) ``best_grow_threshold``."""
     grid = []
     for c in patients.columns:
         match = _SWEEP_COLUMN.match(c)
@@ -223,8 +223,9 @@ def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshol
                                     -abs(g["threshold"] - 0.5)))  # fmt: skip
     out: dict[str, Any] = {"thresholds": table, "best_mean": best["threshold"]}
     if len(configured) < len(grid):
-        out.update(grid=grid, best_keep_ratio=best["keep_ratio"], best_grow_threshold=best["grow_threshold"],
-                   best_dice_mean=best["mean"])  # fmt: skip
+        out.update(grid=grid, best_keep_ratio=best["keep_ratio"], best_dice_mean=best["mean"])
+        if any(g["grow_threshold"] != grow_threshold for g in grid):  # swept: chosen with the rest
+            out["best_grow_threshold"] = best["grow_threshold"]
     return out
 
 

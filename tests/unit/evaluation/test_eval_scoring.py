@@ -175,6 +175,7 @@ def test_keep_ratio_sweep_scores_each_pair_and_the_best_pair_wins():
     sweep = result.summary["threshold_sweep"]
     assert sweep["thresholds"]["0.5"]["mean"] == 0.0  # the table: the configured keep_ratio
     assert len(sweep["grid"]) == 15 and sweep["best_keep_ratio"] == 0.5  # ties between 0.5 and 0.1: the larger
+    assert "best_grow_threshold" not in sweep  # not swept: cv does not choose (or store) it
     assert sweep["best_mean"] == 0.5 and sweep["best_dice_mean"] == pytest.approx(64 / 114)
     # a false blob smaller than the tumour: every keep_ratio ties, the configured one is kept
     tie = evaluate_cases([_small_tumour_and_a_larger_false_blob("Q", 2)], options, EVAL, split="val")

@@ -107,3 +107,23 @@ def test_wrong_in_channels_for_25d_is_one_clear_error(synthetic_run, tmp_path):
     with pytest.raises(TrainingError, match="model.in_channels=8 is not a multiple of 2 . data.context_slices . 1 = 3"):
         train(run, load_config(None, tiny(run, "data.context_slices=1", "model.in_channels=8")), device="cpu")
     assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_cpu_bf16_trains_through_the_engine_and_ships_float32_weights(synthetic_run, tmp_path, monkeypatch):
+    """``train.cpu_bf16``: the step under bf16 autocast (forced on here, whatever this CPU has), the
+    checkpoint float32 and loadable by the float32 predictor."""
+    import mri_seg.training.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, tiny(run, "train.cpu_bf16=true"))
+    summary = train(run, cfg, device="cpu")
+    assert summary["epochs_completed"] == 1 and summary["precision"] == "bf16"
+    row = pd.read_csv(run / "train_log.csv").iloc[0]
+    assert all(math.isfinite(row[c]) for c in ("train_loss", "val_loss", "val_patient_dice_mean"))
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+    predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
+    prob = predictor.predict_proba(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    assert prob.dtype == np.float32 and np.isfinite(prob).all()
