@@ -145,6 +145,23 @@ class LesionConfig:
 
 
 @dataclass
+class LesionT1Config:
+    """In-tumour T1 appearance: pre- and post-contrast rescaled inside the tumour, FLAIR unchanged."""
+
+    p: float = setting(
+        0.0, PROBABILITY, "probability of rescaling pre- and post-contrast inside a slice's tumour (0: off)"
+    )
+    scale: list[float] = setting(
+        [0.5, 2.0], ListOf(Range(0.05, 20.0), 2, 2, ordered=True),
+        "range of each T1 sequence's factor inside the tumour (log-uniform, drawn per sequence: "
+        "enhancing, dark or unchanged)",
+    )  # fmt: skip
+    patchy: float = setting(
+        0.5, PROBABILITY, "probability that only a random smooth part of the tumour changes (else all of it)"
+    )
+
+
+@dataclass
 class SkullStripConfig:
     """Skull-stripped slices: what other sites' preprocessed scans look like."""
 
@@ -174,6 +191,7 @@ class AugmentConfig:
     elastic: ElasticConfig = field(default_factory=ElasticConfig)
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
     lesion: LesionConfig = field(default_factory=LesionConfig)
+    lesion_t1: LesionT1Config = field(default_factory=LesionT1Config)
     skull_strip: SkullStripConfig = field(default_factory=SkullStripConfig)
 
 

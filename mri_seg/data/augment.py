@@ -11,6 +11,9 @@ Two stages:
   of the slice's tumour darkened in every channel, leaving a bright rim, so that cystic or
   necrotic tumours (dark on FLAIR inside a bright rim, the ones the model under-segments)
   are seen in training; applied after the warps, to the mask the model is trained on.
+* in-tumour T1 appearance (:class:`LesionT1Contrast`, ``augment.lesion_t1``, off by default):
+  pre- and post-contrast rescaled inside the tumour (or a smooth part of it), each by its own
+  factor, FLAIR unchanged: enhancing, dark or unchanged T1 inside a FLAIR lesion;
 * skull stripping (:class:`SkullStrip`, ``augment.skull_strip``, off by default): everything
   outside a head mask derived from the slice itself (Otsu, closing, largest component,
   holes filled), eroded by a random depth, set to background (0) in every channel, as other
@@ -150,6 +153,76 @@ class LesionCore(A.DualTransform):
         return mask
 
 
+class LesionT1Contrast(A.DualTransform):
+    """Rescale the pre- and post-contrast sequences inside the tumour (all of it or a smooth part), FLAIR unchanged.
+
+    Each T1 sequence gets its own factor, drawn log-uniformly from ``scale``: an enhancing
+    part (post-contrast brighter), a cyst or necrosis (both darker), or nothing. The models
+    otherwise learn the T1 look of typical LGG tissue, and on the tumours they miss the T1
+    sequences mislead them: FLAIR alone segments three of the five hard patients better
+    (docs/accuracy.md). With probability ``patchy`` only a random smooth part of the tumour
+    changes (heterogeneous lesions). Every stacked slice of a 2.5D input gets the same
+    change; the mask is unchanged. Needs ``channels_per_slice`` >= 2 (a sequence besides FLAIR).
+    """
+
+    def __init__(
+        self,
+        scale: Sequence[float] = (0.5, 2.0),
+        patchy: float = 0.5,
+        flair_channel: int = FLAIR_CHANNEL,
+        channels_per_slice: int = 3,
+        min_pixels: int = 40,
+        p: float = 0.3,
+    ):
+        super().__init__(p=p)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.patchy = float(patchy)
+        self.flair_channel = flair_channel
+        self.channels_per_slice = channels_per_slice
+        self.min_pixels = int(min_pixels)
+
+    def _region(self, m: np.ndarray) -> np.ndarray:
+        """The part of the tumour ``m`` (uint8 0/1) that changes: all of it, or where a smooth random field is high."""
+        if self.py_random.random() >= self.patchy:
+            return m.astype(np.float32)
+        coarse = self.random_generator.random((6, 6)).astype(np.float32)
+        field = cv2.resize(coarse, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_CUBIC)
+        share = self.py_random.uniform(0.3, 0.8)  # of the tumour
+        cut = float(np.quantile(field[m > 0], 1.0 - share))
+        return ((field >= cut) & (m > 0)).astype(np.float32)
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        mask = data.get("mask")
+        per_slice = self.channels_per_slice
+        shape = params["shape"]
+        if mask is None or len(shape) == 2 or per_slice < 2 or shape[-1] % per_slice:
+            return {"weight": None}
+        m = (np.asarray(mask) > 0).astype(np.uint8)
+        if int(m.sum()) < self.min_pixels:
+            return {"weight": None}
+        region = self._region(m)
+        weight = cv2.GaussianBlur(region, (0, 0), 1.5) * m  # soft edges, inside the tumour only
+        lo, hi = np.log(self.scale[0]), np.log(self.scale[1])
+        factors = {
+            c: float(np.exp(self.py_random.uniform(lo, hi))) for c in range(per_slice) if c != self.flair_channel
+        }
+        return {"weight": weight, "factors": factors}
+
+    def apply(self, img: np.ndarray, weight: np.ndarray | None = None, factors: dict | None = None, **params) -> np.ndarray:
+        if weight is None or not factors:
+            return img
+        out = img.copy()
+        for first in range(0, img.shape[-1], self.channels_per_slice):  # each stacked slice
+            for c, f in factors.items():
+                ch = img[..., first + c]
+                scaled = np.rint(ch.astype(np.float32) * (1.0 + weight * (f - 1.0)))
+                out[..., first + c] = np.where(ch > 0, np.clip(scaled, 1, 255), 0)  # tissue never becomes background
+        return out
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return mask
+
+
 def slice_head_mask(flair: np.ndarray) -> np.ndarray:
     """``H x W`` bool: the head in one uint8 FLAIR slice, from the image alone.
 
@@ -260,6 +333,13 @@ def _geometric(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
         )
     if cfg.lesion.p > 0:  # after the warps: the core is found in the mask the model is trained on
         out.append(LesionCore(darken=cfg.lesion.darken, core=cfg.lesion.core, p=cfg.lesion.p))
+    if cfg.lesion_t1.p > 0:
+        out.append(
+            LesionT1Contrast(
+                scale=cfg.lesion_t1.scale, patchy=cfg.lesion_t1.patchy, channels_per_slice=channels_per_slice,
+                p=cfg.lesion_t1.p,
+            )
+        )
     if cfg.skull_strip.p > 0:  # last: what it removes stays background through the intensity transforms
         out.append(SkullStrip(erode=cfg.skull_strip.erode, channels_per_slice=channels_per_slice, p=cfg.skull_strip.p))
     return out

@@ -226,6 +226,66 @@ def test_lesion_augmentation_is_off_by_default_and_built_from_config() -> None:
     assert len(lesion) == 1 and lesion[0].p == 0.3 and lesion[0].darken == (0.3, 0.5)
 
 
+def test_lesion_t1_contrast_rescales_pre_and_post_inside_the_tumour_only() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionT1Contrast
+
+    image, mask = _disc_slice()  # 9 channels: 3 stacked slices of (post, flair, pre), 180 on the head
+    image = image.copy()
+    image[..., 0::3] = 100  # post-contrast of every stacked slice
+    image[..., 2::3] = 120  # pre-contrast
+    image[:4] = 0
+    t = A.Compose([LesionT1Contrast(scale=(1.5, 1.5), patchy=0.0, p=1.0)], seed=0, strict=True)
+    out = t(image=image, mask=mask)["image"]
+    centre = out[48, 48]
+    np.testing.assert_array_equal(centre[0::3], 150)  # post x 1.5, every stacked slice
+    np.testing.assert_array_equal(centre[2::3], 180)  # pre x 1.5
+    np.testing.assert_array_equal(out[..., 1::3], image[..., 1::3])  # FLAIR untouched everywhere
+    outside = mask == 0
+    np.testing.assert_array_equal(out[outside], image[outside])  # nothing outside the tumour, background stays 0
+    dark = A.Compose([LesionT1Contrast(scale=(0.1, 0.1), patchy=0.0, p=1.0)], seed=0, strict=True)
+    assert (dark(image=image, mask=mask)["image"][48, 48, 0::3] == 10).all()  # a cyst: darker, never 0
+
+
+def test_lesion_t1_contrast_patchy_changes_part_of_the_tumour() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionT1Contrast
+
+    image, mask = _disc_slice()
+    t = A.Compose([LesionT1Contrast(scale=(2.0, 2.0), patchy=1.0, p=1.0)], seed=3, strict=True)
+    out = t(image=image, mask=mask)
+    changed = out["image"][..., 0] != image[..., 0]
+    share = changed[mask > 0].mean()
+    assert 0.2 < share < 0.9, share  # a smooth part of the tumour (30-80% before the soft edge)
+    assert not changed[mask == 0].any()
+    np.testing.assert_array_equal(out["mask"], mask)
+
+
+def test_lesion_t1_contrast_needs_a_sequence_besides_flair_and_a_tumour() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionT1Contrast
+
+    image, mask = _disc_slice()
+    one = A.Compose([LesionT1Contrast(channels_per_slice=1, p=1.0, scale=(2.0, 2.0))], seed=0, strict=True)
+    np.testing.assert_array_equal(one(image=image, mask=mask)["image"], image)  # FLAIR-only stacks: nothing to change
+    t = A.Compose([LesionT1Contrast(p=1.0, scale=(2.0, 2.0))], seed=0, strict=True)
+    np.testing.assert_array_equal(t(image=image, mask=np.zeros_like(mask))["image"], image)
+
+
+def test_lesion_t1_augmentation_is_off_by_default_and_built_from_config() -> None:
+    from mri_seg.data.augment import LesionT1Contrast
+
+    assert not any(isinstance(t, LesionT1Contrast) for t in Augmenter(AugmentConfig(), seed=0).geometric.transforms)
+    cfg = load_config(None, ["augment.lesion_t1.p=0.3", "augment.lesion_t1.scale=[0.4,2.5]"]).augment
+    built = [t for t in Augmenter(cfg, seed=0, channels_per_slice=3).geometric.transforms if isinstance(t, LesionT1Contrast)]
+    assert len(built) == 1 and built[0].p == 0.3 and built[0].scale == (0.4, 2.5) and built[0].patchy == 0.5
+    with pytest.raises(ValueError, match="lesion_t1.scale"):
+        load_config(None, ["augment.lesion_t1.scale=[2.0,0.5]"])
+
+
 def _head_slice(size: int = 64, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """A bright scalp ring, a darker gap (skull) and a brain disc with a tumour, on 0 background."""
     yy, xx = np.mgrid[:size, :size]
