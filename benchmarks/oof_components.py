@@ -1,7 +1,7 @@
 """Which 3D components to keep, measured on out-of-fold predictions (issue 19).
 
     python benchmarks/oof_components.py --run-dir RUN [--input-sequences all|flair_only]
-        [--cache DIR] [--thresholds 0.3 0.4 0.5] [--grow 0 0.1 0.2] [--per-patient CSV]
+        [--cache DIR] [--thresholds 0.3 0.4 0.5] [--grow 0 0.1 0.2] [--fill-holes] [--per-patient CSV]
 
 RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
 once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
@@ -11,7 +11,8 @@ on the same probabilities: mean / median patient Dice with a bootstrap CI, patie
 0.5, patients at 0 with a tumour-sized prediction elsewhere, and the small-tumour third and
 the hard patients (docs/accuracy.md) as their own rows. ``--grow`` also scores each rule with
 hysteresis (``postprocess.grow_threshold``: the kept components grown into the connected voxels
-at or above that lower probability); ``--per-patient`` writes every patient's Dice, sensitivity
+at or above that lower probability); ``--fill-holes`` also scores each rule with every region a
+slice's kept mask encloses filled (a cyst ringed by found tumour); ``--per-patient`` writes every patient's Dice, sensitivity
 and precision under every (threshold, rule, grow) for paired comparisons.
 """
 
@@ -29,6 +30,7 @@ from mri_seg.config import PostprocessConfig
 from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import bootstrap_mean_ci, dice_score
 from mri_seg.postprocess import apply_postprocess
+from mri_seg.preprocess import fill_holes
 from mri_seg.rundir import RunDir
 from mri_seg.utils.atomic import atomic_write_text
 
@@ -66,7 +68,14 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
         tmp.replace(cache / f"{case.patient_id}.npz")
 
 
-def score(cache: Path, thresholds: list[float], grows: list[float], per_patient: Path | None = None) -> None:
+def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
+    """``D x H x W`` bool: every region a slice's mask encloses filled (2D, slice by slice)."""
+    return np.stack([fill_holes(s) if s.any() else s for s in mask]) if mask.ndim == 3 else fill_holes(mask)
+
+
+def score(
+    cache: Path, thresholds: list[float], grows: list[float], per_patient: Path | None = None, fills: tuple = (False,)
+) -> None:
     data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
     volumes = {k: int(v["truth"].sum()) for k, v in data.items()}
     order = sorted(volumes, key=volumes.__getitem__)
@@ -80,24 +89,26 @@ def score(cache: Path, thresholds: list[float], grows: list[float], per_patient:
         print(f"\nthreshold {threshold}")
         print(f"  {'rule':34s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
               f"{'small':>6s} {'hard':>6s} {'sens':>5s} {'prec':>5s}")  # fmt: skip
-        for grow in grows:
+        for grow, fill in [(g, f) for g in grows for f in fills]:
             if grow and grow >= threshold:
                 continue
             for rule, ratio in VARIANTS:
                 name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
+                name += ", holes filled" if fill else ""
                 settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
                                    component_rule=rule if rule != "none" else "size", keep_ratio=ratio)  # fmt: skip
                 dice, sens, prec, elsewhere = {}, {}, {}, 0
                 for k, v in data.items():
                     truth = v["truth"].astype(bool)
                     pred = apply_postprocess(v["prob"].astype(np.float32), settings)
+                    pred = fill_slice_holes(pred) if fill else pred
                     dice[k] = dice_score(pred, truth)
                     hit = float(np.logical_and(pred, truth).sum())
                     sens[k] = hit / truth.sum() if truth.any() else float("nan")
                     prec[k] = hit / pred.sum() if pred.any() else float("nan")
                     elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
                     rows.append({"patient_id": k, "threshold": threshold, "rule": rule, "keep_ratio": ratio,
-                                 "grow_threshold": grow, "dice": dice[k], "sensitivity": sens[k],
+                                 "grow_threshold": grow, "holes_filled": fill, "dice": dice[k], "sensitivity": sens[k],
                                  "precision": prec[k], "true_voxels": volumes[k], "predicted_voxels": int(pred.sum())})
                 values = np.array(list(dice.values()))
                 lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
@@ -120,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.4, 0.5])
     parser.add_argument("--grow", type=float, nargs="+", default=[0.0],
                         help="hysteresis thresholds to score besides none (0), each below the threshold")
+    parser.add_argument("--fill-holes", action="store_true", help="also score each rule with slice holes filled")
     parser.add_argument("--per-patient", type=Path, default=None, help="write every patient's scores to this CSV")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     args = parser.parse_args(argv)
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
     cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
     cache_probabilities(args.run_dir, cache, args.input_sequences, args.folds)
-    score(cache, args.thresholds, args.grow, args.per_patient)
+    score(cache, args.thresholds, args.grow, args.per_patient, (False, True) if args.fill_holes else (False,))
     return 0
 
 
