@@ -24,6 +24,9 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
    far from a kept component are never added, so the low threshold cannot admit a false blob
    elsewhere; a tumour found in part (the measured failure of large heterogeneous tumours:
    high precision, low sensitivity) is completed where the model gave its rest a lower score.
+6. ``fill_holes``: every region a slice's mask encloses becomes tumour (2D, slice by slice).
+   Whole-tumour labels have no holes (on lgg-dev 148 of 887,442 tumour pixels lie in one), while a
+   cystic tumour whose dark core the model scores as background comes out as a ring.
 
 A 2D image is a one-slice volume: steps 3 and 4 then act on its 2D (8-connected) components.
 Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes.
@@ -68,6 +71,9 @@ class PostprocessSettings(Protocol):
 
     @property
     def grow_threshold(self) -> float: ...
+
+    @property
+    def fill_holes(self) -> bool: ...
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -151,6 +157,7 @@ def postprocess(
     component_rule: str = "size",
     keep_ratio: float = 1.0,
     grow_threshold: float = 0.0,
+    fill_holes: bool = False,
 ) -> np.ndarray:
     """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring)."""
     if not 0.0 <= threshold <= 1.0:
@@ -173,6 +180,8 @@ def postprocess(
     planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio)
     if 0.0 < grow_threshold < threshold:
         planes = grow_into(planes, volume, grow_threshold)
+    if fill_holes:
+        planes = np.stack([ndimage.binary_fill_holes(p) if p.any() else p for p in planes])
     return planes if prob.ndim == 3 else planes[0]
 
 
@@ -187,4 +196,5 @@ def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.nda
         settings.component_rule,
         settings.keep_ratio,
         settings.grow_threshold,
+        settings.fill_holes,
     )

@@ -308,6 +308,11 @@ class PostprocessConfig:
         "(lower) threshold, so a tumour found in part is completed and nothing apart from it is added; 0 (or >= "
         "threshold): off",
     )  # fmt: skip
+    fill_holes: bool = setting(
+        False, Flag(),
+        "fill every region a slice's kept mask encloses (whole-tumour labels have no holes; a cystic core the model "
+        "misses comes out as a ring)",
+    )  # fmt: skip
     sweep_grow_thresholds: list[float] = setting(
         [], ListOf(PROBABILITY),
         "the threshold sweep also scores these grow_threshold values (with every swept keep_ratio), and cv chooses "

@@ -57,6 +57,7 @@ class EvalOptions:
     sweep_keep_ratios: tuple[float, ...] = ()  # also swept with largest_only (the cv choice picks the pair)
     grow_threshold: float = 0.0  # hysteresis (mri_seg.postprocess): 0 off
     sweep_grow_thresholds: tuple[float, ...] = ()  # also swept (the cv choice picks threshold, keep_ratio, grow)
+    fill_holes: bool = False  # regions a slice's mask encloses filled (mri_seg.postprocess)
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -64,7 +65,7 @@ class EvalOptions:
             float(pp.threshold), int(pp.min_component_pixels), bool(pp.tta_flip),
             int(pp.min_component_voxels), bool(pp.largest_only), str(pp.component_rule), float(pp.keep_ratio),
             tuple(float(r) for r in pp.sweep_keep_ratios), float(pp.grow_threshold),
-            tuple(float(g) for g in pp.sweep_grow_thresholds),
+            tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:

@@ -162,6 +162,7 @@ def model_card(
         f"{post.largest_only}"
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")
         + _grow_text(post.grow_threshold, choice)
+        + (", enclosed holes filled per slice" if post.fill_holes else "")
         + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
         "",
         "## Members",

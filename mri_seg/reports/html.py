@@ -111,6 +111,7 @@ _OPTION_FACTS = (
     ("largest by (component rule)", "component_rule"),
     ("also kept: components scoring >= this x the largest", "keep_ratio"),
     ("kept components grown into probability >= (hysteresis)", "grow_threshold"),
+    ("enclosed holes filled (per slice)", "fill_holes"),
     ("flip TTA", "tta_flip"),
 )
 _INPUT_AND_TIME_FACTS = (("input sequences", "input_sequences"), ("seconds", "seconds"))

@@ -205,3 +205,35 @@ def test_grow_threshold_is_read_by_evaluation_and_inference_alike():
     assert binarise(prob, options).sum() == 192
     with pytest.raises(ValueError, match="grow_threshold"):
         EvalOptions(grow_threshold=-0.1)
+
+
+def _ring_around_a_cyst() -> np.ndarray:
+    """Two slices of a tumour found as a ring (p 0.9) around a core scored 0.05 (a cyst the model misses),
+    a notch in the ring on the second slice (not enclosed), and a separate small blob."""
+    prob = np.zeros((2, 16, 16), np.float32)
+    prob[:, 2:11, 2:11] = 0.9
+    prob[:, 4:9, 4:9] = 0.05  # the core: 25 pixels per slice
+    prob[1, 6, 2:4] = 0.05  # slice 1: the ring is open to the outside at row 6
+    prob[0, 13:15, 13:15] = 0.9
+    return prob
+
+
+def test_fill_holes_fills_enclosed_cores_slice_by_slice_and_nothing_open():
+    prob = _ring_around_a_cyst()
+    ring = postprocess(prob, 0.5, largest_only=True)
+    assert ring[0].sum() == 81 - 25 and ring[1].sum() == 81 - 25 - 2
+    filled = postprocess(prob, 0.5, largest_only=True, fill_holes=True)
+    assert filled[0].sum() == 81 and filled[0, 4:9, 4:9].all()  # the enclosed core is tumour
+    np.testing.assert_array_equal(filled[1], ring[1])  # an open ring encloses nothing
+    assert not filled[0, 13:15, 13:15].any()  # filling comes after component selection: the blob stays dropped
+    image = postprocess(prob[0], 0.5, fill_holes=True)  # a 2D image
+    assert image.sum() == 81 + 4
+
+
+def test_fill_holes_is_read_by_evaluation_and_inference_alike():
+    prob = _ring_around_a_cyst()
+    pp = PostprocessConfig(threshold=0.5, largest_only=True, fill_holes=True)
+    options = EvalOptions.from_config(pp)
+    assert options.fill_holes and not EvalOptions().fill_holes
+    np.testing.assert_array_equal(binarise(prob, options), apply_postprocess(prob, pp))
+    assert binarise(prob, options).sum() == 81 + 81 - 25 - 2
