@@ -208,15 +208,20 @@ class LesionT1Contrast(A.DualTransform):
         }
         return {"weight": weight, "factors": factors}
 
-    def apply(self, img: np.ndarray, weight: np.ndarray | None = None, factors: dict | None = None, **params) -> np.ndarray:
+    def apply(
+        self, img: np.ndarray, weight: np.ndarray | None = None, factors: dict | None = None, **params
+    ) -> np.ndarray:
         if weight is None or not factors:
             return img
+        rows, cols = np.nonzero(weight)  # only the tumour's bounding box changes
+        box = (slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1))
+        w = weight[box][..., None]
         out = img.copy()
-        for first in range(0, img.shape[-1], self.channels_per_slice):  # each stacked slice
-            for c, f in factors.items():
-                ch = img[..., first + c]
-                scaled = np.rint(ch.astype(np.float32) * (1.0 + weight * (f - 1.0)))
-                out[..., first + c] = np.where(ch > 0, np.clip(scaled, 1, 255), 0)  # tissue never becomes background
+        for c, f in factors.items():
+            channels = list(range(c, img.shape[-1], self.channels_per_slice))  # this sequence in each stacked slice
+            part = img[box][..., channels]
+            scaled = np.rint(part.astype(np.float32) * (1.0 + w * (f - 1.0)))
+            out[box[0], box[1], channels] = np.where(part > 0, np.clip(scaled, 1, 255), 0)  # tissue never becomes 0
         return out
 
     def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
