@@ -12,7 +12,7 @@ on the same probabilities: mean / median patient Dice with a bootstrap CI, patie
 the hard patients (docs/accuracy.md) as their own rows. ``--grow`` also scores each rule with
 hysteresis (``postprocess.grow_threshold``: the kept components grown into the connected voxels
 at or above that lower probability); ``--fill-holes`` also scores each rule with every region a
-slice's kept mask encloses filled (a cyst ringed by found tumour); ``--per-patient`` writes every patient's Dice, sensitivity
+slice's kept mask encloses filled (``postprocess.fill_holes``: a cyst ringed by found tumour); ``--per-patient`` writes every patient's Dice, sensitivity
 and precision under every (threshold, rule, grow) for paired comparisons.
 """
 
@@ -30,7 +30,6 @@ from mri_seg.config import PostprocessConfig
 from mri_seg.config.names import COMPONENT_RULES
 from mri_seg.metrics import bootstrap_mean_ci, dice_score
 from mri_seg.postprocess import apply_postprocess
-from mri_seg.preprocess import fill_holes
 from mri_seg.rundir import RunDir
 from mri_seg.utils.atomic import atomic_write_text
 
@@ -68,11 +67,6 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
         tmp.replace(cache / f"{case.patient_id}.npz")
 
 
-def fill_slice_holes(mask: np.ndarray) -> np.ndarray:
-    """``D x H x W`` bool: every region a slice's mask encloses filled (2D, slice by slice)."""
-    return np.stack([fill_holes(s) if s.any() else s for s in mask]) if mask.ndim == 3 else fill_holes(mask)
-
-
 def score(
     cache: Path, thresholds: list[float], grows: list[float], per_patient: Path | None = None, fills: tuple = (False,)
 ) -> None:
@@ -96,12 +90,12 @@ def score(
                 name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
                 name += ", holes filled" if fill else ""
                 settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
-                                   component_rule=rule if rule != "none" else "size", keep_ratio=ratio)  # fmt: skip
+                                   component_rule=rule if rule != "none" else "size", keep_ratio=ratio,
+                                   fill_holes=fill)  # fmt: skip
                 dice, sens, prec, elsewhere = {}, {}, {}, 0
                 for k, v in data.items():
                     truth = v["truth"].astype(bool)
                     pred = apply_postprocess(v["prob"].astype(np.float32), settings)
-                    pred = fill_slice_holes(pred) if fill else pred
                     dice[k] = dice_score(pred, truth)
                     hit = float(np.logical_and(pred, truth).sum())
                     sens[k] = hit / truth.sum() if truth.any() else float("nan")
