@@ -12,8 +12,11 @@ on the same probabilities: mean / median patient Dice with a bootstrap CI, patie
 the hard patients (docs/accuracy.md) as their own rows. ``--grow`` also scores each rule with
 hysteresis (``postprocess.grow_threshold``: the kept components grown into the connected voxels
 at or above that lower probability); ``--fill-holes`` also scores each rule with every region a
-slice's kept mask encloses filled (``postprocess.fill_holes``: a cyst ringed by found tumour); ``--per-patient`` writes every patient's Dice, sensitivity
-and precision under every (threshold, rule, grow) for paired comparisons.
+slice's kept mask encloses filled (``postprocess.fill_holes``: a cyst ringed by found tumour); ``--flair-view T:R``
+also scores each rule with the FLAIR view (``postprocess.flair_view_threshold`` T, ``flair_view_min_ratio`` R:
+the FLAIR-only probabilities, cached beside the others, add their components at >= T that overlap the kept
+tumour and are >= R x its size); ``--per-patient`` writes every patient's Dice, sensitivity
+and precision under every (threshold, rule, grow, fill, view) for paired comparisons.
 """
 
 from __future__ import annotations
@@ -68,9 +71,17 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
 
 
 def score(
-    cache: Path, thresholds: list[float], grows: list[float], per_patient: Path | None = None, fills: tuple = (False,)
+    cache: Path,
+    thresholds: list[float],
+    grows: list[float],
+    per_patient: Path | None = None,
+    fills: tuple = (False,),
+    views: list[tuple[float, float]] | None = None,
+    view_cache: Path | None = None,
 ) -> None:
     data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
+    view_probs = {k: np.load(view_cache / f"{k}.npz")["prob"].astype(np.float32) for k in data} if views else {}
+    view_settings = [(0.0, 1.5)] + list(views or [])
     volumes = {k: int(v["truth"].sum()) for k, v in data.items()}
     order = sorted(volumes, key=volumes.__getitem__)
     small = set(order[: len(order) // 3])
@@ -81,32 +92,33 @@ def score(
     rows: list[dict] = []
     for threshold in thresholds:
         print(f"\nthreshold {threshold}")
-        print(f"  {'rule':34s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
+        print(f"  {'rule':50s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
               f"{'small':>6s} {'hard':>6s} {'sens':>5s} {'prec':>5s}")  # fmt: skip
-        for grow, fill in [(g, f) for g in grows for f in fills]:
+        for grow, fill, (view_t, view_r) in [(g, f, w) for g in grows for f in fills for w in view_settings]:
             if grow and grow >= threshold:
                 continue
             for rule, ratio in VARIANTS:
                 name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
-                name += ", holes filled" if fill else ""
+                name += (", holes filled" if fill else "") + (f", FLAIR view {view_t:g}:{view_r:g}" if view_t else "")
                 settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
                                    component_rule=rule if rule != "none" else "size", keep_ratio=ratio,
-                                   fill_holes=fill)  # fmt: skip
+                                   fill_holes=fill, flair_view_threshold=view_t, flair_view_min_ratio=view_r)  # fmt: skip
                 dice, sens, prec, elsewhere = {}, {}, {}, 0
                 for k, v in data.items():
                     truth = v["truth"].astype(bool)
-                    pred = apply_postprocess(v["prob"].astype(np.float32), settings)
+                    pred = apply_postprocess(v["prob"].astype(np.float32), settings, view_probs.get(k))
                     dice[k] = dice_score(pred, truth)
                     hit = float(np.logical_and(pred, truth).sum())
                     sens[k] = hit / truth.sum() if truth.any() else float("nan")
                     prec[k] = hit / pred.sum() if pred.any() else float("nan")
                     elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
                     rows.append({"patient_id": k, "threshold": threshold, "rule": rule, "keep_ratio": ratio,
-                                 "grow_threshold": grow, "holes_filled": fill, "dice": dice[k], "sensitivity": sens[k],
+                                 "grow_threshold": grow, "holes_filled": fill, "flair_view_threshold": view_t,
+                                 "flair_view_min_ratio": view_r, "dice": dice[k], "sensitivity": sens[k],
                                  "precision": prec[k], "true_voxels": volumes[k], "predicted_voxels": int(pred.sum())})
                 values = np.array(list(dice.values()))
                 lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
-                print(f"  {name:34s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
+                print(f"  {name:50s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
                       f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
                       f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f} "
                       f"{np.nanmean(list(sens.values())):5.3f} {np.nanmean(list(prec.values())):5.3f}")  # fmt: skip
@@ -128,11 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fill-holes", action="store_true", help="also score each rule with slice holes filled")
     parser.add_argument("--per-patient", type=Path, default=None, help="write every patient's scores to this CSV")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
+    parser.add_argument("--flair-view", nargs="+", default=[], metavar="T:R",
+                        help="also score each rule with the FLAIR view at threshold T and min ratio R (e.g. 0.7:1.5)")
     args = parser.parse_args(argv)
+    views = [(float(t), float(r)) for t, r in (v.split(":") for v in args.flair_view)]
+    if views and args.input_sequences != "all":
+        parser.error("--flair-view scores 3-sequence input (a FLAIR-only scan is its own FLAIR view)")
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
     cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
     cache_probabilities(args.run_dir, cache, args.input_sequences, args.folds)
-    score(cache, args.thresholds, args.grow, args.per_patient, (False, True) if args.fill_holes else (False,))
+    view_cache = RunDir(args.run_dir).eval_dir("oof_probabilities_flair_only")
+    if views:
+        cache_probabilities(args.run_dir, view_cache, "flair_only", args.folds)
+    fills = (False, True) if args.fill_holes else (False,)
+    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache)
     return 0
 
 

@@ -24,7 +24,14 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
    far from a kept component are never added, so the low threshold cannot admit a false blob
    elsewhere; a tumour found in part (the measured failure of large heterogeneous tumours:
    high precision, low sensitivity) is completed where the model gave its rest a lower score.
-6. ``fill_holes``: every region a slice's mask encloses becomes tumour (2D, slice by slice).
+6. ``flair_view_threshold`` (0: off): a second prediction of the same scan with FLAIR copied into
+   every channel (the *FLAIR view*, computed by the caller: evaluation and inference) adds each of
+   its 26-connected components at or above this threshold that overlaps the kept tumour and is at
+   least ``flair_view_min_ratio`` times its size. The measured failure it answers: a lesion FLAIR
+   shows whose T1 look (a cyst, enhancing parts) the 3-sequence models reject, so they find a part
+   of it (docs/accuracy.md, tenth session); a FLAIR view of about the kept tumour's size adds nothing,
+   and a FLAIR-only scan's view is its prediction;
+7. ``fill_holes``: every region a slice's mask encloses becomes tumour (2D, slice by slice).
    Whole-tumour labels have no holes (on lgg-dev 148 of 887,442 tumour pixels lie in one), while a
    cystic tumour whose dark core the model scores as background comes out as a ring.
 
@@ -74,6 +81,12 @@ class PostprocessSettings(Protocol):
 
     @property
     def fill_holes(self) -> bool: ...
+
+    @property
+    def flair_view_threshold(self) -> float: ...
+
+    @property
+    def flair_view_min_ratio(self) -> float: ...
 
 
 def remove_small_components(mask: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -148,6 +161,24 @@ def grow_into(kept: np.ndarray, prob: np.ndarray, grow_threshold: float) -> np.n
     return touched[labels]
 
 
+def add_view_components(
+    kept: np.ndarray, view_prob: np.ndarray, view_threshold: float, min_ratio: float
+) -> np.ndarray:
+    """``kept`` (bool ``D x H x W``) plus every 26-connected component of ``view_prob >= view_threshold``
+    that overlaps it and has at least ``min_ratio`` x its voxels; a new array."""
+    if view_prob.shape != kept.shape:
+        raise ValueError(f"the FLAIR view's probabilities {view_prob.shape} do not match the volume {kept.shape}")
+    if not kept.any():
+        return kept.copy()
+    labels, n = ndimage.label(view_prob >= view_threshold, structure=_CONNECTIVITY_3D)
+    overlapping = np.zeros(n + 1, dtype=bool)
+    overlapping[np.unique(labels[kept])] = True
+    large = np.bincount(labels.ravel(), minlength=n + 1) >= min_ratio * int(kept.sum())
+    add = overlapping & large
+    add[0] = False
+    return kept | add[labels]
+
+
 def postprocess(
     prob: np.ndarray,
     threshold: float = 0.5,
@@ -158,8 +189,13 @@ def postprocess(
     keep_ratio: float = 1.0,
     grow_threshold: float = 0.0,
     fill_holes: bool = False,
+    view_prob: np.ndarray | None = None,
+    view_threshold: float = 0.0,
+    view_min_ratio: float = 1.5,
 ) -> np.ndarray:
-    """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring)."""
+    """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring).
+
+    ``view_prob``: the FLAIR view's probabilities (same shape), used where ``view_threshold`` > 0."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if min_component_pixels < 0:
@@ -170,6 +206,10 @@ def postprocess(
         raise ValueError(f"keep_ratio must be in (0, 1], got {keep_ratio}")
     if not 0.0 <= grow_threshold <= 1.0:
         raise ValueError(f"grow_threshold must be in [0, 1], got {grow_threshold}")
+    if not 0.0 <= view_threshold <= 1.0:
+        raise ValueError(f"flair_view_threshold must be in [0, 1], got {view_threshold}")
+    if view_min_ratio <= 0.0:
+        raise ValueError(f"flair_view_min_ratio must be > 0, got {view_min_ratio}")
     prob = np.asarray(prob)
     if prob.ndim not in (2, 3):
         raise ValueError(f"expected an H x W or D x H x W array, got shape {prob.shape}")
@@ -180,13 +220,19 @@ def postprocess(
     planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio)
     if 0.0 < grow_threshold < threshold:
         planes = grow_into(planes, volume, grow_threshold)
+    if view_threshold > 0.0 and view_prob is not None:
+        view = np.asarray(view_prob)
+        planes = add_view_components(planes, view if view.ndim == 3 else view[None], view_threshold, view_min_ratio)
     if fill_holes:
         planes = np.stack([ndimage.binary_fill_holes(p) if p.any() else p for p in planes])
     return planes if prob.ndim == 3 else planes[0]
 
 
-def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.ndarray:
-    """:func:`postprocess` with every setting of a ``PostprocessConfig`` (or ``EvalOptions``)."""
+def apply_postprocess(
+    prob: np.ndarray, settings: PostprocessSettings, view_prob: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`postprocess` with every setting of a ``PostprocessConfig`` (or ``EvalOptions``);
+    ``view_prob``: the FLAIR view's probabilities, where ``settings.flair_view_threshold`` > 0."""
     return postprocess(
         prob,
         settings.threshold,
@@ -197,4 +243,7 @@ def apply_postprocess(prob: np.ndarray, settings: PostprocessSettings) -> np.nda
         settings.keep_ratio,
         settings.grow_threshold,
         settings.fill_holes,
+        view_prob,
+        settings.flair_view_threshold,
+        settings.flair_view_min_ratio,
     )

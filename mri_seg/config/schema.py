@@ -313,6 +313,16 @@ class PostprocessConfig:
         "fill every region a slice's kept mask encloses (whole-tumour labels have no holes; a cystic core the model "
         "misses comes out as a ring)",
     )  # fmt: skip
+    flair_view_threshold: float = setting(
+        0.0, PROBABILITY,
+        "the FLAIR view: the scan is predicted a second time with FLAIR copied into every channel, and each of that "
+        "prediction's 3D components at or above this probability that overlaps the kept tumour and has at least "
+        "flair_view_min_ratio x its voxels is added (a lesion FLAIR shows whose T1 look made the models reject part "
+        "of it); doubles the prediction time; 0: off",
+    )  # fmt: skip
+    flair_view_min_ratio: float = setting(
+        1.5, POSITIVE, "the FLAIR view: how many times the kept tumour's voxels a FLAIR-view component must have"
+    )
     sweep_grow_thresholds: list[float] = setting(
         [], ListOf(PROBABILITY),
         "the threshold sweep also scores these grow_threshold values (with every swept keep_ratio), and cv chooses "

@@ -104,6 +104,7 @@ def evaluate_out_of_fold(
         progress,
         desc="out-of-fold",
         input_sequences=cfg.eval.input_sequences,
+        flair_view=options.uses_flair_view,
     )
     result = evaluate_cases(cases, options, cfg.eval, SPLIT_NAME, on_case)
     result.patients.insert(1, "fold", result.patients["patient_id"].map(assignment).astype(int))

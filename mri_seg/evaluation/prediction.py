@@ -7,7 +7,9 @@ own predictor (out-of-fold evaluation, :mod:`mri_seg.evaluation.cross_validation
 
 ``input_sequences="flair_only"`` replaces every slice's channels by copies of its FLAIR
 channel before prediction -- what inference does with a single-sequence scan -- so the
-figure for FLAIR-only input is measured on the same patients.
+figure for FLAIR-only input is measured on the same patients. ``flair_view`` also predicts each
+patient that way beside its 3-sequence input (``PatientCase.view_prob``: the FLAIR view that
+``postprocess.flair_view_threshold`` uses, mri_seg.postprocess).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, PatientCase, cluster_table, evaluate_cases
 from mri_seg.io.images import read_mask, read_slice
-from mri_seg.io.sequences import FLAIR_CHANNEL
+from mri_seg.io.sequences import FLAIR_CHANNEL, flair_in_every_channel
 
 ProbFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 VolumeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # D x H x W x C -> (mean, P x D x H x W passes)
@@ -65,7 +67,7 @@ def model_input(image: np.ndarray, input_sequences: str) -> np.ndarray:
     if input_sequences == "all" or image.ndim == 2:
         return image
     if input_sequences == "flair_only":
-        return np.repeat(image[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1], image.shape[-1], axis=-1)
+        return flair_in_every_channel(image)
     raise ValueError(f"eval.input_sequences must be one of {', '.join(INPUT_SEQUENCES)}, got '{input_sequences}'")
 
 
@@ -75,9 +77,11 @@ def iter_cases(
     progress: bool = True,
     desc: str = "evaluate",
     input_sequences: str = "all",
+    flair_view: bool = False,
 ) -> Iterator[PatientCase]:
     """Read each patient of ``manifest`` (patient order, slice order), predict its volume with
-    ``volume_fn_for(patient_id)``, yield a :class:`PatientCase`."""
+    ``volume_fn_for(patient_id)``, yield a :class:`PatientCase`; ``flair_view``: also its FLAIR view
+    (none for FLAIR-only input, whose prediction is its own FLAIR view)."""
     model_input(np.zeros((1, 1, 3), np.uint8), input_sequences)  # unknown value: fail before reading
     manifest = manifest.sort_values(["patient_id", "slice_index"], kind="stable")
     groups = list(manifest.groupby("patient_id", sort=True))
@@ -88,7 +92,11 @@ def iter_cases(
         if len(shapes) != 1:
             raise ValueError(f"patient {patient_id}: slices have different sizes {sorted(shapes)}")
         volume = np.stack([model_input(img, input_sequences) for img in images])
-        prob, passes = volume_fn_for(str(patient_id))(volume)
+        volume_fn = volume_fn_for(str(patient_id))
+        prob, passes = volume_fn(volume)
+        view_prob = None
+        if flair_view and input_sequences == "all" and volume.ndim == 4:
+            view_prob, _ = volume_fn(model_input(volume, "flair_only"))
         flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
         yield PatientCase(
             patient_id=str(patient_id),
@@ -98,17 +106,23 @@ def iter_cases(
             flair=flair,
             case_id=str(frame["case_id"].iloc[0]),
             passes=passes,
+            view_prob=view_prob,
         )
 
 
 def iter_run_cases(
-    run_dir: Path, split: str, volume_fn: VolumeFn, progress: bool = True, input_sequences: str = "all"
+    run_dir: Path,
+    split: str,
+    volume_fn: VolumeFn,
+    progress: bool = True,
+    input_sequences: str = "all",
+    flair_view: bool = False,
 ) -> Iterator[PatientCase]:
     """Read each patient of ``split`` (slice order), predict it, yield a :class:`PatientCase`."""
     manifest = manifest_for_split(run_dir, split)
     if manifest.empty:
         raise ValueError(f"split '{split}' of {run_dir} has no slices (check splits.csv)")
-    return iter_cases(manifest, lambda _: volume_fn, progress, f"evaluate {split}", input_sequences)
+    return iter_cases(manifest, lambda _: volume_fn, progress, f"evaluate {split}", input_sequences, flair_view)
 
 
 def attach_clinical(patients: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -144,7 +158,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     options = options or EvalOptions.from_config(cfg.eval.postprocess)
     volume_fn = as_volume_fn(predictor_or_prob_fn, cfg.eval.batch_size)
-    cases = iter_run_cases(run_dir, split, volume_fn, progress, cfg.eval.input_sequences)
+    cases = iter_run_cases(run_dir, split, volume_fn, progress, cfg.eval.input_sequences, options.uses_flair_view)
     result = evaluate_cases(cases, options, cfg.eval, split, on_case)
     return finish_result(result, run_dir, cfg)
 

@@ -58,6 +58,8 @@ class EvalOptions:
     grow_threshold: float = 0.0  # hysteresis (mri_seg.postprocess): 0 off
     sweep_grow_thresholds: tuple[float, ...] = ()  # also swept (the cv choice picks threshold, keep_ratio, grow)
     fill_holes: bool = False  # regions a slice's mask encloses filled (mri_seg.postprocess)
+    flair_view_threshold: float = 0.0  # the FLAIR view's components added (mri_seg.postprocess): 0 off
+    flair_view_min_ratio: float = 1.5
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -66,6 +68,7 @@ class EvalOptions:
             int(pp.min_component_voxels), bool(pp.largest_only), str(pp.component_rule), float(pp.keep_ratio),
             tuple(float(r) for r in pp.sweep_keep_ratios), float(pp.grow_threshold),
             tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
+            float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -93,6 +96,15 @@ class EvalOptions:
         for grow in (self.grow_threshold, *self.sweep_grow_thresholds):
             if not 0.0 <= grow <= 1.0:
                 raise ValueError(f"grow_threshold must be in [0, 1], got {grow}")
+        if not 0.0 <= self.flair_view_threshold <= 1.0:
+            raise ValueError(f"flair_view_threshold must be in [0, 1], got {self.flair_view_threshold}")
+        if self.flair_view_min_ratio <= 0.0:
+            raise ValueError(f"flair_view_min_ratio must be > 0, got {self.flair_view_min_ratio}")
+
+    @property
+    def uses_flair_view(self) -> bool:
+        """Whether the cases need the FLAIR view's probabilities (``PatientCase.view_prob``)."""
+        return self.flair_view_threshold > 0.0
 
 
 @dataclass
@@ -106,6 +118,7 @@ class PatientCase:
     flair: np.ndarray | None = None  # D x H x W uint8, for the report montage
     case_id: str | None = None
     passes: np.ndarray | None = None  # P x D x H x W per-pass maps (flip TTA / members), for the review flag
+    view_prob: np.ndarray | None = None  # D x H x W, the FLAIR view (FLAIR in every channel), where the options use it
 
 
 @dataclass
@@ -129,9 +142,10 @@ class EvalResult:
 
 
 
-def binarise(prob: np.ndarray, options: EvalOptions) -> np.ndarray:
-    """Threshold + component filtering per slice and in 3D (the inference stage's postprocess)."""
-    return np.asarray(apply_postprocess(prob, options), dtype=bool)
+def binarise(prob: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None) -> np.ndarray:
+    """Threshold + component filtering per slice and in 3D (the inference stage's postprocess);
+    ``view_prob``: the FLAIR view, where ``options`` use it."""
+    return np.asarray(apply_postprocess(prob, options, view_prob), dtype=bool)
 
 
 def _montage_slices(case: PatientCase, pred: np.ndarray, slice_dice: list[float], limit: int) -> list[MontageSlice]:
@@ -158,13 +172,13 @@ def evaluate_case(
             f"patient {case.patient_id}: probabilities {case.prob.shape} do not match masks {case.truth.shape}"
         )
     truth = np.asarray(case.truth, dtype=bool)
-    pred = binarise(case.prob, options)
+    pred = binarise(case.prob, options, case.view_prob)
     row: dict[str, Any] = {"patient_id": case.patient_id}
     if case.case_id is not None:
         row["case_id"] = case.case_id
     row["n_slices"] = len(case.slice_indices)
     row.update(patient_metrics(pred, truth))
-    row.update(threshold_sweep(case.prob, truth, options))
+    row.update(threshold_sweep(case.prob, truth, options, case.view_prob))
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
     per_member = 2 if options.tta_flip and passes.shape[0] % 2 == 0 else 1  # a predictor's passes: member by member
@@ -188,7 +202,9 @@ def sweep_column(threshold: float, keep_ratio: float | None = None, grow_thresho
     return f"{SWEEP_PREFIX}{threshold:.1f}{keep}{grow}"
 
 
-def threshold_sweep(prob: np.ndarray, truth: np.ndarray, options: EvalOptions) -> dict[str, float]:
+def threshold_sweep(
+    prob: np.ndarray, truth: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None
+) -> dict[str, float]:
     """Patient Dice at each of :data:`SWEEP_THRESHOLDS` (and each of ``options.swept_keep_ratios()`` and
     ``options.swept_grow_thresholds()``), every other postprocess setting unchanged."""
     out = {}
@@ -197,7 +213,7 @@ def threshold_sweep(prob: np.ndarray, truth: np.ndarray, options: EvalOptions) -
             changed = options if ratio is None else replace(options, keep_ratio=ratio)
             changed = changed if grow is None else replace(changed, grow_threshold=grow)
             for t in SWEEP_THRESHOLDS:
-                dice = patient_metrics(binarise(prob, replace(changed, threshold=t)), truth)["dice"]
+                dice = patient_metrics(binarise(prob, replace(changed, threshold=t), view_prob), truth)["dice"]
                 out[sweep_column(t, ratio, grow)] = float(dice)
     return out
 
@@ -265,7 +281,7 @@ def evaluate_cases(
     for case in cases:
         row, srows, kept = evaluate_case(case, options, eval_cfg.montage_slices, eval_cfg.review.threshold)
         if on_case is not None:
-            on_case(case, binarise(case.prob, options), srows)
+            on_case(case, binarise(case.prob, options, case.view_prob), srows)
         rows.append(row)
         slice_rows.extend(srows)
         if kept:

@@ -94,6 +94,15 @@ def run_facts(given: Path) -> RunFacts:
     )  # fmt: skip
 
 
+def _flair_view_text(threshold: float, min_ratio: float) -> str:
+    if threshold <= 0.0:
+        return ""
+    return (
+        f", FLAIR view (each scan also predicted with FLAIR in every channel; its components at probability >= "
+        f"{threshold:g} that overlap the kept tumour and are >= {min_ratio:g}x its size are added)"
+    )
+
+
 def _grow_text(configured: float, choice: dict | None) -> str:
     """The hysteresis step of the post-processing, in words ("" when it is off)."""
     grow = choice.get("grow_threshold") if choice and choice.get("grow_threshold") is not None else configured
@@ -162,6 +171,7 @@ def model_card(
         f"{post.largest_only}"
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")
         + _grow_text(post.grow_threshold, choice)
+        + _flair_view_text(post.flair_view_threshold, post.flair_view_min_ratio)
         + (", enclosed holes filled per slice" if post.fill_holes else "")
         + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
         "",

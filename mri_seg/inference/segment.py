@@ -4,7 +4,8 @@ Per scan: read (any registered file type) into the training layout with channels
 model's sequence order (:func:`read_options`), predict the volume (slices in bounded
 chunks, 2.5D context from the scan's own neighbouring slices) with the uncertainty of its
 passes (:mod:`mri_seg.uncertainty`: the ``uncertainty`` and ``review_flag`` columns),
-post-process, write the mask (input format and geometry), optional probabilities, the
+post-process (with ``postprocess.flair_view_threshold``, the scan is predicted a second time with
+FLAIR in every channel: :func:`predict_flair_view`), write the mask (input format and geometry), optional probabilities, the
 scan's report page (``infer.report``) and the overlay PNG (written last, so a scan whose
 outputs all exist is complete).
 
@@ -39,8 +40,9 @@ from mri_seg.io.options import ReadOptions
 from mri_seg.io.overlay import write_overlay
 from mri_seg.io.registry import OutputPaths, Source, read_source, read_truth, write_outputs
 from mri_seg.io.scan import Scan, ScanError, ScanWarning, replace_nonfinite
+from mri_seg.io.sequences import flair_in_every_channel, is_flair_only
 from mri_seg.metrics import dice_score
-from mri_seg.postprocess import apply_postprocess
+from mri_seg.postprocess import PostprocessSettings, apply_postprocess
 from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
 from mri_seg.utils.atomic import DiskFullError
 
@@ -103,6 +105,17 @@ def predict_with_uncertainty(
     return prob, acc.result()
 
 
+def predict_flair_view(
+    predictor: Any, slices: np.ndarray, settings: PostprocessSettings, slice_spacing_mm: float | None = None
+) -> np.ndarray | None:
+    """The scan's FLAIR view (FLAIR copied into every channel, the same passes) where ``settings`` use it;
+    ``None`` where they do not or the scan is FLAIR-only already (its prediction is its FLAIR view)."""
+    if settings.flair_view_threshold <= 0.0 or is_flair_only(slices):
+        return None
+    view, _ = predict_with_uncertainty(predictor, flair_in_every_channel(slices), settings.threshold, slice_spacing_mm)
+    return view
+
+
 def segment_scan(
     predictor: Any,
     source: Source,
@@ -147,7 +160,8 @@ def _segment(
     scan.geometry["provenance"] = checkpoint_columns(predictor)  # the DICOM SEG's algorithm identification
     pp = cfg.postprocess
     volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold, scan.slice_spacing_mm)
-    mask = apply_postprocess(volume_prob, pp)  # per slice and 3D components over the whole volume
+    view_prob = predict_flair_view(predictor, slices, pp, scan.slice_spacing_mm)
+    mask = apply_postprocess(volume_prob, pp, view_prob)  # per slice and 3D components over the whole volume
     write_outputs(source, scan, paths, mask, volume_prob if cfg.save_probabilities else None)
     row.update(uncertainty.columns(cfg.review.threshold))
     tumour = int(mask.sum())

@@ -36,6 +36,22 @@ IMAGE_CHANNEL_SOURCES = ("blue", "green", "red")  # a 3-channel image's channels
 DESCRIPTION = {"pre": "pre-contrast", "flair": "FLAIR", "post": "post-contrast", "t2": "T2"}
 
 
+def flair_in_every_channel(image: np.ndarray) -> np.ndarray:
+    """A slice or volume (channels last, the model's order) with FLAIR copied into every channel: the
+    input a FLAIR-only scan gives the model (what evaluation's ``flair_only`` and the FLAIR view feed it)."""
+    if image.ndim < 3:
+        return image
+    return np.repeat(image[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1], image.shape[-1], axis=-1)
+
+
+def is_flair_only(image: np.ndarray) -> bool:
+    """Whether every channel of ``image`` (channels last) already equals its FLAIR channel."""
+    if image.ndim < 3 or image.shape[-1] == 1:
+        return True
+    flair = image[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1]
+    return bool(np.all(image == flair))
+
+
 def model_sequences(values: Sequence[str] | None, key: str = "checkpoint sequences") -> tuple[str, ...]:
     """A model's input order: the recorded names, or :data:`TRAINING_SEQUENCES` when none are recorded."""
     if values is None:

@@ -112,6 +112,8 @@ _OPTION_FACTS = (
     ("also kept: components scoring >= this x the largest", "keep_ratio"),
     ("kept components grown into probability >= (hysteresis)", "grow_threshold"),
     ("enclosed holes filled (per slice)", "fill_holes"),
+    ("FLAIR view: its components >= this probability added (0: off)", "flair_view_threshold"),
+    ("FLAIR view: added where >= this x the kept tumour", "flair_view_min_ratio"),
     ("flip TTA", "tta_flip"),
 )
 _INPUT_AND_TIME_FACTS = (("input sequences", "input_sequences"), ("seconds", "seconds"))

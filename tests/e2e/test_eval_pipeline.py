@@ -71,7 +71,8 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": False,
                                   "min_component_voxels": 0, "largest_only": False,
                                   "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": [],
-                                  "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False}
+                                  "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False,
+                                  "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5}
     assert summary["seconds"] > 0 and summary["bootstrap"]["samples"] == 100
 
     parser = _Parser()
@@ -108,4 +109,5 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
     assert summary["options"] == {"threshold": 0.5, "min_component_pixels": 5, "tta_flip": True,
                                   "min_component_voxels": 0, "largest_only": False,
                                   "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": [],
-                                  "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False}
+                                  "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False,
+                                  "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5}

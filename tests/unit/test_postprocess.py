@@ -237,3 +237,53 @@ def test_fill_holes_is_read_by_evaluation_and_inference_alike():
     assert options.fill_holes and not EvalOptions().fill_holes
     np.testing.assert_array_equal(binarise(prob, options), apply_postprocess(prob, pp))
     assert binarise(prob, options).sum() == 81 + 81 - 25 - 2
+
+
+def _partly_found_and_its_flair_view() -> tuple[np.ndarray, np.ndarray]:
+    """3-sequence probabilities that find 2 x 4 x 4 = 32 voxels of a lesion, and a FLAIR view that finds
+    all of it (2 x 8 x 8 = 128: 4x) plus a blob apart from it and a barely larger rim around a second,
+    false 3-sequence component."""
+    prob = np.zeros((3, 20, 20), np.float32)
+    prob[0:2, 2:6, 2:6] = 0.9  # found part: 32 voxels
+    prob[2, 14:16, 14:16] = 0.8  # a second, smaller component (dropped by largest_only)
+    view = np.zeros_like(prob)
+    view[0:2, 2:10, 2:10] = 0.8  # the whole lesion: 128 voxels, overlaps the found part
+    view[2, 15:19, 15:19] = 0.95  # apart from the kept component
+    return prob, view
+
+
+def test_flair_view_adds_overlapping_components_at_least_min_ratio_the_kept_size():
+    prob, view = _partly_found_and_its_flair_view()
+    base = postprocess(prob, 0.5, largest_only=True)
+    assert base.sum() == 32
+    fused = postprocess(prob, 0.5, largest_only=True, view_prob=view, view_threshold=0.7, view_min_ratio=1.5)
+    assert fused.sum() == 128 and fused[0:2, 2:10, 2:10].all()  # the lesion, completed
+    assert not fused[2].any()  # a view component apart from the kept tumour is never added
+    np.testing.assert_array_equal(  # the view's component is 4x the kept one: a ratio above that adds nothing
+        postprocess(prob, 0.5, largest_only=True, view_prob=view, view_threshold=0.7, view_min_ratio=4.5), base
+    )
+    np.testing.assert_array_equal(  # below the view threshold: nothing to add
+        postprocess(prob, 0.5, largest_only=True, view_prob=view, view_threshold=0.85), base
+    )
+    np.testing.assert_array_equal(postprocess(prob, 0.5, largest_only=True, view_prob=view), base)  # off by default
+    empty = np.zeros_like(prob)
+    assert not postprocess(empty, 0.5, largest_only=True, view_prob=view, view_threshold=0.7).any()  # nothing kept
+    with pytest.raises(ValueError, match="FLAIR view"):
+        postprocess(prob, 0.5, view_prob=view[:2], view_threshold=0.7)
+    with pytest.raises(ValueError, match="flair_view_threshold"):
+        postprocess(prob, 0.5, view_prob=view, view_threshold=1.5)
+    with pytest.raises(ValueError, match="flair_view_min_ratio"):
+        postprocess(prob, 0.5, view_prob=view, view_threshold=0.7, view_min_ratio=0.0)
+
+
+def test_flair_view_is_read_by_evaluation_and_inference_alike():
+    prob, view = _partly_found_and_its_flair_view()
+    pp = PostprocessConfig(threshold=0.5, largest_only=True, flair_view_threshold=0.7, flair_view_min_ratio=1.5)
+    options = EvalOptions.from_config(pp)
+    assert options.uses_flair_view and not EvalOptions().uses_flair_view
+    assert (options.flair_view_threshold, options.flair_view_min_ratio) == (0.7, 1.5)
+    np.testing.assert_array_equal(binarise(prob, options, view), apply_postprocess(prob, pp, view))
+    assert binarise(prob, options, view).sum() == 128
+    assert binarise(prob, options).sum() == 32  # no view given: the 3-sequence mask
+    with pytest.raises(ValueError, match="flair_view_min_ratio"):
+        EvalOptions(flair_view_min_ratio=-1.0)

@@ -85,3 +85,25 @@ def test_attach_clinical_joins_on_the_key_the_table_has(tmp_path):
     joined = attach_clinical(patients, tmp_path)
     assert list(joined.columns) == ["patient_id", "case_id", "dice", "age"]  # metrics first, own dice kept
     assert list(joined["age"]) == [50, 40]
+
+
+def test_run_cases_with_the_flair_view_predict_flair_in_every_channel(synthetic_run):
+    seen = []
+
+    def volume_fn(volume):
+        seen.append(volume)
+        prob = (volume[..., 0] / 255.0).astype(np.float32)  # channel 0: pre/post-contrast, or FLAIR in the view
+        return prob, prob[None]
+
+    cases = list(iter_run_cases(synthetic_run, "test", volume_fn, progress=False, flair_view=True))
+    assert len(seen) == 2 * len(cases)  # each patient twice: as read, then FLAIR in every channel
+    for case, (as_read, view_input) in zip(cases, zip(seen[::2], seen[1::2])):
+        assert (view_input == as_read[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1]).all()
+        np.testing.assert_allclose(case.view_prob, as_read[..., FLAIR_CHANNEL] / 255.0, rtol=1e-6)
+        assert not np.allclose(case.view_prob, case.prob)  # the synthetic channels differ
+    seen.clear()
+    flair_only = list(iter_run_cases(synthetic_run, "test", volume_fn, False, "flair_only", flair_view=True))
+    assert len(seen) == len(flair_only) and all(c.view_prob is None for c in flair_only)  # its own view
+    seen.clear()
+    assert all(c.view_prob is None for c in iter_run_cases(synthetic_run, "test", volume_fn, progress=False))
+    assert len(seen) == len(cases)  # off: one prediction per patient

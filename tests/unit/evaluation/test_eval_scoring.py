@@ -92,7 +92,8 @@ def test_evaluate_cases_tables_and_summary():
     assert s["options"] == {"threshold": 0.5, "min_component_pixels": 0, "tta_flip": True,
                             "min_component_voxels": 0, "largest_only": False,
                             "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": (),
-                            "grow_threshold": 0.0, "sweep_grow_thresholds": (), "fill_holes": False}
+                            "grow_threshold": 0.0, "sweep_grow_thresholds": (), "fill_holes": False,
+                            "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)

@@ -218,3 +218,11 @@ def test_bundle_weights_must_be_tensors_only(bundle, tmp_path):
     (copy / INFERENCE_FILE).write_text(json.dumps(spec))
     with pytest.raises(BundleError, match="not a state dict of tensors"):
         load_bundle_member(path)
+
+
+def test_model_card_names_the_flair_view_only_where_it_is_on():
+    from mri_seg.export.model_card import _flair_view_text
+
+    assert _flair_view_text(0.0, 1.5) == ""
+    text = _flair_view_text(0.7, 1.5)
+    assert "FLAIR in every channel" in text and ">= 0.7" in text and ">= 1.5x its size" in text

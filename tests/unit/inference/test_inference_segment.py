@@ -142,3 +142,52 @@ def test_report_page_written_by_the_callers_writer_and_its_failure_is_a_note(tmp
 
     row = segment_scan(ConstantPredictor(), source, paths, InferConfig(), out_dir=tmp_path / "out", write_page=broken)
     assert row["status"] == "ok" and row["message"] == "report page: read-only"
+
+
+class FlairChannelPredictor:
+    """Probability = the slice's channel 0 / 255 (FLAIR there only in the FLAIR view); counts its calls."""
+
+    checkpoint_paths = [Path("a.pt")]
+    checkpoint_sha256 = ["aa"]
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict_volume(self, volume: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return (volume[..., 0] / 255.0).astype(np.float32)
+
+
+def test_the_flair_view_is_predicted_only_where_used_and_the_scan_has_more_than_flair():
+    from mri_seg.inference.segment import predict_flair_view
+    from mri_seg.io.sequences import FLAIR_CHANNEL
+
+    slices = np.zeros((2, 8, 8, 3), np.uint8)
+    slices[..., FLAIR_CHANNEL] = 200
+    slices[..., 0] = 10
+    predictor = FlairChannelPredictor()
+    assert predict_flair_view(predictor, slices, InferConfig().postprocess) is None and predictor.calls == 0  # off
+    on = InferConfig()
+    on.postprocess.flair_view_threshold = 0.7
+    view = predict_flair_view(predictor, slices, on.postprocess)
+    assert predictor.calls == 1 and view.shape == (2, 8, 8) and np.allclose(view, 200 / 255.0)
+    flair_only = np.repeat(slices[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1], 3, axis=-1)
+    assert predict_flair_view(predictor, flair_only, on.postprocess) is None and predictor.calls == 1
+
+
+def test_segment_scan_adds_the_flair_views_larger_overlapping_component(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = np.zeros((16, 16, 3), np.uint8)  # OpenCV order: channel 0 = post, 1 = FLAIR, 2 = pre
+    image[2:6, 2:6, 0] = 250  # what the 3-sequence input shows: 16 pixels
+    image[2:10, 2:10, 1] = 250  # FLAIR shows the whole lesion: 64 pixels
+    cv2.imwrite(str(folder / "a.png"), image)
+    (source,) = discover(folder).sources
+    cfg = InferConfig()
+    cfg.postprocess.largest_only = True
+    row = segment_scan(FlairChannelPredictor(), source, output_paths(source, tmp_path / "out"), cfg)
+    assert row["status"] == "ok" and row["tumour_pixels"] == 16
+    cfg.postprocess.flair_view_threshold = 0.7
+    predictor = FlairChannelPredictor()
+    row = segment_scan(predictor, source, output_paths(source, tmp_path / "out2"), cfg)
+    assert row["status"] == "ok" and row["tumour_pixels"] == 64 and predictor.calls == 2
