@@ -318,7 +318,7 @@ class PostprocessConfig:
         "the FLAIR view: the scan is predicted a second time with FLAIR copied into every channel, and each of that "
         "prediction's 3D components at or above this probability that overlaps the kept tumour and has at least "
         "flair_view_min_ratio x its voxels is added (a lesion FLAIR shows whose T1 look made the models reject part "
-        "of it); doubles the prediction time; 0: off",
+        "of it); doubles the network passes of a 3-sequence scan; 0: off",
     )  # fmt: skip
     flair_view_min_ratio: float = setting(
         1.5, POSITIVE, "the FLAIR view: how many times the kept tumour's voxels a FLAIR-view component must have"
