@@ -105,6 +105,16 @@ def predict_with_uncertainty(
     return prob, acc.result()
 
 
+def flair_view_note(settings: PostprocessSettings) -> str | None:
+    """The stderr line an inference run prints where the FLAIR view is on (each 3-sequence scan predicted twice)."""
+    if settings.flair_view_threshold <= 0.0:
+        return None
+    return (
+        f"FLAIR view on (postprocess.flair_view_threshold {settings.flair_view_threshold:g}, min ratio "
+        f"{settings.flair_view_min_ratio:g}): scans with more than FLAIR are predicted twice"
+    )
+
+
 def predict_flair_view(
     predictor: Any, slices: np.ndarray, settings: PostprocessSettings, slice_spacing_mm: float | None = None
 ) -> np.ndarray | None:

@@ -40,7 +40,7 @@ from mri_seg.evaluation.threshold_choice import report_review, report_threshold,
 from mri_seg.inference.folder import Report, run_folder
 from mri_seg.inference.journal import status_counts
 from mri_seg.inference.plan import InferError, plan_folder
-from mri_seg.inference.segment import read_options
+from mri_seg.inference.segment import flair_view_note, read_options
 from mri_seg.inference.sharding import process_group, shard_from_env
 from mri_seg.pipelines._cli import StageError, add_config_args, config_from_args, run_main, stage_lock
 from mri_seg.pipelines.evaluate import add_checkpoint_args
@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     if shard.is_main:
         report_threshold(threshold)
         report_review(review)
+        note = flair_view_note(cfg.infer.postprocess)
+        if note:
+            print(note, file=sys.stderr)
     try:
         read_options(predictor, cfg.infer)  # bad infer.nifti_axis / infer.sequences: stop before any scan
     except ValueError as exc:

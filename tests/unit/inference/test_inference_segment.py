@@ -191,3 +191,13 @@ def test_segment_scan_adds_the_flair_views_larger_overlapping_component(tmp_path
     predictor = FlairChannelPredictor()
     row = segment_scan(predictor, source, output_paths(source, tmp_path / "out2"), cfg)
     assert row["status"] == "ok" and row["tumour_pixels"] == 64 and predictor.calls == 2
+
+
+def test_flair_view_note_only_where_the_view_is_on():
+    from mri_seg.inference.segment import flair_view_note
+
+    pp = InferConfig().postprocess
+    assert flair_view_note(pp) is None
+    pp.flair_view_threshold = 0.7
+    note = flair_view_note(pp)
+    assert note is not None and "0.7" in note and "min ratio 1.5" in note and "predicted twice" in note
