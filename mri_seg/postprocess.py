@@ -148,17 +148,21 @@ def filter_components_3d(
     return keep[labels]
 
 
+def _touching(labels: np.ndarray, n: int, kept: np.ndarray) -> np.ndarray:
+    """Per label ``0..n``, whether its component shares a voxel with ``kept`` (label 0, background: never)."""
+    touched = np.zeros(n + 1, dtype=bool)
+    touched[np.unique(labels[kept])] = True
+    touched[0] = False
+    return touched
+
+
 def grow_into(kept: np.ndarray, prob: np.ndarray, grow_threshold: float) -> np.ndarray:
     """``kept`` (bool, the shape of ``prob``) plus every voxel with ``prob >= grow_threshold`` that is
     26-connected to it through such voxels (hysteresis thresholding); a new array."""
     if not kept.any():
         return kept.copy()
-    low = (prob >= grow_threshold) | kept
-    labels, n = ndimage.label(low, structure=_CONNECTIVITY_3D)
-    touched = np.zeros(n + 1, dtype=bool)
-    touched[np.unique(labels[kept])] = True
-    touched[0] = False
-    return touched[labels]
+    labels, n = ndimage.label((prob >= grow_threshold) | kept, structure=_CONNECTIVITY_3D)
+    return _touching(labels, n, kept)[labels]
 
 
 def add_view_components(
@@ -171,12 +175,8 @@ def add_view_components(
     if not kept.any():
         return kept.copy()
     labels, n = ndimage.label(view_prob >= view_threshold, structure=_CONNECTIVITY_3D)
-    overlapping = np.zeros(n + 1, dtype=bool)
-    overlapping[np.unique(labels[kept])] = True
     large = np.bincount(labels.ravel(), minlength=n + 1) >= min_ratio * int(kept.sum())
-    add = overlapping & large
-    add[0] = False
-    return kept | add[labels]
+    return kept | (_touching(labels, n, kept) & large)[labels]
 
 
 def postprocess(

@@ -26,7 +26,7 @@ from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, PatientCase, cluster_table, evaluate_cases
 from mri_seg.io.images import read_mask, read_slice
-from mri_seg.io.sequences import FLAIR_CHANNEL, flair_in_every_channel
+from mri_seg.io.sequences import FLAIR_CHANNEL, flair_in_every_channel, is_flair_only
 
 ProbFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 VolumeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # D x H x W x C -> (mean, P x D x H x W passes)
@@ -81,7 +81,7 @@ def iter_cases(
 ) -> Iterator[PatientCase]:
     """Read each patient of ``manifest`` (patient order, slice order), predict its volume with
     ``volume_fn_for(patient_id)``, yield a :class:`PatientCase`; ``flair_view``: also its FLAIR view
-    (none for FLAIR-only input, whose prediction is its own FLAIR view)."""
+    (none for FLAIR-only input or a volume whose channels are all FLAIR: its prediction is its own FLAIR view)."""
     model_input(np.zeros((1, 1, 3), np.uint8), input_sequences)  # unknown value: fail before reading
     manifest = manifest.sort_values(["patient_id", "slice_index"], kind="stable")
     groups = list(manifest.groupby("patient_id", sort=True))
@@ -95,7 +95,7 @@ def iter_cases(
         volume_fn = volume_fn_for(str(patient_id))
         prob, passes = volume_fn(volume)
         view_prob = None
-        if flair_view and input_sequences == "all" and volume.ndim == 4:
+        if flair_view and input_sequences == "all" and volume.ndim == 4 and not is_flair_only(volume):  # as infer
             view_prob, _ = volume_fn(model_input(volume, "flair_only"))
         flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
         yield PatientCase(
