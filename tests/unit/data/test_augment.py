@@ -341,3 +341,29 @@ def test_skull_strip_is_off_by_default_and_built_from_config() -> None:
     assert len(built) == 1 and built[0].p == 0.3 and built[0].erode == (2, 5)
     with pytest.raises(ValueError, match="augment.skull_strip.erode"):
         load_config(None, ["augment.skull_strip.erode=[5, 2]"])
+
+
+def _mean_elastic_displacement(alpha: float, sigma: float, size: int = 128, draws: int = 20) -> float:
+    """Mean distance (pixels) the elastic warp moves the interior of a ``size`` x ``size`` slice."""
+    cfg = AugmentConfig()
+    cfg.hflip_p, cfg.affine.p, cfg.intensity.p, cfg.missing_sequence_p = 0.0, 0.0, 0.0, 0.0
+    cfg.elastic.p, cfg.elastic.alpha, cfg.elastic.sigma = 1.0, alpha, sigma
+    aug = Augmenter(cfg, seed=0)
+    yy, xx = np.mgrid[:size, :size]
+    # a coordinate image: channel 0 the row, channel 1 the column (x 2 so a pixel is 2 grey levels)
+    image = np.stack([yy * 2 // (size // 64), xx * 2 // (size // 64), np.full_like(yy, 100)], -1).astype(np.uint8)
+    inner = slice(size // 8, size - size // 8)
+    moved = []
+    for _ in range(draws):
+        out, _ = aug(image, np.zeros((size, size), np.uint8))
+        dy = (out[inner, inner, 0].astype(float) - image[inner, inner, 0]) * (size // 64) / 2
+        dx = (out[inner, inner, 1].astype(float) - image[inner, inner, 1]) * (size // 64) / 2
+        moved.append(np.hypot(dy, dx).mean())
+    return float(np.mean(moved))
+
+
+def test_elastic_alpha_is_a_field_scale_not_pixels() -> None:
+    """albumentations 2.x multiplies a smoothed field of [-1, 1] noise by alpha: the config reference
+    states the displacement each (alpha, sigma) gives; a release that changes the scale fails here."""
+    assert _mean_elastic_displacement(30.0, 6.0) < 1.0  # the old default: almost no warp
+    assert 1.5 < _mean_elastic_displacement(300.0, 10.0) < 4.0  # about 2.5 pixels
