@@ -10,6 +10,11 @@
   ``train.focal_gamma``; gamma 0 is BCE) + ``dice_weight`` x soft Dice -- MONAI's
   ``DiceFocalLoss``, kept as two terms so both are logged.
 
+``train.bce_topk`` < 1 (dice_bce, tversky_bce): the BCE term is the mean over only that fraction
+of the batch's pixels with the highest loss (nnU-Net's TopK loss), so pixels the model already
+gets right stop diluting the ones it gets confidently wrong (a missed tumour scored as
+background); 1 (default) is plain BCE.
+
 So ``bce_weight`` always weighs the pixel term and ``dice_weight`` the overlap term; the
 training log's ``train_bce`` / ``train_dice_loss`` columns hold those two terms.
 
@@ -33,6 +38,8 @@ logged parts are weighted the same way. Validation and inference see only the ma
 
 from __future__ import annotations
 
+import math
+
 import torch
 from monai.losses import DiceLoss, FocalLoss, TverskyLoss
 from torch import nn
@@ -41,6 +48,21 @@ from mri_seg.config import TrainConfig
 from mri_seg.config.names import LOSSES
 
 SMOOTH = 1.0  # added to numerator and denominator of Dice/Tversky (defined value on empty masks)
+
+
+class TopKBCE(nn.Module):
+    """BCE with logits averaged over the ``fraction`` of pixels (of the whole batch) with the highest loss."""
+
+    def __init__(self, fraction: float):
+        super().__init__()
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"train.bce_topk must be in (0, 1], got {fraction}")
+        self.fraction = float(fraction)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_pixel = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten()
+        k = max(1, math.ceil(self.fraction * per_pixel.numel()))
+        return per_pixel.topk(k, sorted=False).values.mean()
 
 
 def deep_supervision_weights(heads: int) -> list[float]:
@@ -65,6 +87,7 @@ class SegmentationLoss(nn.Module):
         tversky_alpha: float = 0.5,
         tversky_beta: float = 0.5,
         focal_gamma: float = 2.0,
+        bce_topk: float = 1.0,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -78,11 +101,18 @@ class SegmentationLoss(nn.Module):
             )
         if loss == "dice_focal" and focal_gamma < 0:
             raise ValueError(f"train.focal_gamma must be >= 0, got {focal_gamma}")
+        if loss == "dice_focal" and bce_topk != 1.0:
+            raise ValueError(
+                f"train.bce_topk ({bce_topk}) applies to the BCE term of dice_bce and tversky_bce; "
+                "dice_focal's focal term already weighs the hard pixels (set train.bce_topk: 1)"
+            )
         self.name = loss
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         if loss == "dice_focal":
             self.pixel: nn.Module = FocalLoss(gamma=float(focal_gamma), use_softmax=False)
+        elif bce_topk < 1.0:
+            self.pixel = TopKBCE(bce_topk)
         else:
             self.pixel = nn.BCEWithLogitsLoss()
         if loss == "tversky_bce":
@@ -124,4 +154,5 @@ def build_loss(cfg: TrainConfig) -> SegmentationLoss:
         tversky_alpha=cfg.tversky_alpha,
         tversky_beta=cfg.tversky_beta,
         focal_gamma=cfg.focal_gamma,
+        bce_topk=cfg.bce_topk,
     )

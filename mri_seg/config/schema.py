@@ -263,6 +263,12 @@ class TrainConfig:
     bce_weight: float = setting(
         1.0, NON_NEGATIVE, "weight of the pixel term: BCE (dice_bce, tversky_bce) or focal loss (dice_focal)"
     )
+    bce_topk: float = setting(
+        1.0,
+        Range(0.0, 1.0, lo_open=True),
+        "dice_bce, tversky_bce: the BCE term averages only this fraction of the batch's pixels, the highest-loss "
+        "ones (nnU-Net's TopK loss; 0.1 = the hardest 10%); 1 = every pixel",
+    )
     dice_weight: float = setting(
         1.0, NON_NEGATIVE, "weight of the overlap term: soft Dice, or Tversky for tversky_bce"
     )
@@ -514,5 +520,13 @@ def _tversky_weights(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _topk_pixel_term(v: dict[str, Any]) -> str | None:
+    t = v["train"]
+    if t["loss"] == "dice_focal" and t["bce_topk"] != 1.0:
+        return (f"config key train.bce_topk is {t['bce_topk']} with train.loss dice_focal; allowed: 1 "
+                "(it selects the hardest pixels of the BCE term; the focal term already weighs them)")  # fmt: skip
+    return None
+
+
 # Checks that involve several keys, run once every key follows its own rule.
-CROSS_RULES: tuple[CrossRule, ...] = (_split_sum, _unet_levels, _loss_weights, _tversky_weights)
+CROSS_RULES: tuple[CrossRule, ...] = (_split_sum, _unet_levels, _loss_weights, _tversky_weights, _topk_pixel_term)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mri_seg.config import TrainConfig
-from mri_seg.losses import SegmentationLoss, build_loss
+from mri_seg.losses import SegmentationLoss, TopKBCE, build_loss
 
 
 def _square_mask(n: int = 2, size: int = 16) -> torch.Tensor:
@@ -213,3 +213,34 @@ def test_bad_variant_settings_raise():
         SegmentationLoss(loss="tversky_bce", tversky_alpha=0.0, tversky_beta=0.0)
     with pytest.raises(ValueError, match="focal_gamma"):
         SegmentationLoss(loss="dice_focal", focal_gamma=-1.0)
+
+
+# --------------------------------------------------------------------------- train.bce_topk
+
+
+def test_bce_topk_averages_only_the_hardest_pixels():
+    """8 pixels: two confidently wrong (logit -4 on tumour), six right (logit -4 on background)."""
+    target = torch.zeros(1, 1, 2, 4)
+    target[0, 0, 0, :2] = 1.0
+    logits = torch.full((1, 1, 2, 4), -4.0)
+    wrong, right = math.log(1 + math.exp(4.0)), math.log(1 + math.exp(-4.0))  # BCE of each kind of pixel
+    plain = SegmentationLoss(dice_weight=0.0)(logits, target)[1]["bce"].item()
+    quarter = SegmentationLoss(dice_weight=0.0, bce_topk=0.25)(logits, target)[1]["bce"].item()
+    half = SegmentationLoss(dice_weight=0.0, bce_topk=0.5)(logits, target)[1]["bce"].item()
+    assert plain == pytest.approx((2 * wrong + 6 * right) / 8, rel=1e-5)
+    assert quarter == pytest.approx(wrong, rel=1e-5)  # the 2 of 8 hardest: both missed tumour pixels
+    assert half == pytest.approx((2 * wrong + 2 * right) / 4, rel=1e-5)
+    assert SegmentationLoss(dice_weight=0.0, bce_topk=1.0)(logits, target)[1]["bce"].item() == pytest.approx(plain)
+
+
+def test_bce_topk_from_config_and_refused_where_it_does_not_apply():
+    loss = build_loss(TrainConfig(loss="tversky_bce", tversky_alpha=0.3, tversky_beta=0.7, bce_topk=0.1))
+    assert isinstance(loss.pixel, TopKBCE) and loss.pixel.fraction == 0.1
+    pixel_only = build_loss(TrainConfig(bce_topk=0.1, dice_weight=0.0))
+    logits = torch.randn(2, 1, 16, 16, requires_grad=True)
+    pixel_only(logits, _square_mask())[0].backward()
+    assert logits.grad is not None and int((logits.grad != 0).sum()) == math.ceil(0.1 * logits.numel())
+    with pytest.raises(ValueError, match="bce_topk"):
+        SegmentationLoss(loss="dice_focal", bce_topk=0.5)
+    with pytest.raises(ValueError, match="bce_topk"):
+        SegmentationLoss(bce_topk=0.0)

@@ -118,12 +118,19 @@ def test_defaults_and_shipped_recipes_are_valid():
         ("split.seed=-3", "config key 'split.seed' is -3; allowed: an integer in [0, 4294967295]"),
         ("split.val=0.5", "split.train + split.val + split.test sum to 1.35; allowed: a sum of 1"),
         ("model.channels=[4, 8]", "config key 'model.strides' has 4 entries for 2 model.channels"),
+        ("train.bce_topk=0", "config key 'train.bce_topk' is 0.0; allowed: a number in (0, 1]"),
     ],
 )  # fmt: skip
 def test_bad_values_are_one_line_naming_key_value_and_range(override, expected):
     with pytest.raises(ConfigError) as info:
         load_config(None, [override])
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bce_topk_with_the_focal_loss_is_refused_by_the_config():
+    with pytest.raises(ConfigError, match="train.bce_topk is 0.1 with train.loss dice_focal; allowed: 1"):
+        load_config(None, ["train.loss=dice_focal", "train.bce_topk=0.1"])
+    assert load_config(None, ["train.loss=tversky_bce", "train.bce_topk=0.1"]).train.bce_topk == 0.1
 
 
 def test_good_edge_values_are_accepted():
