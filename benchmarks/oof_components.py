@@ -17,6 +17,8 @@ also scores each rule with the FLAIR view (``postprocess.flair_view_threshold`` 
 the FLAIR-only probabilities, cached beside the others, add their components at >= T that overlap the kept
 tumour and are >= R x its size); ``--per-patient`` writes every patient's Dice, sensitivity
 and precision under every (threshold, rule, grow, fill, view) for paired comparisons.
+``--average-with RUN2 ...`` scores, in place of RUN's probabilities, each patient's mean over RUN
+and those runs (cached the same way; the runs must share the split): what averaging seeds would give.
 """
 
 from __future__ import annotations
@@ -70,6 +72,22 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
         tmp.replace(cache / f"{case.patient_id}.npz")
 
 
+def average_caches(caches: list[Path], out: Path) -> Path:
+    """``out/<patient>.npz``: each patient's probabilities averaged over ``caches`` (one per run, same split)."""
+    patients = sorted(p.stem for p in caches[0].glob("*.npz"))
+    for cache in caches[1:]:
+        if sorted(p.stem for p in cache.glob("*.npz")) != patients:
+            raise SystemExit(f"{cache} holds other out-of-fold patients than {caches[0]}: the runs' splits differ")
+    out.mkdir(parents=True, exist_ok=True)
+    for patient in patients:
+        first = np.load(caches[0] / f"{patient}.npz")
+        prob = np.mean([np.load(c / f"{patient}.npz")["prob"].astype(np.float32) for c in caches], axis=0)
+        tmp = out / f".{patient}.tmp.npz"
+        np.savez_compressed(tmp, prob=prob.astype(np.float16), truth=first["truth"], fold=first["fold"])
+        tmp.replace(out / f"{patient}.npz")
+    return out
+
+
 def score(
     cache: Path,
     thresholds: list[float],
@@ -119,7 +137,7 @@ def score(
                 values = np.array(list(dice.values()))
                 lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
                 print(f"  {name:50s} {values.mean():6.4f} [{lo:.3f}-{hi:.3f}] {np.median(values):6.4f} "
-                      f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]):6.4f} "
+                      f"{int((values < 0.5).sum()):4d} {elsewhere:6d} {np.mean([dice[k] for k in small]) if small else float('nan'):6.4f} "
                       f"{np.mean([dice[k] for k in hard]) if hard else float('nan'):6.4f} "
                       f"{np.nanmean(list(sens.values())):5.3f} {np.nanmean(list(prec.values())):5.3f}")  # fmt: skip
     lowest = sorted(dice, key=dice.__getitem__)[:8]
@@ -142,16 +160,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds' patients (default: all)")
     parser.add_argument("--flair-view", nargs="+", default=[], metavar="T:R",
                         help="also score each rule with the FLAIR view at threshold T and min ratio R (e.g. 0.7:1.5)")
+    parser.add_argument("--average-with", type=Path, nargs="+", default=[], metavar="RUN",
+                        help="score each patient's probabilities averaged over --run-dir and these runs (same split)")
     args = parser.parse_args(argv)
     views = [(float(t), float(r)) for t, r in (v.split(":") for v in args.flair_view)]
     if views and args.input_sequences != "all":
         parser.error("--flair-view scores 3-sequence input (a FLAIR-only scan is its own FLAIR view)")
+    if args.average_with and args.cache:
+        parser.error("--average-with reads each run's own cache: leave --cache out")
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
+    runs = [args.run_dir, *args.average_with]
     cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
-    cache_probabilities(args.run_dir, cache, args.input_sequences, args.folds)
     view_cache = RunDir(args.run_dir).eval_dir("oof_probabilities_flair_only")
-    if views:
-        cache_probabilities(args.run_dir, view_cache, "flair_only", args.folds)
+    for run in runs:
+        cache_probabilities(run, args.cache or RunDir(run).eval_dir(f"oof_probabilities{suffix}"), args.input_sequences, args.folds)
+        if views:
+            cache_probabilities(run, RunDir(run).eval_dir("oof_probabilities_flair_only"), "flair_only", args.folds)
+    if args.average_with:
+        label = "_".join(run.resolve().name for run in args.average_with)
+        print(f"probabilities averaged over {', '.join(str(r) for r in runs)}")
+        cache = average_caches([RunDir(r).eval_dir(f"oof_probabilities{suffix}") for r in runs],
+                               RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}_avg_{label}"))  # fmt: skip
+        if views:
+            view_cache = average_caches([RunDir(r).eval_dir("oof_probabilities_flair_only") for r in runs],
+                                        RunDir(args.run_dir).eval_dir(f"oof_probabilities_flair_only_avg_{label}"))  # fmt: skip
     fills = (False, True) if args.fill_holes else (False,)
     score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache)
     return 0

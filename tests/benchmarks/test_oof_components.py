@@ -1,0 +1,53 @@
+"""benchmarks/oof_components.py: out-of-fold probabilities averaged over runs, and scored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def oof(load_benchmark):
+    return load_benchmark("oof_components")
+
+
+def _cache(folder: Path, probs: dict[str, np.ndarray], truth: np.ndarray) -> Path:
+    folder.mkdir(parents=True)
+    for patient, prob in probs.items():
+        np.savez_compressed(folder / f"{patient}.npz", prob=prob.astype(np.float16), truth=truth, fold=0)
+    return folder
+
+
+def test_runs_averaged_per_patient_then_scored(tmp_path, oof):
+    truth = np.zeros((3, 8, 8), bool)
+    truth[:, 2:6, 2:6] = True  # 48 voxels
+    half = np.where(truth, 0.9, 0.0)
+    half[:, :, 4:] = 0.0  # run a finds the left half of the tumour (Dice 2/3), run b the right half
+    a = _cache(tmp_path / "a", {"P1": half, "P2": np.where(truth, 0.8, 0.1)}, truth)
+    b = _cache(tmp_path / "b", {"P1": half[:, :, ::-1], "P2": np.where(truth, 0.6, 0.3)}, truth)
+    avg = oof.average_caches([a, b], tmp_path / "avg")
+    p1 = np.load(avg / "P1.npz")
+    assert np.array_equal(p1["truth"], truth)
+    np.testing.assert_allclose(p1["prob"].astype(np.float32)[truth], 0.45, atol=1e-3)  # every tumour voxel: (0.9 + 0) / 2
+    np.testing.assert_allclose(np.load(avg / "P2.npz")["prob"].astype(np.float32)[~truth], 0.2, atol=1e-3)
+
+    rows = {}
+    for name, cache in (("a", a), ("avg", avg)):
+        csv = tmp_path / f"{name}.csv"
+        oof.score(cache, [0.4], [0.0], per_patient=csv)
+        table = pd.read_csv(csv)
+        rows[name] = table[(table["rule"] == "size") & (table["keep_ratio"] == 1.0)].set_index("patient_id")["dice"]
+    assert rows["a"]["P1"] == pytest.approx(2 / 3)  # half the tumour
+    assert rows["avg"]["P1"] == pytest.approx(1.0)  # the two halves together, each at 0.45 >= 0.4
+    assert rows["a"]["P2"] == pytest.approx(1.0) and rows["avg"]["P2"] == pytest.approx(1.0)
+
+
+def test_runs_with_other_patients_are_refused(tmp_path, oof):
+    truth = np.ones((1, 4, 4), bool)
+    a = _cache(tmp_path / "a", {"P1": np.ones((1, 4, 4))}, truth)
+    b = _cache(tmp_path / "b", {"P2": np.ones((1, 4, 4))}, truth)
+    with pytest.raises(SystemExit, match="splits differ"):
+        oof.average_caches([a, b], tmp_path / "avg")
