@@ -94,6 +94,12 @@ def run_facts(given: Path) -> RunFacts:
     )  # fmt: skip
 
 
+def _loss_text(loss: str, bce_topk: float) -> str:
+    if bce_topk >= 1.0:
+        return f"loss {loss}"
+    return f"loss {loss} (its BCE term over the hardest {100 * bce_topk:g}% of each batch's pixels)"
+
+
 def _flair_view_text(threshold: float, min_ratio: float) -> str:
     if threshold <= 0.0:
         return ""
@@ -165,7 +171,7 @@ def model_card(
         f"{2 * fmt['context_slices'] + 1} slices (context {fmt['context_slices']}), slices resized by "
         f"{fmt['spatial_scale']:g} ({config.data.image_size} -> {fmt['training_size']} px), {fmt['normalisation']['text']}",
         f"- training: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr:g} "
-        f"({config.train.scheduler}), loss {config.train.loss}, seed {config.train.seed}, ships the "
+        f"({config.train.scheduler}), {_loss_text(config.train.loss, config.train.bce_topk)}, seed {config.train.seed}, ships the "
         f"{config.train.ship_checkpoint} epoch",
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
         f"{post.largest_only}"

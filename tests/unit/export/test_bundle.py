@@ -226,3 +226,10 @@ def test_model_card_names_the_flair_view_only_where_it_is_on():
     assert _flair_view_text(0.0, 1.5) == ""
     text = _flair_view_text(0.7, 1.5)
     assert "FLAIR in every channel" in text and ">= 0.7" in text and ">= 1.5x its size" in text
+
+
+def test_model_card_names_the_topk_bce_only_where_it_is_on():
+    from mri_seg.export.model_card import _loss_text
+
+    assert _loss_text("tversky_bce", 1.0) == "loss tversky_bce"
+    assert _loss_text("tversky_bce", 0.1) == "loss tversky_bce (its BCE term over the hardest 10% of each batch's pixels)"
