@@ -170,20 +170,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--average-with reads each run's own cache: leave --cache out")
     suffix = "" if args.input_sequences == "all" else f"_{args.input_sequences}"
     runs = [args.run_dir, *args.average_with]
-    cache = args.cache or RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}")
-    view_cache = RunDir(args.run_dir).eval_dir("oof_probabilities_flair_only")
-    for run in runs:
-        cache_probabilities(run, args.cache or RunDir(run).eval_dir(f"oof_probabilities{suffix}"), args.input_sequences, args.folds)
+    caches = [args.cache or RunDir(run).eval_dir(f"oof_probabilities{suffix}") for run in runs]
+    view_caches = [RunDir(run).eval_dir("oof_probabilities_flair_only") for run in runs]
+    for run, run_cache, run_view_cache in zip(runs, caches, view_caches):
+        cache_probabilities(run, run_cache, args.input_sequences, args.folds)
         if views:
-            cache_probabilities(run, RunDir(run).eval_dir("oof_probabilities_flair_only"), "flair_only", args.folds)
+            cache_probabilities(run, run_view_cache, "flair_only", args.folds)
+    cache, view_cache = caches[0], view_caches[0]
     if args.average_with:
         label = "_".join(run.resolve().name for run in args.average_with)
         print(f"probabilities averaged over {', '.join(str(r) for r in runs)}")
-        cache = average_caches([RunDir(r).eval_dir(f"oof_probabilities{suffix}") for r in runs],
-                               RunDir(args.run_dir).eval_dir(f"oof_probabilities{suffix}_avg_{label}"))  # fmt: skip
+        cache = average_caches(caches, cache.with_name(f"{cache.name}_avg_{label}"))
         if views:
-            view_cache = average_caches([RunDir(r).eval_dir("oof_probabilities_flair_only") for r in runs],
-                                        RunDir(args.run_dir).eval_dir(f"oof_probabilities_flair_only_avg_{label}"))  # fmt: skip
+            view_cache = average_caches(view_caches, view_cache.with_name(f"{view_cache.name}_avg_{label}"))
     fills = (False, True) if args.fill_holes else (False,)
     score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache)
     return 0
