@@ -335,6 +335,11 @@ class PostprocessConfig:
     flair_view_min_ratio: float = setting(
         1.5, POSITIVE, "the FLAIR view: how many times the kept tumour's voxels a FLAIR-view component must have"
     )
+    sweep_thresholds: list[float] = setting(
+        [0.3, 0.4, 0.5, 0.6, 0.7], ListOf(Range(0.0, 1.0, lo_open=True, hi_open=True), min_len=1, ordered=True),
+        "the thresholds every evaluation also scores each patient at (summary.json threshold_sweep); cv chooses the "
+        "deliverable's threshold among them on the out-of-fold patients (ties: the one nearest 0.5)",
+    )  # fmt: skip
     sweep_grow_thresholds: list[float] = setting(
         [], ListOf(PROBABILITY),
         "the threshold sweep also scores these grow_threshold values (with every swept keep_ratio), and cv chooses "

@@ -37,7 +37,7 @@ from mri_seg.config import (
     set_dotted,
 )
 from mri_seg.errors import StageError
-from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult
+from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, threshold_key
 from mri_seg.rundir import RunDir
 from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
 from mri_seg.utils.provenance import provenance
@@ -399,7 +399,7 @@ class OutOfFoldModels:
                 grows = len({g["grow_threshold"] for g in sweep["grid"]}) > 1  # grow_threshold swept too
 
                 def key(g: dict[str, Any]) -> str:
-                    return f"{g['threshold']:.1f}/{g['keep_ratio']:g}" + (f"/{g['grow_threshold']:g}" if grows else "")
+                    return f"{threshold_key(g['threshold'])}/{g['keep_ratio']:g}" + (f"/{g['grow_threshold']:g}" if grows else "")
 
                 pairs = " ".join(f"{key(g)}:{g['mean']:.3f}" for g in sweep["grid"])
                 best = {"threshold": sweep["best_mean"], "keep_ratio": sweep["best_keep_ratio"],

@@ -37,8 +37,9 @@ CLUSTER_COLUMNS = (
     "COCCluster",
 )
 BOOTSTRAP_SEED = 0
-# Thresholds at which every evaluation also scores each patient (summary.json "threshold_sweep"):
-# on out-of-fold predictions (the cv stage) this is how a recipe's threshold is chosen.
+# Thresholds at which every evaluation also scores each patient (summary.json "threshold_sweep") unless
+# eval.postprocess.sweep_thresholds names others: on out-of-fold predictions (the cv stage) this is how a
+# recipe's threshold is chosen.
 SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SWEEP_PREFIX = "dice_at_"
 
@@ -60,6 +61,7 @@ class EvalOptions:
     fill_holes: bool = False  # regions a slice's mask encloses filled (mri_seg.postprocess)
     flair_view_threshold: float = 0.0  # the FLAIR view's components added (mri_seg.postprocess): 0 off
     flair_view_min_ratio: float = 1.5
+    sweep_thresholds: tuple[float, ...] = SWEEP_THRESHOLDS  # the thresholds the sweep scores
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -69,6 +71,7 @@ class EvalOptions:
             tuple(float(r) for r in pp.sweep_keep_ratios), float(pp.grow_threshold),
             tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
             float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
+            tuple(float(t) for t in pp.sweep_thresholds),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -96,6 +99,8 @@ class EvalOptions:
         for grow in (self.grow_threshold, *self.sweep_grow_thresholds):
             if not 0.0 <= grow <= 1.0:
                 raise ValueError(f"grow_threshold must be in [0, 1], got {grow}")
+        if not self.sweep_thresholds or not all(0.0 < t < 1.0 for t in self.sweep_thresholds):
+            raise ValueError(f"sweep_thresholds must be one or more values in (0, 1), got {list(self.sweep_thresholds)}")
         if not 0.0 <= self.flair_view_threshold <= 1.0:
             raise ValueError(f"flair_view_threshold must be in [0, 1], got {self.flair_view_threshold}")
         if self.flair_view_min_ratio <= 0.0:
@@ -191,7 +196,13 @@ def evaluate_case(
     return row, slice_rows, montage
 
 
-_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d)(?:_keep_([0-9.]+))?(?:_grow_([0-9.]+))?$")
+_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d+)(?:_keep_([0-9.]+))?(?:_grow_([0-9.]+))?$")
+
+
+def threshold_key(threshold: float) -> str:
+    """How a swept threshold is written in column names and summary keys: ``0.3``, ``0.25``."""
+    text = f"{threshold:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
 
 
 def sweep_column(threshold: float, keep_ratio: float | None = None, grow_threshold: float | None = None) -> str:
@@ -199,20 +210,20 @@ def sweep_column(threshold: float, keep_ratio: float | None = None, grow_thresho
     ``dice_at_0.3_grow_0.1``, ``dice_at_0.3_keep_0.5_grow_0.1``: at other ones."""
     keep = "" if keep_ratio is None else f"_keep_{keep_ratio:g}"
     grow = "" if grow_threshold is None else f"_grow_{grow_threshold:g}"
-    return f"{SWEEP_PREFIX}{threshold:.1f}{keep}{grow}"
+    return f"{SWEEP_PREFIX}{threshold_key(threshold)}{keep}{grow}"
 
 
 def threshold_sweep(
     prob: np.ndarray, truth: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Patient Dice at each of :data:`SWEEP_THRESHOLDS` (and each of ``options.swept_keep_ratios()`` and
+    """Patient Dice at each of ``options.sweep_thresholds`` (and each of ``options.swept_keep_ratios()`` and
     ``options.swept_grow_thresholds()``), every other postprocess setting unchanged."""
     out = {}
     for ratio in [None, *options.swept_keep_ratios()]:
         for grow in [None, *options.swept_grow_thresholds()]:
             changed = options if ratio is None else replace(options, keep_ratio=ratio)
             changed = changed if grow is None else replace(changed, grow_threshold=grow)
-            for t in SWEEP_THRESHOLDS:
+            for t in options.sweep_thresholds:
                 dice = patient_metrics(binarise(prob, replace(changed, threshold=t), view_prob), truth)["dice"]
                 out[sweep_column(t, ratio, grow)] = float(dice)
     return out
@@ -235,7 +246,7 @@ def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshol
     if not grid:
         return {}
     configured = [g for g in grid if g["keep_ratio"] == keep_ratio and g["grow_threshold"] == grow_threshold]
-    table = {f"{g['threshold']:.1f}": {"mean": g["mean"], "median": g["median"]} for g in configured}
+    table = {threshold_key(g["threshold"]): {"mean": g["mean"], "median": g["median"]} for g in configured}
     best = max(grid, key=lambda g: (g["mean"], g["keep_ratio"] == keep_ratio, g["grow_threshold"] == grow_threshold,
                                     -abs(g["threshold"] - 0.5)))  # fmt: skip
     out: dict[str, Any] = {"thresholds": table, "best_mean": best["threshold"]}

@@ -2,7 +2,7 @@
 (nnU-Net's habit for post-processing).
 
 The ``cv`` stage predicts every train+val patient with the fold model that never saw it
-and sweeps the probability threshold (:data:`mri_seg.evaluation.scoring.SWEEP_THRESHOLDS`).
+and sweeps the probability threshold (``eval.postprocess.sweep_thresholds``).
 With ``eval.postprocess.threshold_from_cv`` it writes the threshold with the best
 out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models (with
 ``eval.postprocess.sweep_keep_ratios``, the best pair of threshold and ``keep_ratio``: ties
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mri_seg.config import PostprocessConfig, ReviewConfig
+from mri_seg.evaluation.scoring import threshold_key
 from mri_seg.rundir import POSTPROCESS_FILE
 from mri_seg.training.bundle import INFERENCE_FILE, bundle_choice, is_bundle
 from mri_seg.utils.atomic import atomic_write_json
@@ -62,7 +63,7 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         return None
     swept = summary["threshold_sweep"]
     sweep = swept["thresholds"]
-    chosen: tuple[str, ...] = ("threshold",)
+    chosen: tuple[str, ...] = ("threshold", "sweep_thresholds")
     if "best_keep_ratio" in swept:
         chosen += ("keep_ratio", "sweep_keep_ratios")
     if "best_grow_threshold" in swept:
@@ -71,7 +72,7 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         "threshold": threshold,
         "chosen_on": "out-of-fold mean patient Dice (the cv stage)",
         "n_patients": int(summary["n_patients"]),
-        "oof_dice_mean": swept.get("best_dice_mean", sweep.get(f"{threshold:.1f}", {}).get("mean")),
+        "oof_dice_mean": swept.get("best_dice_mean", sweep.get(threshold_key(threshold), {}).get("mean")),
         "sweep": sweep,
         # the rest of the post-processing, fixed during the sweep (largest_only, TTA, ...)
         "fixed_options": {k: v for k, v in summary.get("options", {}).items() if k not in chosen},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mri_seg.config import EvalConfig
+from mri_seg.config import EvalConfig, load_config
 from mri_seg.evaluation.scoring import (
     EvalOptions,
     PatientCase,
@@ -93,7 +94,8 @@ def test_evaluate_cases_tables_and_summary():
                             "min_component_voxels": 0, "largest_only": False,
                             "component_rule": "size", "keep_ratio": 1.0, "sweep_keep_ratios": (),
                             "grow_threshold": 0.0, "sweep_grow_thresholds": (), "fill_holes": False,
-                            "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5}
+                            "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5,
+                            "sweep_thresholds": (0.3, 0.4, 0.5, 0.6, 0.7)}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
@@ -152,6 +154,34 @@ def test_threshold_sweep_scores_each_threshold_and_names_the_best():
     assert sweep["thresholds"]["0.7"]["mean"] == 0.0
     assert sweep["best_mean"] == 0.5  # ties broken towards 0.5
 
+
+
+def test_configured_sweep_thresholds_are_scored_named_and_chosen_from(tmp_path):
+    """Probability 0.25 on the tumour (a model that under-calls it): only a threshold at or below 0.25 finds it,
+    and the sweep scores, names and chooses the thresholds it is given, not the default five."""
+    truth = np.zeros((2, 32, 32), bool)
+    truth[:, 8:16, 8:16] = True
+    case = PatientCase("P", [0, 1], np.where(truth, 0.25, 0.01).astype(np.float32), truth)
+    config = load_config(None, ["eval.postprocess.sweep_thresholds=[0.2, 0.25, 0.3, 0.5]"])
+    options = EvalOptions.from_config(config.eval.postprocess)
+    assert options.sweep_thresholds == (0.2, 0.25, 0.3, 0.5)
+    row, _, _ = evaluate_case(case, options)
+    assert row["dice_at_0.2"] == row["dice_at_0.25"] == 1.0
+    assert row["dice_at_0.3"] == row["dice_at_0.5"] == 0.0 and "dice_at_0.4" not in row
+    sweep = evaluate_cases([case], options, EVAL, split="val").summary["threshold_sweep"]
+    assert list(sweep["thresholds"]) == ["0.2", "0.25", "0.3", "0.5"]
+    assert sweep["best_mean"] == 0.25  # tie with 0.2, broken towards 0.5
+    from mri_seg.evaluation.threshold_choice import write_choice
+
+    summary = {"n_patients": 1, "threshold_sweep": sweep, "options": {}}
+    stored = json.loads(write_choice(tmp_path, summary, [{"sha256": "a"}]).read_text())
+    assert stored["threshold"] == 0.25 and stored["oof_dice_mean"] == 1.0
+
+
+@pytest.mark.parametrize("thresholds", [(), (0.0, 0.5), (0.5, 1.0)])
+def test_sweep_thresholds_must_be_inside_zero_one(thresholds):
+    with pytest.raises(ValueError, match="sweep_thresholds"):
+        EvalOptions(sweep_thresholds=thresholds)
 
 def _small_tumour_and_a_larger_false_blob(name: str, false_side: int) -> PatientCase:
     """A true 4x4x2 tumour predicted at 0.9, and a false blob (``false_side``^2 x 2) at 0.8 elsewhere."""
