@@ -37,10 +37,10 @@ CLUSTER_COLUMNS = (
     "COCCluster",
 )
 BOOTSTRAP_SEED = 0
-# Thresholds at which every evaluation also scores each patient (summary.json "threshold_sweep") unless
-# eval.postprocess.sweep_thresholds names others: on out-of-fold predictions (the cv stage) this is how a
-# recipe's threshold is chosen.
-SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+# Thresholds at which every evaluation also scores each patient (summary.json "threshold_sweep"): on
+# out-of-fold predictions (the cv stage) this is how a recipe's threshold is chosen. The default of
+# eval.postprocess.sweep_thresholds (its one home is the config schema).
+SWEEP_THRESHOLDS = tuple(PostprocessConfig().sweep_thresholds)
 SWEEP_PREFIX = "dice_at_"
 
 
