@@ -18,6 +18,7 @@ from mri_seg.evaluation.scoring import (
     evaluate_cases,
     ranked_patients,
 )
+from mri_seg.evaluation.threshold_choice import write_choice
 
 EVAL = EvalConfig(bootstrap_samples=300, montage_slices=3)
 
@@ -171,8 +172,6 @@ def test_configured_sweep_thresholds_are_scored_named_and_chosen_from(tmp_path):
     sweep = evaluate_cases([case], options, EVAL, split="val").summary["threshold_sweep"]
     assert list(sweep["thresholds"]) == ["0.2", "0.25", "0.3", "0.5"]
     assert sweep["best_mean"] == 0.25  # tie with 0.2, broken towards 0.5
-    from mri_seg.evaluation.threshold_choice import write_choice
-
     summary = {"n_patients": 1, "threshold_sweep": sweep, "options": {}}
     stored = json.loads(write_choice(tmp_path, summary, [{"sha256": "a"}]).read_text())
     assert stored["threshold"] == 0.25 and stored["oof_dice_mean"] == 1.0
