@@ -15,8 +15,15 @@ of the batch's pixels with the highest loss (nnU-Net's TopK loss), so pixels the
 gets right stop diluting the ones it gets confidently wrong (a missed tumour scored as
 background); 1 (default) is plain BCE.
 
+``train.boundary_weight`` > 0 (any loss) adds that weight x the boundary loss (Kervadec et al. 2019;
+MONAI ``BoundaryLoss``): the mean over an image's pixels of the predicted probability times the
+target's signed distance map (pixels, negative inside the tumour), so a tumour pixel deep inside a
+missed region and a false positive far from the tumour cost more than an error at its edge; an image
+without tumour adds nothing. 0 (default) is off.
+
 So ``bce_weight`` always weighs the pixel term and ``dice_weight`` the overlap term; the
-training log's ``train_bce`` / ``train_dice_loss`` columns hold those two terms.
+training log's ``train_bce`` / ``train_dice_loss`` columns hold those two terms (the boundary
+term is in ``train_loss`` only).
 
 All terms are computed in float32 from logits (``BCEWithLogitsLoss`` and MONAI's focal
 loss use log-sigmoid forms, so large logits do not overflow), also under mixed precision.
@@ -41,7 +48,7 @@ from __future__ import annotations
 import math
 
 import torch
-from monai.losses import DiceLoss, FocalLoss, TverskyLoss
+from monai.losses import BoundaryLoss, DiceLoss, FocalLoss, TverskyLoss
 from torch import nn
 
 from mri_seg.config import TrainConfig
@@ -88,6 +95,7 @@ class SegmentationLoss(nn.Module):
         tversky_beta: float = 0.5,
         focal_gamma: float = 2.0,
         bce_topk: float = 1.0,
+        boundary_weight: float = 0.0,
     ):
         super().__init__()
         if loss not in LOSSES:
@@ -106,7 +114,11 @@ class SegmentationLoss(nn.Module):
                 f"train.bce_topk ({bce_topk}) applies to the BCE term of dice_bce and tversky_bce; "
                 "dice_focal's focal term already weighs the hard pixels (set train.bce_topk: 1)"
             )
+        if boundary_weight < 0:
+            raise ValueError(f"train.boundary_weight must be >= 0, got {boundary_weight}")
         self.name = loss
+        self.boundary_weight = float(boundary_weight)
+        self.boundary = BoundaryLoss(sigmoid=True) if boundary_weight > 0 else None
         self.bce_weight = float(bce_weight)
         self.dice_weight = float(dice_weight)
         if loss == "dice_focal":
@@ -126,7 +138,10 @@ class SegmentationLoss(nn.Module):
     def _single(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         pixel = self.pixel(logits, target)
         overlap = self.overlap(logits, target)
-        return self.bce_weight * pixel + self.dice_weight * overlap, pixel, overlap
+        total = self.bce_weight * pixel + self.dice_weight * overlap
+        if self.boundary is not None:
+            total = total + self.boundary_weight * self.boundary(logits, target)
+        return total, pixel, overlap
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         target = target.float()
@@ -155,4 +170,5 @@ def build_loss(cfg: TrainConfig) -> SegmentationLoss:
         tversky_beta=cfg.tversky_beta,
         focal_gamma=cfg.focal_gamma,
         bce_topk=cfg.bce_topk,
+        boundary_weight=cfg.boundary_weight,
     )

@@ -269,6 +269,11 @@ class TrainConfig:
         "dice_bce, tversky_bce: the BCE term averages only this fraction of the batch's pixels, the highest-loss "
         "ones (nnU-Net's TopK loss; 0.1 = the hardest 10%); 1 = every pixel",
     )
+    boundary_weight: float = setting(
+        0.0, NON_NEGATIVE,
+        "weight of the boundary loss added to the others (MONAI BoundaryLoss: probability x the target's signed "
+        "distance in pixels, so errors far from the tumour's edge cost more); 0 = off",
+    )
     dice_weight: float = setting(
         1.0, NON_NEGATIVE, "weight of the overlap term: soft Dice, or Tversky for tversky_bce"
     )

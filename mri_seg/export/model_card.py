@@ -94,10 +94,11 @@ def run_facts(given: Path) -> RunFacts:
     )  # fmt: skip
 
 
-def _loss_text(loss: str, bce_topk: float) -> str:
-    if bce_topk >= 1.0:
-        return f"loss {loss}"
-    return f"loss {loss} (its BCE term over the hardest {100 * bce_topk:g}% of each batch's pixels)"
+def _loss_text(loss: str, bce_topk: float, boundary_weight: float = 0.0) -> str:
+    notes = [] if bce_topk >= 1.0 else [f"its BCE term over the hardest {100 * bce_topk:g}% of each batch's pixels"]
+    if boundary_weight > 0:
+        notes.append(f"a boundary loss term weighted {boundary_weight:g}")
+    return f"loss {loss}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _flair_view_text(threshold: float, min_ratio: float) -> str:
@@ -171,7 +172,7 @@ def model_card(
         f"{2 * fmt['context_slices'] + 1} slices (context {fmt['context_slices']}), slices resized by "
         f"{fmt['spatial_scale']:g} ({config.data.image_size} -> {fmt['training_size']} px), {fmt['normalisation']['text']}",
         f"- training: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr:g} "
-        f"({config.train.scheduler}), {_loss_text(config.train.loss, config.train.bce_topk)}, seed {config.train.seed}, ships the "
+        f"({config.train.scheduler}), {_loss_text(config.train.loss, config.train.bce_topk, config.train.boundary_weight)}, seed {config.train.seed}, ships the "
         f"{config.train.ship_checkpoint} epoch",
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
         f"{post.largest_only}"

@@ -244,3 +244,40 @@ def test_bce_topk_from_config_and_refused_where_it_does_not_apply():
         SegmentationLoss(loss="dice_focal", bce_topk=0.5)
     with pytest.raises(ValueError, match="bce_topk"):
         SegmentationLoss(bce_topk=0.0)
+
+
+# --------------------------------------------------------------------------- train.boundary_weight
+
+
+def _boundary_part(loss: SegmentationLoss, logits: torch.Tensor, target: torch.Tensor) -> float:
+    """What the boundary term adds to the total: total minus the weighted pixel and overlap terms."""
+    total, parts = loss(logits, target)
+    return total.item() - loss.bce_weight * parts["bce"].item() - loss.dice_weight * parts["dice"].item()
+
+
+def test_boundary_term_costs_a_false_positive_by_its_distance_from_the_tumour():
+    """16x16, tumour rows 4-9 / cols 5-11; one false-positive pixel beside the edge or in the far corner."""
+    mask = _square_mask(n=1)
+    base = (mask * 2 - 1) * 30.0  # a perfect prediction
+    near, far = base.clone(), base.clone()
+    near[0, 0, 4, 12] = 30.0  # 1 pixel right of the tumour
+    far[0, 0, 15, 0] = 30.0  # the opposite corner: distance sqrt(6^2 + 5^2)
+    loss = SegmentationLoss(boundary_weight=1.0)
+    inside = _boundary_part(loss, base, mask)  # the perfect prediction's own value
+    assert inside < 0  # probability inside the tumour is rewarded (signed distance < 0 there)
+    assert _boundary_part(loss, near, mask) - inside == pytest.approx(1.0 / 256, rel=1e-3)
+    assert _boundary_part(loss, far, mask) - inside == pytest.approx(math.hypot(6, 5) / 256, rel=1e-3)
+    # weight 0: no boundary term at all; an image without tumour adds nothing whatever the prediction
+    assert SegmentationLoss().boundary is None
+    assert _boundary_part(SegmentationLoss(), far, mask) == pytest.approx(0.0, abs=1e-6)
+    empty = torch.zeros_like(mask)
+    assert _boundary_part(loss, torch.randn_like(mask) * 5, empty) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_boundary_weight_from_config_scales_the_term_and_is_refused_below_zero():
+    mask, logits = _square_mask(), torch.randn(2, 1, 16, 16)
+    one = _boundary_part(build_loss(TrainConfig(boundary_weight=1.0)), logits, mask)
+    tenth = _boundary_part(build_loss(TrainConfig(boundary_weight=0.1)), logits, mask)
+    assert one != pytest.approx(0.0, abs=1e-4) and tenth == pytest.approx(0.1 * one, rel=1e-4)
+    with pytest.raises(ValueError, match="boundary_weight"):
+        SegmentationLoss(boundary_weight=-0.1)

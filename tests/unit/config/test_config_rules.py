@@ -119,6 +119,7 @@ def test_defaults_and_shipped_recipes_are_valid():
         ("split.val=0.5", "split.train + split.val + split.test sum to 1.35; allowed: a sum of 1"),
         ("model.channels=[4, 8]", "config key 'model.strides' has 4 entries for 2 model.channels"),
         ("train.bce_topk=0", "config key 'train.bce_topk' is 0.0; allowed: a number in (0, 1]"),
+        ("train.boundary_weight=-0.1", "config key 'train.boundary_weight' is -0.1; allowed: a number >= 0"),
         ("eval.postprocess.sweep_thresholds=[0.5, 0.3]", "config key 'eval.postprocess.sweep_thresholds' is [0.5, 0.3]; "
          "allowed: a list of 1 or more items, each a number in (0, 1), in non-decreasing order"),
         ("eval.postprocess.sweep_thresholds=[]", "config key 'eval.postprocess.sweep_thresholds' is []; "

@@ -228,8 +228,12 @@ def test_model_card_names_the_flair_view_only_where_it_is_on():
     assert "FLAIR in every channel" in text and ">= 0.7" in text and ">= 1.5x its size" in text
 
 
-def test_model_card_names_the_topk_bce_only_where_it_is_on():
+def test_model_card_names_the_topk_bce_and_boundary_term_only_where_they_are_on():
     from mri_seg.export.model_card import _loss_text
 
     assert _loss_text("tversky_bce", 1.0) == "loss tversky_bce"
     assert _loss_text("tversky_bce", 0.1) == "loss tversky_bce (its BCE term over the hardest 10% of each batch's pixels)"
+    assert _loss_text("tversky_bce", 0.1, 0.1) == (
+        "loss tversky_bce (its BCE term over the hardest 10% of each batch's pixels; a boundary loss term weighted 0.1)"
+    )
+    assert _loss_text("dice_bce", 1.0, 0.05) == "loss dice_bce (a boundary loss term weighted 0.05)"
