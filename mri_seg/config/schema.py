@@ -243,6 +243,11 @@ class TrainConfig:
     )
     warmup_epochs: int = setting(1, COUNT_OR_ZERO, "cosine: epochs of linear warm-up before the decay")
     grad_clip: float = setting(1.0, NON_NEGATIVE, "gradient norm clip (0: none)")
+    ema_decay: float = setting(
+        0.0, FRACTION_BELOW_ONE,
+        "exponential moving average of the weights, updated every optimiser step with this decay (0.995: over "
+        "~200 steps); validation scores it and the checkpoints ship it; 0 = off (mri_seg/training/ema.py)",
+    )  # fmt: skip
     seed: int = setting(0, SEED, "random seed of weights, sampling order and augmentation")
     device: str = setting("auto", OneOf(DEVICES), "auto (CUDA when available), cpu or cuda")
     amp: bool = setting(True, Flag(), "mixed precision on CUDA")

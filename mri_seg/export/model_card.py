@@ -101,6 +101,10 @@ def _loss_text(loss: str, bce_topk: float, boundary_weight: float = 0.0) -> str:
     return f"loss {loss}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
+def _ema_text(decay: float) -> str:
+    return f", weights averaged over its steps (EMA, decay {decay:g}; the average ships)" if decay > 0 else ""
+
+
 def _flair_view_text(threshold: float, min_ratio: float) -> str:
     if threshold <= 0.0:
         return ""
@@ -173,7 +177,7 @@ def model_card(
         f"{fmt['spatial_scale']:g} ({config.data.image_size} -> {fmt['training_size']} px), {fmt['normalisation']['text']}",
         f"- training: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr:g} "
         f"({config.train.scheduler}), {_loss_text(config.train.loss, config.train.bce_topk, config.train.boundary_weight)}, seed {config.train.seed}, ships the "
-        f"{config.train.ship_checkpoint} epoch",
+        f"{config.train.ship_checkpoint} epoch{_ema_text(config.train.ema_decay)}",
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
         f"{post.largest_only}"
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")

@@ -3,7 +3,9 @@
 A checkpoint is a plain dict of tensors and primitives (no pickled objects), so
 ``torch.load(path, weights_only=True)`` can read it safely:
 
-    model            model state_dict
+    model            model state_dict (the shipped weights: their average with train.ema_decay > 0)
+    train_model      with train.ema_decay > 0 only: the trained weights, for resume (mri_seg.training.ema)
+    ema_steps        with train.ema_decay > 0 only: the steps the average has taken
     optimizer        optimizer state_dict (or None)
     scheduler        scheduler state_dict (or None)
     scaler           GradScaler state_dict (or None)

@@ -2,7 +2,8 @@
 
 Outputs in the run dir (rank 0 only): ``train_log.csv``, ``config_train.yaml``,
 ``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best mean val
-patient Dice), optional ``tensorboard/``.
+patient Dice), optional ``tensorboard/``. With ``train.ema_decay`` > 0 an exponential moving
+average of the weights (:mod:`mri_seg.training.ema`) is what validation scores and checkpoints ship.
 
 Reproducibility: every epoch reseeds torch/numpy/random, the augmentation and the
 sampler from ``(train.seed, epoch, rank)``, and the LR schedule follows the configured
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -60,6 +62,7 @@ from mri_seg.preprocess import channels_per_slice, check_input_channels, normali
 from mri_seg.rundir import RunDir, TrainingDir
 from mri_seg.training import distributed as D
 from mri_seg.training.checkpoint import load_checkpoint, save_checkpoint
+from mri_seg.training.ema import build_ema, ema_checkpoint_part, evaluated_model, restore_weights, update_ema
 from mri_seg.training.init_from import init_weights, load_init_member
 from mri_seg.training.optim import (
     build_optimizer,
@@ -115,10 +118,16 @@ class Trainer:
     data_hash: str
     train_patients: list[str]
     tag: str  # "[train]" or "[train fold K]"
+    ema: AveragedModel | None = None  # train.ema_decay > 0: the averaged weights that validate and ship
 
     @property
     def fold(self) -> int | None:
         return self.out.fold
+
+    @property
+    def shipped_model(self) -> torch.nn.Module:
+        """The network validation scores and checkpoints ship: the weight average, else the model."""
+        return evaluated_model(self.ema, self.model)
 
 
 @dataclass
@@ -322,10 +331,15 @@ def setup(run: RunDir, out: TrainingDir, cfg: Config, stored_config: dict[str, A
 
 
 def restore(t: Trainer, state: dict[str, Any] | None) -> TrainState:
-    """Load a checkpoint's weights, optimiser, schedule, scaler and RNG into ``t`` (then wrap DDP)."""
+    """Load a checkpoint's weights, optimiser, schedule, scaler and RNG into ``t``, start the weight
+    average (``train.ema_decay``; after any ``init_from`` weights), then wrap DDP."""
     progress = TrainState()
+    t.ema = build_ema(t.model, t.cfg.train.ema_decay)
     if state is not None:
-        D.unwrap(t.model).load_state_dict(state["model"])
+        try:
+            restore_weights(state, t.ema, D.unwrap(t.model))
+        except ValueError as exc:
+            raise TrainingError(f"cannot resume: {exc}") from exc
         t.optimizer.load_state_dict(state["optimizer"])
         t.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -395,6 +409,7 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
         lr = current_lr(t.optimizer)
         t.precision.scaler.step(t.optimizer)
         t.precision.scaler.update()
+        update_ema(t.ema, D.unwrap(t.model))
         step_per_batch(t.scheduler)
         n = images.shape[0]
         sums += torch.stack([loss.detach() * n, parts["bce"] * n, parts["dice"] * n, torch.tensor(n, device=device)])
@@ -422,7 +437,8 @@ def validate_epoch(t: Trainer, epoch: int) -> dict[str, Any] | None:
     if epoch % t.cfg.train.val_every and epoch != t.cfg.train.epochs:
         return None
     D.sync_buffers(t.model, t.ctx)
-    val = validate(t.model, t.val_loader, t.val_ds, t.loss_fn, t.precision.for_inference(), t.device, t.ctx, t.cfg.train.channels_last)
+    D.sync_buffers(t.shipped_model, t.ctx)
+    val = validate(t.shipped_model, t.val_loader, t.val_ds, t.loss_fn, t.precision.for_inference(), t.device, t.ctx, t.cfg.train.channels_last)
     step_after_validation(t.scheduler, val["val_patient_dice_mean"])
     return val
 
@@ -444,7 +460,7 @@ def stop_decision(t: Trainer, progress: TrainState, epoch: int, epoch_seconds: f
 def checkpoint_state(t: Trainer, progress: TrainState, metrics: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict (see :mod:`mri_seg.training.checkpoint`)."""
     return {
-        "model": D.unwrap(t.model).state_dict(),
+        **ema_checkpoint_part(t.ema, D.unwrap(t.model)),
         "optimizer": t.optimizer.state_dict(),
         "scheduler": t.scheduler.state_dict(),
         "scaler": t.precision.scaler.state_dict(),

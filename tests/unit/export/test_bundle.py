@@ -237,3 +237,10 @@ def test_model_card_names_the_topk_bce_and_boundary_term_only_where_they_are_on(
         "loss tversky_bce (its BCE term over the hardest 10% of each batch's pixels; a boundary loss term weighted 0.1)"
     )
     assert _loss_text("dice_bce", 1.0, 0.05) == "loss dice_bce (a boundary loss term weighted 0.05)"
+
+
+def test_model_card_names_the_weight_average_only_where_it_is_on():
+    from mri_seg.export.model_card import _ema_text
+
+    assert _ema_text(0.0) == ""
+    assert _ema_text(0.995) == ", weights averaged over its steps (EMA, decay 0.995; the average ships)"
