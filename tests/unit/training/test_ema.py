@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from runs import fresh_run
+from runs import fresh_run, train_killed_then_resumed
 
 from mri_seg.config import ConfigError, load_config
 from mri_seg.inference.predictor import Predictor
@@ -111,19 +111,7 @@ def test_the_engine_validates_and_ships_the_average_and_resumes_it_exactly(synth
     Predictor.from_checkpoint(straight / "checkpoints" / "last.pt", device="cpu")  # inference loads the average
 
     broken = fresh_run(synthetic_run, tmp_path / "broken")
-    cfg = load_config(None, tiny(broken, 3))
-    real_epoch = engine.train_one_epoch
-
-    def dies_in_epoch_3(trainer: engine.Trainer, epoch: int) -> dict:
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_epoch(trainer, epoch)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(broken, cfg, device="cpu")
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
-    engine.train(broken, cfg, resume=True, device="cpu")
+    train_killed_then_resumed(broken, load_config(None, tiny(broken, 3)), monkeypatch, killed_in_epoch=3)
     resumed = torch.load(broken / "checkpoints" / "last.pt", weights_only=True)
     assert resumed["ema_steps"] == done["ema_steps"]
     for key in ("model", "train_model"):

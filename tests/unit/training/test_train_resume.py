@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from runs import fresh_run
+from runs import fresh_run, train_killed_then_resumed
 
 from mri_seg.config import load_config
 from mri_seg.training import engine
@@ -32,20 +32,7 @@ def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(synthetic_run,
     engine.train(straight, load_config(None, tiny(straight, 3)), device="cpu")
 
     broken = fresh_run(synthetic_run, tmp_path / "broken")
-    cfg = load_config(None, tiny(broken, 3))
-    real_epoch = engine.train_one_epoch
-
-    def dies_in_epoch_3(trainer: engine.Trainer, epoch: int) -> dict:
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_epoch(trainer, epoch)
-
-    monkeypatch.setattr(engine, "train_one_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(broken, cfg, device="cpu")
-    assert torch.load(broken / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
-    engine.train(broken, cfg, resume=True, device="cpu")
+    train_killed_then_resumed(broken, load_config(None, tiny(broken, 3)), monkeypatch, killed_in_epoch=3)
 
     a = pd.read_csv(straight / "train_log.csv")
     b = pd.read_csv(broken / "train_log.csv")
