@@ -436,8 +436,7 @@ def validate_epoch(t: Trainer, epoch: int) -> dict[str, Any] | None:
     """Patient-level validation every ``train.val_every`` epochs and at the last (None otherwise)."""
     if epoch % t.cfg.train.val_every and epoch != t.cfg.train.epochs:
         return None
-    D.sync_buffers(t.model, t.ctx)
-    D.sync_buffers(t.shipped_model, t.ctx)
+    D.sync_buffers(t.shipped_model, t.ctx)  # the network validated is the one rank 0 saves
     val = validate(t.shipped_model, t.val_loader, t.val_ds, t.loss_fn, t.precision.for_inference(), t.device, t.ctx, t.cfg.train.channels_last)
     step_after_validation(t.scheduler, val["val_patient_dice_mean"])
     return val
