@@ -179,6 +179,28 @@ class SkullStripConfig:
 
 
 @dataclass
+class TumourPasteConfig:
+    """Tumour copy-paste: another patient's tumour, with its own texture, in a training slice."""
+
+    p: float = setting(
+        0.0, PROBABILITY, "probability that a training slice receives another patient's tumour (0: off)"
+    )
+    margin: int = setting(
+        4, Range(0, 64, integer=True),
+        "pixels (at the model's resolution) the pasted tumour keeps from the edge of the recipient's head",
+    )  # fmt: skip
+    feather: float = setting(
+        1.0, NON_NEGATIVE, "Gaussian sigma (pixels) of the pasted tumour's soft edge, outside its mask (0: a hard edge)"
+    )
+    min_pixels: int = setting(20, COUNT, "smallest donor tumour (pixels of its slice at the model's resolution)")
+    height_window: float = setting(
+        0.1, PROBABILITY,
+        "donors come from slices within this fraction of their volume of the recipient's height in its own",
+    )  # fmt: skip
+    tries: int = setting(5, COUNT, "donors drawn for one slice before it is left as it was (a tumour that does not fit)")
+
+
+@dataclass
 class AugmentConfig:
     """Training augmentation (never applied to validation, evaluation or inference)."""
 
@@ -199,6 +221,7 @@ class AugmentConfig:
     lesion: LesionConfig = field(default_factory=LesionConfig)
     lesion_t1: LesionT1Config = field(default_factory=LesionT1Config)
     skull_strip: SkullStripConfig = field(default_factory=SkullStripConfig)
+    tumour_paste: TumourPasteConfig = field(default_factory=TumourPasteConfig)
 
 
 @dataclass

@@ -10,6 +10,8 @@ the preprocessing the predictor runs too):
    (workers forked later share them copy-on-write);
 3. augment the uint8 image jointly with the mask (albumentations' intensity transforms
    are defined on uint8);
+   with ``augment.tumour_paste``, first another patient's tumour is pasted into the
+   slice (:mod:`mri_seg.data.paste`; the stacked slices each get the donor's own);
 4. normalise with :func:`mri_seg.preprocess.normalise_image` -- last, so the model
    always sees exactly what inference computes from an un-augmented image
    (``zscore_volume``: with the patient's statistics, computed once over its resized
@@ -42,6 +44,7 @@ from tqdm import tqdm
 from mri_seg.config import Config
 from mri_seg.data.augment import Augmenter, brain_keep_mask, build_augmentation, strip_outside
 from mri_seg.data.manifest import manifest_for_split
+from mri_seg.data.paste import Donor, SliceHead, TumourPaste, build_paste
 from mri_seg.io.images import read_mask, read_slice
 from mri_seg.preprocess import (
     HEAD_NORMALISATIONS,
@@ -70,6 +73,7 @@ class SliceDataset(Dataset):
         keep_native_masks: bool = False,
         progress: bool = False,
         context_slices: int = 0,
+        paste: TumourPaste | None = None,
     ):
         self.frame = frame.sort_values(["patient_id", "slice_index"]).reset_index(drop=True)
         self.scale = float(scale)
@@ -78,10 +82,14 @@ class SliceDataset(Dataset):
         self.context_slices = int(context_slices)
         self.normalisation = normalisation
         self.augment = augment
+        self.paste = paste
         self.patient_ids = self.frame["patient_id"].astype(str).tolist()
         self.slice_indices = self.frame["slice_index"].astype(int).tolist()
         self.has_tumour = self.frame["has_tumour"].astype(bool).to_numpy()
         self._volume_of = self._patient_ranges()
+        self._heights = self._relative_heights()
+        self._donors = np.flatnonzero(self.has_tumour)  # rows a pasted tumour comes from
+        self._slice_heads: dict[int, SliceHead] = {}  # row -> its head and medians (tumour paste, cached)
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._native: list[np.ndarray] | None = None
         check_normalisation(normalisation)  # fail early on an unknown method
@@ -110,6 +118,10 @@ class SliceDataset(Dataset):
                 ranges += [(start, i)] * (i - start)
                 start = i
         return ranges
+
+    def _relative_heights(self) -> np.ndarray:
+        """Per row, its slice's position in its patient's volume: 0 the first slice, 1 the last."""
+        return np.array([(i - a) / max(b - a - 1, 1) for i, (a, b) in enumerate(self._volume_of)], np.float32)
 
     def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.frame.iloc[i]
@@ -142,6 +154,8 @@ class SliceDataset(Dataset):
         """Reseed the augmentation (called per epoch and in each DataLoader worker)."""
         if self.augment is not None:
             self.augment.set_seed(seed)
+        if self.paste is not None:
+            self.paste.set_seed(seed + 2)  # the augmentation's two pipelines take seed and seed + 1
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Resized uint8 image (HxWxC) and 0/1 uint8 mask, before augmentation."""
@@ -161,6 +175,39 @@ class SliceDataset(Dataset):
             start, _ = self._volume_of[i]
             image = stack_context(self.volume_slices(i), self.context_slices, [i - start])[0]
         return image, mask
+
+    def context_masks(self, i: int) -> np.ndarray:
+        """``H x W x (2k+1)`` uint8: the 0/1 mask of each slice of row ``i``'s model input."""
+        start, stop = self._volume_of[i]
+        rows = [start + j for j in context_indices(stop - start, i - start, self.context_slices)]
+        return np.stack([self.raw(r)[1] for r in rows], axis=2)
+
+    def pasted(self, i: int, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``i``'s input with a tumour of another patient pasted in (:mod:`mri_seg.data.paste`), when
+        the paste fires and one of ``tumour_paste.tries`` donors fits; else as it was."""
+        if self.paste is None or not self.paste.fires():
+            return image, mask
+        head = self._slice_head(i)
+        if head.medians is None:  # no recognisable head: nowhere to put a tumour
+            return image, mask
+        for _ in range(self.paste.cfg.tries):
+            d = self.paste.choose(self._donors, self._heights[self._donors], float(self._heights[i]))
+            if d is None:
+                break
+            mirror = self.paste.mirror()
+            tumour = self.raw(d)[1][:, ::-1] if mirror else self.raw(d)[1]
+            medians = self._slice_head(d).medians
+            if self.patient_ids[d] == self.patient_ids[i] or medians is None or not self.paste.fits(mask, head.mask, tumour):
+                continue
+            donor = Donor(self.model_input(d)[0], self.context_masks(d), medians)
+            return self.paste.paste(image, mask, head.medians, donor.flipped() if mirror else donor)
+        return image, mask
+
+    def _slice_head(self, i: int) -> SliceHead:
+        """Row ``i``'s head and its medians (:class:`mri_seg.data.paste.SliceHead` of its un-augmented slice), cached."""
+        if i not in self._slice_heads:
+            self._slice_heads[i] = SliceHead.of(self.raw(i)[0])
+        return self._slice_heads[i]
 
     def native_mask(self, i: int) -> np.ndarray:
         """Boolean mask at the slice's native size."""
@@ -228,6 +275,7 @@ class SliceDataset(Dataset):
         replaced: list[int] = []
         stripped = False
         if self.augment is not None:
+            image, mask = self.pasted(i, image, mask)
             image, mask = self.augment(image, mask, head_masks)
             replaced, stripped = self.augment.replaced_sequences, self.augment.stripped
             # a skull-stripped slice: its head is what the strip kept, derived again from the image
@@ -284,4 +332,5 @@ def dataset_from_frame(frame: pd.DataFrame, cfg: Config, train: bool, progress: 
         keep_native_masks=not train,
         progress=progress,
         context_slices=k,
+        paste=build_paste(cfg.augment.tumour_paste, train and cfg.augment.enabled, sequences),
     )
