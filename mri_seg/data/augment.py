@@ -3,7 +3,9 @@
 Works on uint8 ``H x W x C`` images (intensity transforms expect uint8) and uint8
 0/1 masks; normalisation happens afterwards (see :mod:`mri_seg.data.dataset`).
 
-Two stages:
+Before them, the dataset may paste another patient's tumour into the slice
+(``augment.tumour_paste``, :mod:`mri_seg.data.paste`: it needs other slices, so it lives with the
+dataset, not in this per-slice pipeline). Then two stages:
 
 * geometric (flip, affine, elastic) move image and mask together; masks use
   nearest-neighbour interpolation so they stay binary, borders are filled with 0.

@@ -79,17 +79,22 @@ def fits(mask: np.ndarray, head: np.ndarray, tumour: np.ndarray, margin: int = 4
     area = int(tumour.sum())
     if area < min_pixels or tumour.shape != head.shape:
         return False
-    inner = head.astype(np.uint8)
+    inner = head.astype(bool)
     if margin > 0:
-        inner = cv2.erode(inner, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
-    if int((tumour & (inner == 0)).sum()) > 0.05 * area:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        inner = cv2.erode(inner.astype(np.uint8), kernel) > 0
+    if int((tumour & ~inner).sum()) > 0.05 * area:
         return False
     own = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     return not (own & tumour).any()
 
 
 def paste_tumour(
-    image: np.ndarray, mask: np.ndarray, medians: np.ndarray, donor: Donor, channels_per_slice: int,
+    image: np.ndarray,
+    mask: np.ndarray,
+    medians: np.ndarray,
+    donor: Donor,
+    channels_per_slice: int,
     feather: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``image`` (uint8 stack) and ``mask`` with ``donor``'s tumour pasted in (check :func:`fits` first).
@@ -150,7 +155,9 @@ class TumourPaste:
     def fits(self, mask: np.ndarray, head: np.ndarray, tumour: np.ndarray) -> bool:
         return fits(mask, head, tumour, self.cfg.margin, self.cfg.min_pixels)
 
-    def paste(self, image: np.ndarray, mask: np.ndarray, medians: np.ndarray, donor: Donor) -> tuple[np.ndarray, np.ndarray]:
+    def paste(
+        self, image: np.ndarray, mask: np.ndarray, medians: np.ndarray, donor: Donor
+    ) -> tuple[np.ndarray, np.ndarray]:
         return paste_tumour(image, mask, medians, donor, self.channels_per_slice, self.cfg.feather)
 
 
