@@ -88,7 +88,8 @@ class SliceDataset(Dataset):
         self.has_tumour = self.frame["has_tumour"].astype(bool).to_numpy()
         self._volume_of = self._patient_ranges()
         self._heights = self._relative_heights()
-        self._donors = np.flatnonzero(self.has_tumour)  # rows a pasted tumour comes from
+        self._donors = np.flatnonzero(self.has_tumour)  # rows a pasted tumour comes from, and their heights
+        self._donor_heights = self._heights[self._donors]
         self._slice_heads: dict[int, SliceHead] = {}  # row -> its head and medians (tumour paste, cached)
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
         self._native: list[np.ndarray] | None = None
@@ -176,11 +177,14 @@ class SliceDataset(Dataset):
             image = stack_context(self.volume_slices(i), self.context_slices, [i - start])[0]
         return image, mask
 
+    def _context_rows(self, i: int) -> list[int]:
+        """The rows of the slices stacked in row ``i``'s model input (its neighbours, ends replicated)."""
+        start, stop = self._volume_of[i]
+        return [start + j for j in context_indices(stop - start, i - start, self.context_slices)]
+
     def context_masks(self, i: int) -> np.ndarray:
         """``H x W x (2k+1)`` uint8: the 0/1 mask of each slice of row ``i``'s model input."""
-        start, stop = self._volume_of[i]
-        rows = [start + j for j in context_indices(stop - start, i - start, self.context_slices)]
-        return np.stack([self.raw(r)[1] for r in rows], axis=2)
+        return np.stack([self.raw(r)[1] for r in self._context_rows(i)], axis=2)
 
     def pasted(self, i: int, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row ``i``'s input with a tumour of another patient pasted in (:mod:`mri_seg.data.paste`), when
@@ -191,7 +195,7 @@ class SliceDataset(Dataset):
         if head.medians is None:  # no recognisable head: nowhere to put a tumour
             return image, mask
         for _ in range(self.paste.cfg.tries):
-            d = self.paste.choose(self._donors, self._heights[self._donors], float(self._heights[i]))
+            d = self.paste.choose(self._donors, self._donor_heights, float(self._heights[i]))
             if d is None:
                 break
             mirror = self.paste.mirror()
@@ -240,8 +244,7 @@ class SliceDataset(Dataset):
         head = self.head(i)
         if head is None:
             return None
-        start, stop = self._volume_of[i]
-        rows = [start + j for j in context_indices(stop - start, i - start, self.context_slices)]
+        rows = self._context_rows(i)
         for r in rows:
             if r not in self._head_masks:
                 self._head_masks[r] = head.masks(self.raw(r)[0])[:, :, 0].astype(np.uint8)

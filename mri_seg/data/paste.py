@@ -11,7 +11,7 @@ height in the head (their slice's position in its volume within ``height_window`
 recipient's, as a fraction of the volume), so a tumour of the temporal lobe is not pasted
 into a slice through the orbits.
 
-A paste is refused (the slice stays as it was; :class:`TumourPaste` tries another donor)
+A paste is refused (the dataset tries another donor, ``tries`` in all, then leaves the slice as it was)
 when the donor tumour would fall outside the recipient's brain (its head mask, derived from
 FLAIR as the skull-strip augmentation derives it, eroded by ``margin`` pixels so a tumour
 never lands on the scalp) or touch the recipient's own tumour. The donor's intensities are
@@ -39,6 +39,7 @@ from mri_seg.data.augment import slice_head_mask
 from mri_seg.io.sequences import FLAIR_CHANNEL
 
 MATCH_LIMITS = (0.5, 2.0)  # a recipient / donor median ratio outside this is clipped: an odd head, not a scale
+OUTSIDE_SHARE = 0.05  # the share of a pasted tumour that may fall outside the recipient's (eroded) head
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Donor:
 
 def fits(mask: np.ndarray, head: np.ndarray, tumour: np.ndarray, margin: int = 4, min_pixels: int = 20) -> bool:
     """Whether ``tumour`` (``H x W``, a donor's centre mask where it would be pasted) fits a recipient slice:
-    at least ``min_pixels``, at most 5% of it outside the recipient's ``head`` eroded by ``margin`` pixels,
+    at least ``min_pixels``, at most ``OUTSIDE_SHARE`` (5%) of it outside the recipient's ``head`` eroded by ``margin`` pixels,
     and not touching the recipient's own tumour ``mask`` (dilated by one pixel)."""
     tumour = tumour > 0
     area = int(tumour.sum())
@@ -83,7 +84,7 @@ def fits(mask: np.ndarray, head: np.ndarray, tumour: np.ndarray, margin: int = 4
     if margin > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
         inner = cv2.erode(inner.astype(np.uint8), kernel) > 0
-    if int((tumour & ~inner).sum()) > 0.05 * area:
+    if int((tumour & ~inner).sum()) > OUTSIDE_SHARE * area:
         return False
     own = cv2.dilate((mask > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     return not (own & tumour).any()
