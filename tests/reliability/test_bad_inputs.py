@@ -246,7 +246,7 @@ def test_predictor_never_returns_nan_for_nan_input(ckpt):
 
     image = np.full((32, 32, 3), 50.0, np.float32)
     image[4:8, 4:8] = np.nan
-    with pytest.warns(NonFiniteWarning, match="image: 16 voxel\(s\) with NaN/inf intensities replaced by 0"):
+    with pytest.warns(NonFiniteWarning, match=r"image: 16 voxel\(s\) with NaN/inf intensities replaced by 0"):
         prob = Predictor.from_checkpoint(ckpt, device="cpu").predict_proba(image)
     assert prob.shape == (32, 32) and np.isfinite(prob).all()
 
