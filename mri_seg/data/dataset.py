@@ -199,7 +199,9 @@ class SliceDataset(Dataset):
             if d is None:
                 break
             mirror = self.paste.mirror()
-            tumour = self.raw(d)[1][:, ::-1] if mirror else self.raw(d)[1]
+            tumour = self.raw(d)[1]
+            if mirror:
+                tumour = tumour[:, ::-1]
             medians = self._slice_head(d).medians
             if self.patient_ids[d] == self.patient_ids[i] or medians is None or not self.paste.fits(mask, head.mask, tumour):
                 continue
