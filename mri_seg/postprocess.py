@@ -36,12 +36,16 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
    cystic tumour whose dark core the model scores as background comes out as a ring.
 
 A 2D image is a one-slice volume: steps 3 and 4 then act on its 2D (8-connected) components.
-Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes.
+Evaluation and batch inference both call :func:`apply_postprocess` on whole volumes. A FLAIR-only scan
+(FLAIR in every channel) is thresholded with ``flair_only_threshold`` / ``flair_only_keep_ratio`` where
+they are set (:func:`for_flair_only`): its prediction is less confident than a 3-sequence scan's, and the
+cv stage chooses its own pair on the out-of-fold FLAIR view.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import replace
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -50,6 +54,7 @@ from scipy import ndimage
 from mri_seg.config.names import COMPONENT_RULES
 
 _CONNECTIVITY_3D = ndimage.generate_binary_structure(3, 3)  # 26-neighbourhood
+Settings = TypeVar("Settings")  # a dataclass with PostprocessConfig's fields (PostprocessConfig, EvalOptions)
 
 
 class PostprocessSettings(Protocol):
@@ -247,3 +252,14 @@ def apply_postprocess(
         settings.flair_view_threshold,
         settings.flair_view_min_ratio,
     )
+
+
+def for_flair_only(settings: Settings) -> Settings:
+    """``settings`` for a FLAIR-only scan: ``flair_only_threshold`` and ``flair_only_keep_ratio`` (where
+    set, > 0) in place of ``threshold`` and ``keep_ratio``; the rest unchanged."""
+    changes = {}
+    if getattr(settings, "flair_only_threshold", 0.0) > 0.0:
+        changes["threshold"] = float(settings.flair_only_threshold)  # type: ignore[attr-defined]
+    if getattr(settings, "flair_only_keep_ratio", 0.0) > 0.0:
+        changes["keep_ratio"] = float(settings.flair_only_keep_ratio)  # type: ignore[attr-defined]
+    return replace(settings, **changes) if changes else settings  # type: ignore[type-var]

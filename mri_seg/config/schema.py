@@ -368,6 +368,15 @@ class PostprocessConfig:
     flair_view_min_ratio: float = setting(
         1.5, POSITIVE, "the FLAIR view: how many times the kept tumour's voxels a FLAIR-view component must have"
     )
+    flair_only_threshold: float = setting(
+        0.0, PROBABILITY,
+        "a FLAIR-only scan's threshold (FLAIR in every channel: a single-sequence scan, --input-sequences "
+        "flair_only); 0: `threshold`. The cv stage chooses it on the out-of-fold FLAIR view, which is a FLAIR-only "
+        "scan's prediction, and stores it with the deliverable like `threshold` (where the FLAIR view is on)",
+    )  # fmt: skip
+    flair_only_keep_ratio: float = setting(
+        0.0, PROBABILITY, "a FLAIR-only scan's keep_ratio (chosen with flair_only_threshold); 0: `keep_ratio`"
+    )
     sweep_thresholds: list[float] = setting(
         [0.3, 0.4, 0.5, 0.6, 0.7], ListOf(Range(0.0, 1.0, lo_open=True, hi_open=True), min_len=1, ordered=True),
         "the thresholds every evaluation also scores each patient at (summary.json threshold_sweep); cv chooses the "

@@ -38,6 +38,7 @@ from mri_seg.config import (
 )
 from mri_seg.errors import StageError
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, threshold_key
+from mri_seg.postprocess import for_flair_only
 from mri_seg.rundir import RunDir
 from mri_seg.utils.paths import require_dir, require_file, require_writable_dir
 from mri_seg.utils.provenance import provenance
@@ -190,6 +191,8 @@ def run_evaluation(request: EvalRequest, models: EvalModels, writer: ResultWrite
     checked_options(cfg)  # bad settings stop before the models load
     cfg = models.load(cfg, request.device)
     options = checked_options(cfg)
+    if cfg.eval.input_sequences == "flair_only":  # every scan FLAIR-only: their own threshold, where set
+        options = for_flair_only(options)
     run_dir = request.run_dir
     out_dir = request.out_dir or eval_output_dir(run_dir, models.output_name(cfg), cfg.eval.input_sequences)
     on_case = writer.case_sink(out_dir) if cfg.eval.patient_pages else None
@@ -406,6 +409,14 @@ class OutOfFoldModels:
                         "grow_threshold": sweep.get("best_grow_threshold", 0.0)}  # fmt: skip
                 names = "threshold/keep_ratio" + ("/grow_threshold" if grows else "")
                 print(f"{names} sweep: {pairs}; best {key(best)}")
+        flair_only = s.get("flair_only_sweep") or {}
+        if flair_only:
+            grid = flair_only.get("grid") or [{"threshold": float(t), "keep_ratio": None, **v}
+                                               for t, v in flair_only["thresholds"].items()]  # fmt: skip
+            pairs = " ".join(f"{threshold_key(g['threshold'])}" + (f"/{g['keep_ratio']:g}" if g["keep_ratio"] else "")
+                             + f":{g['mean']:.3f}" for g in grid)  # fmt: skip
+            print(f"the FLAIR view (a FLAIR-only scan's prediction) sweep: {pairs}; best {flair_only['best_mean']}"
+                  + (f"/{flair_only['best_keep_ratio']:g}" if "best_keep_ratio" in flair_only else ""))  # fmt: skip
         if self.stores_choice(cfg):
             from mri_seg.evaluation.threshold_choice import write_choice
 
@@ -416,6 +427,9 @@ class OutOfFoldModels:
                 ratio += f", grow_threshold {sweep['best_grow_threshold']:g}" if "best_grow_threshold" in sweep else ""
                 print(f"the deliverable's threshold: {sweep['best_mean']}{ratio} -> {path} (evaluate/infer --checkpoint "
                       f"{folder} use it; eval.postprocess.threshold_from_cv)")  # fmt: skip
+                if flair_only:
+                    keep = f", keep_ratio {flair_only['best_keep_ratio']:g}" if "best_keep_ratio" in flair_only else ""
+                    print(f"the deliverable's threshold for FLAIR-only scans: {flair_only['best_mean']}{keep} -> {path}")
             review = s.get("review") or {}
             if path is not None and "budget" in review:
                 print(f"the deliverable's review threshold: {review['threshold']:.4f} flags {review['n_flagged']} of "

@@ -42,6 +42,9 @@ BOOTSTRAP_SEED = 0
 # eval.postprocess.sweep_thresholds (its one home is the config schema).
 SWEEP_THRESHOLDS = tuple(PostprocessConfig().sweep_thresholds)
 SWEEP_PREFIX = "dice_at_"
+# The same sweep of the FLAIR view (FLAIR in every channel: what a FLAIR-only scan is given), where the
+# cases have one: cv chooses a FLAIR-only scan's threshold on it (summary.json "flair_only_sweep").
+FLAIR_ONLY_PREFIX = "flair_only_"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class EvalOptions:
     flair_view_threshold: float = 0.0  # the FLAIR view's components added (mri_seg.postprocess): 0 off
     flair_view_min_ratio: float = 1.5
     sweep_thresholds: tuple[float, ...] = SWEEP_THRESHOLDS  # the thresholds the sweep scores
+    flair_only_threshold: float = 0.0  # a FLAIR-only scan's threshold (mri_seg.postprocess.for_flair_only): 0 threshold
+    flair_only_keep_ratio: float = 0.0  # and keep_ratio: 0 keep_ratio
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -71,7 +76,8 @@ class EvalOptions:
             tuple(float(r) for r in pp.sweep_keep_ratios), float(pp.grow_threshold),
             tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
             float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
-            tuple(float(t) for t in pp.sweep_thresholds),
+            tuple(float(t) for t in pp.sweep_thresholds), float(pp.flair_only_threshold),
+            float(pp.flair_only_keep_ratio),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -105,6 +111,9 @@ class EvalOptions:
             raise ValueError(f"flair_view_threshold must be in [0, 1], got {self.flair_view_threshold}")
         if self.flair_view_min_ratio <= 0.0:
             raise ValueError(f"flair_view_min_ratio must be > 0, got {self.flair_view_min_ratio}")
+        for name in ("flair_only_threshold", "flair_only_keep_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] (0: off), got {getattr(self, name)}")
 
     @property
     def uses_flair_view(self) -> bool:
@@ -184,6 +193,9 @@ def evaluate_case(
     row["n_slices"] = len(case.slice_indices)
     row.update(patient_metrics(pred, truth))
     row.update(threshold_sweep(case.prob, truth, options, case.view_prob))
+    if case.view_prob is not None:  # a FLAIR-only scan's prediction: no view of its own
+        flair_only = threshold_sweep(case.view_prob, truth, options)
+        row.update({FLAIR_ONLY_PREFIX + column: dice for column, dice in flair_only.items()})
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
     per_member = 2 if options.tta_flip and passes.shape[0] % 2 == 0 else 1  # a predictor's passes: member by member
@@ -196,7 +208,9 @@ def evaluate_case(
     return row, slice_rows, montage
 
 
-_SWEEP_COLUMN = re.compile(rf"^{SWEEP_PREFIX}(\d+\.\d+)(?:_keep_([0-9.]+))?(?:_grow_([0-9.]+))?$")
+def _sweep_pattern(prefix: str = "") -> re.Pattern[str]:
+    """The sweep's column names (``prefix``: ``FLAIR_ONLY_PREFIX`` for the FLAIR view's sweep)."""
+    return re.compile(rf"^{prefix}{SWEEP_PREFIX}(\d+\.\d+)(?:_keep_([0-9.]+))?(?:_grow_([0-9.]+))?$")
 
 
 def threshold_key(threshold: float) -> str:
@@ -229,15 +243,19 @@ def threshold_sweep(
     return out
 
 
-def sweep_summary(patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshold: float = 0.0) -> dict[str, Any]:
+def sweep_summary(
+    patients: pd.DataFrame, keep_ratio: float = 1.0, grow_threshold: float = 0.0, prefix: str = ""
+) -> dict[str, Any]:
     """Mean and median patient Dice per swept threshold (at the configured ``keep_ratio`` and
     ``grow_threshold``), and the threshold with the best mean; where other keep_ratio or grow_threshold
     values were swept, every combination in ``grid`` and the best (ties: the configured keep_ratio, then
     the configured grow_threshold, then the threshold nearest 0.5) in ``best_mean``, ``best_keep_ratio``
-    and (where grow_threshold was swept) ``best_grow_threshold``."""
+    and (where grow_threshold was swept) ``best_grow_threshold``. ``prefix``: the columns of another
+    sweep (``FLAIR_ONLY_PREFIX``)."""
     grid = []
+    pattern = _sweep_pattern(prefix)
     for c in patients.columns:
-        match = _SWEEP_COLUMN.match(c)
+        match = pattern.match(c)
         if match:
             ratio = float(match.group(2)) if match.group(2) else float(keep_ratio)
             grow = float(match.group(3)) if match.group(3) else float(grow_threshold)
@@ -267,6 +285,9 @@ def summarise_patients(
         summary.update(describe(values, name, bootstrap_samples, seed))
     summary["options"] = asdict(options)
     summary["threshold_sweep"] = sweep_summary(patients, options.keep_ratio, options.grow_threshold)
+    flair_only = sweep_summary(patients, options.keep_ratio, options.grow_threshold, FLAIR_ONLY_PREFIX)
+    if flair_only:
+        summary["flair_only_sweep"] = flair_only
     summary["bootstrap"] = {"samples": int(bootstrap_samples), "seed": int(seed), "level": 0.95}
     summary["conventions"] = CONVENTIONS
     return summary

@@ -9,7 +9,9 @@ out-of-fold mean patient Dice (ties: the one nearest 0.5) beside the fold models
 keep the configured ``keep_ratio``; with ``eval.postprocess.sweep_grow_thresholds`` the
 hysteresis threshold is chosen with them), in
 ``RUN/checkpoints/postprocess.json``, together with the sha256 of every fold checkpoint it
-was chosen for.
+was chosen for. Where the FLAIR view is on, cv also sweeps it (the same passes a FLAIR-only scan
+gets) and stores a FLAIR-only scan's own threshold (and keep_ratio) under ``flair_only``: a model
+given FLAIR alone is less sure than with three sequences, so its best threshold is lower.
 
 ``evaluate`` and ``infer`` given that folder (``--checkpoint RUN/checkpoints``, the
 recipe's deliverable) use the stored threshold instead of ``<section>.postprocess.threshold``
@@ -47,6 +49,7 @@ class ThresholdSource:
     note: str = ""  # why a stored choice was not used, if there was one
     keep_ratio: float | None = None  # the keep_ratio cv chose with it (None: the configured one)
     grow_threshold: float | None = None  # the grow_threshold cv chose with it (None: the configured one)
+    flair_only: tuple[float, float | None] | None = None  # a FLAIR-only scan's threshold and keep_ratio cv chose
 
 
 def choose_threshold(summary: dict[str, Any]) -> float | None:
@@ -54,6 +57,24 @@ def choose_threshold(summary: dict[str, Any]) -> float | None:
     sweep = summary.get("threshold_sweep") or {}
     best = sweep.get("best_mean")
     return None if best is None else float(best)
+
+
+def flair_only_choice(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """A FLAIR-only scan's threshold (and keep_ratio, where swept), chosen like the deliverable's on the
+    out-of-fold FLAIR view (``summary["flair_only_sweep"]``); ``None`` where the cases had no FLAIR view."""
+    swept = summary.get("flair_only_sweep") or {}
+    if swept.get("best_mean") is None:
+        return None
+    threshold = float(swept["best_mean"])
+    choice: dict[str, Any] = {
+        "threshold": threshold,
+        "chosen_on": "out-of-fold mean patient Dice of the FLAIR view (FLAIR in every channel: a FLAIR-only scan)",
+        "oof_dice_mean": swept.get("best_dice_mean", swept["thresholds"].get(threshold_key(threshold), {}).get("mean")),
+        "sweep": swept["thresholds"],
+    }
+    if "best_keep_ratio" in swept:
+        choice["keep_ratio"] = float(swept["best_keep_ratio"])
+    return choice
 
 
 def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[str, Any]]) -> Path | None:
@@ -83,6 +104,9 @@ def write_choice(folder: Path, summary: dict[str, Any], members: Sequence[dict[s
         choice["grid"] = swept["grid"]
     if "best_grow_threshold" in swept:  # eval.postprocess.sweep_grow_thresholds: chosen with them
         choice["grow_threshold"] = float(swept["best_grow_threshold"])
+    flair_only = flair_only_choice(summary)
+    if flair_only is not None:
+        choice["flair_only"] = flair_only
     review = summary.get("review") or {}
     if "budget" in review:  # eval.review.budget: the review flag calibrated on the same out-of-fold patients
         choice["review"] = {key: review[key] for key in
@@ -119,12 +143,23 @@ def read_choice(given: Sequence[Path], members: Sequence[dict[str, Any]]) -> tup
     grow = choice.get("grow_threshold")
     if grow is not None and not (isinstance(grow, (int, float)) and 0.0 <= grow <= 1.0):
         return None, f"{path}: grow_threshold {grow!r} is outside [0, 1]; using the configured post-processing"
+    flair_only = choice.get("flair_only")
+    if flair_only is not None and not _valid_flair_only(flair_only):
+        return None, f"{path}: flair_only {flair_only!r} is not a threshold in [0, 1]; using the configured post-processing"
     if recorded != sorted(str(m["sha256"]) for m in members):
         return None, (
             f"{path} was chosen for other checkpoints (a fold was retrained since the cv stage); "
             "using the configured threshold: re-run cv to choose again"
         )
     return {**choice, "path": str(path)}, ""
+
+
+def _valid_flair_only(entry: Any) -> bool:
+    """A stored FLAIR-only choice: a threshold in [0, 1] and, if any, a keep_ratio in (0, 1]."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("threshold"), (int, float)):
+        return False
+    ratio = entry.get("keep_ratio")
+    return 0.0 <= entry["threshold"] <= 1.0 and (ratio is None or (isinstance(ratio, (int, float)) and 0 < ratio <= 1))
 
 
 def resolve_threshold(
@@ -146,6 +181,12 @@ def resolve_threshold(
     if choice.get("grow_threshold") is not None:
         grow = float(choice["grow_threshold"])
         pp, source = replace(pp, grow_threshold=grow), replace(source, grow_threshold=grow)
+    flair_only = choice.get("flair_only")
+    if flair_only is not None:  # a FLAIR-only scan's own pair (mri_seg.postprocess.for_flair_only)
+        pp = replace(pp, flair_only_threshold=float(flair_only["threshold"]))
+        if flair_only.get("keep_ratio") is not None and pp.largest_only:
+            pp = replace(pp, flair_only_keep_ratio=float(flair_only["keep_ratio"]))
+        source = replace(source, flair_only=(pp.flair_only_threshold, pp.flair_only_keep_ratio or None))
     return pp, source
 
 
@@ -156,6 +197,9 @@ def report_threshold(threshold: ThresholdSource) -> None:
     elif threshold.source != "config":
         ratio = "" if threshold.keep_ratio is None else f", keep_ratio {threshold.keep_ratio:g}"
         ratio += "" if threshold.grow_threshold is None else f", grow_threshold {threshold.grow_threshold:g}"
+        if threshold.flair_only is not None:
+            value, keep = threshold.flair_only
+            ratio += f"; FLAIR-only scans {value}" + ("" if keep is None else f", keep_ratio {keep:g}")
         print(f"threshold {threshold.threshold}{ratio} (chosen on out-of-fold predictions, {threshold.source})",
               file=sys.stderr)  # fmt: skip
 

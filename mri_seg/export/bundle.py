@@ -117,6 +117,11 @@ def measured_with(config: Config, choice: dict | None) -> dict[str, Any]:
         for key in ("keep_ratio", "grow_threshold"):
             if choice.get(key) is not None:
                 post[key] = choice[key]
+        flair_only = choice.get("flair_only") or {}
+        if flair_only.get("threshold") is not None:
+            post["flair_only_threshold"] = flair_only["threshold"]
+        if flair_only.get("keep_ratio") is not None:
+            post["flair_only_keep_ratio"] = flair_only["keep_ratio"]
     return post
 
 

@@ -105,6 +105,15 @@ def _ema_text(decay: float) -> str:
     return f", weights averaged over its steps (EMA, decay {decay:g}; the average ships)" if decay > 0 else ""
 
 
+def _flair_only_text(choice: dict | None) -> str:
+    """The FLAIR-only scans' own threshold, where cv chose one (mri_seg.postprocess.for_flair_only)."""
+    flair_only = (choice or {}).get("flair_only")
+    if not flair_only:
+        return ""
+    keep = f", keep_ratio {flair_only['keep_ratio']:g}" if flair_only.get("keep_ratio") else ""
+    return f"; a FLAIR-only scan: threshold {flair_only['threshold']:g}{keep} (chosen on the out-of-fold FLAIR view)"
+
+
 def _flair_view_text(threshold: float, min_ratio: float) -> str:
     if threshold <= 0.0:
         return ""
@@ -184,7 +193,8 @@ def model_card(
         + _grow_text(post.grow_threshold, choice)
         + _flair_view_text(post.flair_view_threshold, post.flair_view_min_ratio)
         + (", enclosed holes filled per slice" if post.fill_holes else "")
-        + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels",
+        + f", min component {post.min_component_pixels} px / {post.min_component_voxels} voxels"
+        + _flair_only_text(choice),
         "",
         "## Members",
         "",

@@ -42,7 +42,7 @@ from mri_seg.io.registry import OutputPaths, Source, read_source, read_truth, wr
 from mri_seg.io.scan import Scan, ScanError, ScanWarning, replace_nonfinite
 from mri_seg.io.sequences import flair_in_every_channel, is_flair_only
 from mri_seg.metrics import dice_score
-from mri_seg.postprocess import PostprocessSettings, apply_postprocess
+from mri_seg.postprocess import PostprocessSettings, apply_postprocess, for_flair_only
 from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
 from mri_seg.utils.atomic import DiskFullError
 
@@ -169,6 +169,9 @@ def _segment(
     scan, slices = _read(predictor, source, cfg, row, notes, cautions)
     scan.geometry["provenance"] = checkpoint_columns(predictor)  # the DICOM SEG's algorithm identification
     pp = cfg.postprocess
+    if is_flair_only(slices) and for_flair_only(pp) is not pp:  # its own threshold (cv's choice)
+        pp = for_flair_only(pp)
+        notes.append(f"FLAIR-only scan: threshold {pp.threshold:g}, keep_ratio {pp.keep_ratio:g} (FLAIR-only scans')")
     volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold, scan.slice_spacing_mm)
     view_prob = predict_flair_view(predictor, slices, pp, scan.slice_spacing_mm)
     mask = apply_postprocess(volume_prob, pp, view_prob)  # per slice and 3D components over the whole volume
