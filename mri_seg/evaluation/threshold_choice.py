@@ -61,7 +61,8 @@ def choose_threshold(summary: dict[str, Any]) -> float | None:
 
 def flair_only_choice(summary: dict[str, Any]) -> dict[str, Any] | None:
     """A FLAIR-only scan's threshold (and keep_ratio, where swept), chosen like the deliverable's on the
-    out-of-fold FLAIR view (``summary["flair_only_sweep"]``); ``None`` where the cases had no FLAIR view."""
+    out-of-fold FLAIR view (``summary["flair_only_sweep"]``); ``None`` where the cases had no FLAIR view.
+    Only threshold and keep_ratio: a FLAIR-only scan keeps the deliverable's grow_threshold."""
     swept = summary.get("flair_only_sweep") or {}
     if swept.get("best_mean") is None:
         return None
