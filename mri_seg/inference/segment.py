@@ -169,8 +169,9 @@ def _segment(
     scan, slices = _read(predictor, source, cfg, row, notes, cautions)
     scan.geometry["provenance"] = checkpoint_columns(predictor)  # the DICOM SEG's algorithm identification
     pp = cfg.postprocess
-    if is_flair_only(slices) and for_flair_only(pp) is not pp:  # its own threshold (cv's choice)
-        pp = for_flair_only(pp)
+    own = for_flair_only(pp) if is_flair_only(slices) else pp  # a FLAIR-only scan's own threshold (cv's choice)
+    if own is not pp:
+        pp = own
         notes.append(f"FLAIR-only scan: threshold {pp.threshold:g}, keep_ratio {pp.keep_ratio:g} (FLAIR-only scans')")
     volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold, scan.slice_spacing_mm)
     view_prob = predict_flair_view(predictor, slices, pp, scan.slice_spacing_mm)
