@@ -304,6 +304,27 @@ class SplitModels:
 # --------------------------------------------------------------------------- cv: every patient out-of-fold
 
 
+def sweep_lines(sweep: dict[str, Any], label: str) -> list[str]:
+    """cv's lines for one threshold sweep (``summary["threshold_sweep"]`` or ``["flair_only_sweep"]``): the
+    mean per threshold and, where keep_ratio (and grow_threshold) were swept too, every combination."""
+    if not sweep:
+        return []
+    table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
+    lines = [f"{label} sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}"]
+    if "best_keep_ratio" in sweep:
+        grows = len({g["grow_threshold"] for g in sweep["grid"]}) > 1  # grow_threshold swept too
+
+        def key(g: dict[str, Any]) -> str:
+            return f"{threshold_key(g['threshold'])}/{g['keep_ratio']:g}" + (f"/{g['grow_threshold']:g}" if grows else "")
+
+        pairs = " ".join(f"{key(g)}:{g['mean']:.3f}" for g in sweep["grid"])
+        best = {"threshold": sweep["best_mean"], "keep_ratio": sweep["best_keep_ratio"],
+                "grow_threshold": sweep.get("best_grow_threshold", 0.0)}  # fmt: skip
+        names = label + "/keep_ratio" + ("/grow_threshold" if grows else "")
+        lines.append(f"{names} sweep: {pairs}; best {key(best)}")
+    return lines
+
+
 class OutOfFoldModels:
     """cv's models: each fold's checkpoint predicts the train+val patients of its fold."""
 
@@ -395,28 +416,11 @@ class OutOfFoldModels:
             f"{s['seconds']:.1f} s -> {paths['report.html']}"
         )
         sweep = s.get("threshold_sweep") or {}
-        if sweep:
-            table = " ".join(f"{t}:{v['mean']:.3f}" for t, v in sweep["thresholds"].items())
-            print(f"threshold sweep (out-of-fold mean patient Dice): {table}; best {sweep['best_mean']}")
-            if "best_keep_ratio" in sweep:
-                grows = len({g["grow_threshold"] for g in sweep["grid"]}) > 1  # grow_threshold swept too
-
-                def key(g: dict[str, Any]) -> str:
-                    return f"{threshold_key(g['threshold'])}/{g['keep_ratio']:g}" + (f"/{g['grow_threshold']:g}" if grows else "")
-
-                pairs = " ".join(f"{key(g)}:{g['mean']:.3f}" for g in sweep["grid"])
-                best = {"threshold": sweep["best_mean"], "keep_ratio": sweep["best_keep_ratio"],
-                        "grow_threshold": sweep.get("best_grow_threshold", 0.0)}  # fmt: skip
-                names = "threshold/keep_ratio" + ("/grow_threshold" if grows else "")
-                print(f"{names} sweep: {pairs}; best {key(best)}")
+        for line in sweep_lines(sweep, "threshold"):
+            print(line)
         flair_only = s.get("flair_only_sweep") or {}
-        if flair_only:
-            grid = flair_only.get("grid") or [{"threshold": float(t), "keep_ratio": None, **v}
-                                               for t, v in flair_only["thresholds"].items()]  # fmt: skip
-            pairs = " ".join(f"{threshold_key(g['threshold'])}" + (f"/{g['keep_ratio']:g}" if g["keep_ratio"] else "")
-                             + f":{g['mean']:.3f}" for g in grid)  # fmt: skip
-            print(f"the FLAIR view (a FLAIR-only scan's prediction) sweep: {pairs}; best {flair_only['best_mean']}"
-                  + (f"/{flair_only['best_keep_ratio']:g}" if "best_keep_ratio" in flair_only else ""))  # fmt: skip
+        for line in sweep_lines(flair_only, "the FLAIR view's (a FLAIR-only scan's prediction) threshold"):
+            print(line)
         if self.stores_choice(cfg):
             from mri_seg.evaluation.threshold_choice import write_choice
 
