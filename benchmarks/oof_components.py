@@ -68,7 +68,8 @@ def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds:
     manifest = manifest_for_patients(run_dir, todo)
     for case in iter_cases(manifest, lambda p: fns[assignment[p]], True, "out-of-fold", input_sequences):
         tmp = cache / f".{case.patient_id}.tmp.npz"
-        np.savez_compressed(tmp, prob=case.prob.astype(np.float16), truth=case.truth, fold=assignment[case.patient_id])
+        np.savez_compressed(tmp, prob=case.prob.astype(np.float16), truth=case.truth, fold=assignment[case.patient_id],
+                            flair=case.flair)  # fmt: skip
         tmp.replace(cache / f"{case.patient_id}.npz")
 
 
@@ -83,7 +84,8 @@ def average_caches(caches: list[Path], out: Path) -> Path:
         first = np.load(caches[0] / f"{patient}.npz")
         prob = np.mean([np.load(c / f"{patient}.npz")["prob"].astype(np.float32) for c in caches], axis=0)
         tmp = out / f".{patient}.tmp.npz"
-        np.savez_compressed(tmp, prob=prob.astype(np.float16), truth=first["truth"], fold=first["fold"])
+        extra = {"flair": first["flair"]} if "flair" in first.files else {}
+        np.savez_compressed(tmp, prob=prob.astype(np.float16), truth=first["truth"], fold=first["fold"], **extra)
         tmp.replace(out / f"{patient}.npz")
     return out
 
@@ -107,6 +109,10 @@ def score(
     print(f"{len(data)} out-of-fold patients; small tumours (smallest third): <= {volumes[order[len(order) // 3 - 1]]} "
           f"voxels; hard patients: {len(hard)}")  # fmt: skip
     base = PostprocessConfig(largest_only=True)
+    with_flair = all("flair" in v.files for v in data.values())
+    variants = [(rule, ratio) for rule, ratio in VARIANTS if with_flair or rule != "bright"]
+    if not with_flair:
+        print("the cache holds no FLAIR (cached before the bright rule): component_rule bright is not scored")
     rows: list[dict] = []
     for threshold in thresholds:
         print(f"\nthreshold {threshold}")
@@ -115,7 +121,7 @@ def score(
         for grow, fill, (view_t, view_r) in [(g, f, w) for g in grows for f in fills for w in view_settings]:
             if grow and grow >= threshold:
                 continue
-            for rule, ratio in VARIANTS:
+            for rule, ratio in variants:
                 name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
                 name += (", holes filled" if fill else "") + (f", FLAIR view {view_t:g}:{view_r:g}" if view_t else "")
                 settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
@@ -124,7 +130,8 @@ def score(
                 dice, sens, prec, elsewhere = {}, {}, {}, 0
                 for k, v in data.items():
                     truth = v["truth"].astype(bool)
-                    pred = apply_postprocess(v["prob"].astype(np.float32), settings, view_probs.get(k))
+                    flair = v["flair"] if with_flair else None
+                    pred = apply_postprocess(v["prob"].astype(np.float32), settings, view_probs.get(k), flair)
                     dice[k] = dice_score(pred, truth)
                     hit = float(np.logical_and(pred, truth).sum())
                     sens[k] = hit / truth.sum() if truth.any() else float("nan")

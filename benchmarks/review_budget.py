@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                        True, "out-of-fold")  # fmt: skip
     for case in cases:
         scores.append(scan_uncertainty(case.passes, threshold, per_member).score)
-        dice.append(dice_score(binarise(case.prob, options), case.truth))
+        dice.append(dice_score(binarise(case.prob, options, flair=case.flair), case.truth))
     scores_a, dice_a = np.array(scores), np.array(dice)
     chosen = budget_threshold(scores_a, args.budget)
     flagged = scores_a > chosen
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         by_member = scan_uncertainty(case.passes, threshold, per_member).score
         singles = [scan_uncertainty(case.passes[k * per_member : (k + 1) * per_member], threshold).score
                    for k in range(len(args.folds))]  # fmt: skip
-        d = dice_score(binarise(case.prob, options), case.truth)
+        d = dice_score(binarise(case.prob, options, flair=case.flair), case.truth)
         rows.append((pooled, by_member, singles, d))
         print(f"  {case.patient_id:24s} {d:6.3f} {pooled:7.3f} {by_member:9.3f}   "
               + " ".join(f"{s:.3f}" for s in singles))  # fmt: skip

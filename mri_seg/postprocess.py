@@ -16,8 +16,11 @@ Steps, each off by default (``eval.postprocess`` / ``infer.postprocess``):
    empty inside a tumour splits it into two components, of which only the larger is kept.
    ``component_rule`` says what "largest" means: ``size`` (most voxels) or ``mass`` (the
    most probability: the sum of the probabilities inside it, so a confident small tumour
-   beats a larger but doubtful false blob); ``keep_ratio`` < 1 also keeps every other
-   component that scores at least that fraction of the kept one.
+   beats a larger but doubtful false blob) or ``bright`` (the most voxels bright on FLAIR: at or
+   above the scan's ``bright_quantile`` of its head, so a confident false blob over dark fluid, the
+   ventricles, does not outgrow a FLAIR-bright tumour; the LGG masks are the FLAIR abnormality);
+   ``keep_ratio`` < 1 also keeps every other component that scores at least that fraction of the
+   kept one.
 5. ``grow_threshold`` (0: off): hysteresis. The components kept by the steps above grow into
    every 26-connected voxel whose probability is at least this (lower) threshold: the high
    threshold decides *where* a tumour is, the low one *how far* it extends. Doubtful voxels
@@ -82,6 +85,9 @@ class PostprocessSettings(Protocol):
     def keep_ratio(self) -> float: ...
 
     @property
+    def bright_quantile(self) -> float: ...
+
+    @property
     def grow_threshold(self) -> float: ...
 
     @property
@@ -116,14 +122,33 @@ def to_native_size(prob: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(prob, 0.0, 1.0, out=prob)
 
 
-def component_scores(labels: np.ndarray, n: int, rule: str, prob: np.ndarray | None) -> np.ndarray:
-    """Score of each label ``0..n`` (0: background) under ``rule``: voxels (``size``) or summed probability (``mass``)."""
+def bright_voxels(flair: np.ndarray, quantile: float) -> np.ndarray:
+    """Bool, the shape of ``flair``: voxels at or above the ``quantile`` of the head's FLAIR, the head being
+    every voxel brighter than the scan's darkest value (its background: 0 in Kaggle slices, a constant
+    in z-scored or skull-stripped scans). A quantile, so scaling and z-scoring do not change it."""
+    flair = np.asarray(flair)
+    head = flair > flair.min()
+    if not head.any():
+        return np.zeros(flair.shape, dtype=bool)
+    return head & (flair >= np.quantile(flair[head], quantile))
+
+
+def component_scores(
+    labels: np.ndarray, n: int, rule: str, prob: np.ndarray | None, bright: np.ndarray | None = None
+) -> np.ndarray:
+    """Score of each label ``0..n`` (0: background) under ``rule``: voxels (``size``), summed probability
+    (``mass``) or voxels of ``bright`` (:func:`bright_voxels`, for ``bright``)."""
     if rule not in COMPONENT_RULES:
         raise ValueError(f"component_rule must be one of {', '.join(COMPONENT_RULES)}, got '{rule}'")
     if rule == "mass":
         if prob is None or prob.shape != labels.shape:
             raise ValueError("component_rule 'mass' needs the probabilities of the volume")
         return np.bincount(labels.ravel(), weights=prob.ravel().astype(np.float64), minlength=n + 1)
+    if rule == "bright":
+        if bright is None or bright.shape != labels.shape:
+            got = "none" if bright is None else str(bright.shape)
+            raise ValueError(f"component_rule 'bright' needs the scan's FLAIR, a value per voxel {labels.shape} (got {got})")
+        return np.bincount(labels.ravel(), weights=bright.ravel().astype(np.float64), minlength=n + 1)
     return np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
 
 
@@ -134,10 +159,12 @@ def filter_components_3d(
     rule: str = "size",
     prob: np.ndarray | None = None,
     keep_ratio: float = 1.0,
+    bright: np.ndarray | None = None,
 ) -> np.ndarray:
     """Drop 26-connected components of a ``D x H x W`` bool volume smaller than ``min_voxels``,
     then (``largest_only``) all but the best under ``rule`` (``prob``: the probabilities, for
-    ``mass``) and those scoring at least ``keep_ratio`` x the best; ties keep the first in label order."""
+    ``mass``; ``bright``: :func:`bright_voxels`, for ``bright``) and those scoring at least
+    ``keep_ratio`` x the best; ties keep the first in label order."""
     if (min_voxels <= 1 and not largest_only) or not volume.any():
         return volume
     labels, n = ndimage.label(volume, structure=_CONNECTIVITY_3D)
@@ -145,7 +172,7 @@ def filter_components_3d(
     keep = np.zeros(n + 1, dtype=bool)
     keep[1:] = sizes[1:] >= max(min_voxels, 1)
     if largest_only and keep.any():
-        scores = np.where(keep, component_scores(labels, n, rule, prob), -1.0)
+        scores = np.where(keep, component_scores(labels, n, rule, prob, bright), -1.0)
         best = int(np.argmax(scores))
         keep = scores >= keep_ratio * scores[best] if keep_ratio < 1.0 else np.zeros(n + 1, dtype=bool)
         keep[0] = False
@@ -197,10 +224,13 @@ def postprocess(
     view_prob: np.ndarray | None = None,
     view_threshold: float = 0.0,
     view_min_ratio: float = 1.5,
+    flair: np.ndarray | None = None,
+    bright_quantile: float = 0.75,
 ) -> np.ndarray:
     """``H x W`` or ``D x H x W`` probabilities -> bool mask of the same shape (steps in the module docstring).
 
-    ``view_prob``: the FLAIR view's probabilities (same shape), used where ``view_threshold`` > 0."""
+    ``view_prob``: the FLAIR view's probabilities (same shape), used where ``view_threshold`` > 0;
+    ``flair``: the scan's FLAIR (same shape), needed by ``component_rule`` ``bright``."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     if min_component_pixels < 0:
@@ -215,6 +245,8 @@ def postprocess(
         raise ValueError(f"flair_view_threshold must be in [0, 1], got {view_threshold}")
     if view_min_ratio <= 0.0:
         raise ValueError(f"flair_view_min_ratio must be > 0, got {view_min_ratio}")
+    if not 0.0 < bright_quantile < 1.0:
+        raise ValueError(f"bright_quantile must be in (0, 1), got {bright_quantile}")
     prob = np.asarray(prob)
     if prob.ndim not in (2, 3):
         raise ValueError(f"expected an H x W or D x H x W array, got shape {prob.shape}")
@@ -222,7 +254,12 @@ def postprocess(
     if min_component_pixels > 1:
         planes = np.stack([remove_small_components(p, min_component_pixels) for p in planes])
     volume = prob if prob.ndim == 3 else prob[None]
-    planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio)
+    bright = None
+    if largest_only and component_rule == "bright" and flair is not None:
+        if np.shape(flair) != prob.shape:
+            raise ValueError(f"the FLAIR {np.shape(flair)} does not match the probabilities {prob.shape}")
+        bright = bright_voxels(np.asarray(flair).reshape(volume.shape), bright_quantile)
+    planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio, bright)
     if 0.0 < grow_threshold < threshold:
         planes = grow_into(planes, volume, grow_threshold)
     if view_threshold > 0.0 and view_prob is not None:
@@ -234,10 +271,14 @@ def postprocess(
 
 
 def apply_postprocess(
-    prob: np.ndarray, settings: PostprocessSettings, view_prob: np.ndarray | None = None
+    prob: np.ndarray,
+    settings: PostprocessSettings,
+    view_prob: np.ndarray | None = None,
+    flair: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`postprocess` with every setting of a ``PostprocessConfig`` (or ``EvalOptions``);
-    ``view_prob``: the FLAIR view's probabilities, where ``settings.flair_view_threshold`` > 0."""
+    ``view_prob``: the FLAIR view's probabilities, where ``settings.flair_view_threshold`` > 0;
+    ``flair``: the scan's FLAIR, where ``settings.component_rule`` is ``bright``."""
     return postprocess(
         prob,
         settings.threshold,
@@ -251,6 +292,8 @@ def apply_postprocess(
         view_prob,
         settings.flair_view_threshold,
         settings.flair_view_min_ratio,
+        flair,
+        settings.bright_quantile,
     )
 
 

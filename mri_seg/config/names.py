@@ -64,4 +64,4 @@ def parse_names(values: Sequence[str], key: str, allowed: tuple[str, ...] = INPU
         names.append(name)
     return tuple(names)
 
-COMPONENT_RULES = ("size", "mass")  # postprocess.component_rule: mri_seg.postprocess
+COMPONENT_RULES = ("size", "mass", "bright")  # postprocess.component_rule: mri_seg.postprocess

@@ -341,7 +341,14 @@ class PostprocessConfig:
     )
     component_rule: str = setting(
         "size", OneOf(COMPONENT_RULES),
-        "largest_only: what makes a component the largest: its voxels (size) or its summed probability (mass)",
+        "largest_only: what makes a component the largest: its voxels (size), its summed probability (mass) or its "
+        "voxels bright on FLAIR (bright: at or above the scan's bright_quantile, so a confident dark blob such as "
+        "the ventricles does not outgrow a FLAIR-bright tumour)",
+    )  # fmt: skip
+    bright_quantile: float = setting(
+        0.75, Range(0.0, 1.0, lo_open=True, hi_open=True),
+        "component_rule bright: a voxel counts where its FLAIR is at or above this quantile of the scan's head "
+        "(every voxel brighter than the scan's darkest value, its background)",
     )  # fmt: skip
     keep_ratio: float = setting(
         1.0, Range(0.0, 1.0, lo_open=True),

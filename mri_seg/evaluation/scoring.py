@@ -67,6 +67,7 @@ class EvalOptions:
     sweep_thresholds: tuple[float, ...] = SWEEP_THRESHOLDS  # the thresholds the sweep scores
     flair_only_threshold: float = 0.0  # a FLAIR-only scan's threshold (mri_seg.postprocess.for_flair_only): 0 threshold
     flair_only_keep_ratio: float = 0.0  # and keep_ratio: 0 keep_ratio
+    bright_quantile: float = 0.75  # component_rule bright (mri_seg.postprocess.bright_voxels)
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -77,7 +78,7 @@ class EvalOptions:
             tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
             float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
             tuple(float(t) for t in pp.sweep_thresholds), float(pp.flair_only_threshold),
-            float(pp.flair_only_keep_ratio),
+            float(pp.flair_only_keep_ratio), float(pp.bright_quantile),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -111,6 +112,8 @@ class EvalOptions:
             raise ValueError(f"flair_view_threshold must be in [0, 1], got {self.flair_view_threshold}")
         if self.flair_view_min_ratio <= 0.0:
             raise ValueError(f"flair_view_min_ratio must be > 0, got {self.flair_view_min_ratio}")
+        if not 0.0 < self.bright_quantile < 1.0:
+            raise ValueError(f"bright_quantile must be in (0, 1), got {self.bright_quantile}")
         for name in ("flair_only_threshold", "flair_only_keep_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1] (0: off), got {getattr(self, name)}")
@@ -156,10 +159,12 @@ class EvalResult:
 
 
 
-def binarise(prob: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None) -> np.ndarray:
+def binarise(
+    prob: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None, flair: np.ndarray | None = None
+) -> np.ndarray:
     """Threshold + component filtering per slice and in 3D (the inference stage's postprocess);
-    ``view_prob``: the FLAIR view, where ``options`` use it."""
-    return np.asarray(apply_postprocess(prob, options, view_prob), dtype=bool)
+    ``view_prob``: the FLAIR view, ``flair``: the patient's FLAIR, where ``options`` use them."""
+    return np.asarray(apply_postprocess(prob, options, view_prob, flair), dtype=bool)
 
 
 def _montage_slices(case: PatientCase, pred: np.ndarray, slice_dice: list[float], limit: int) -> list[MontageSlice]:
@@ -186,15 +191,15 @@ def evaluate_case(
             f"patient {case.patient_id}: probabilities {case.prob.shape} do not match masks {case.truth.shape}"
         )
     truth = np.asarray(case.truth, dtype=bool)
-    pred = binarise(case.prob, options, case.view_prob)
+    pred = binarise(case.prob, options, case.view_prob, case.flair)
     row: dict[str, Any] = {"patient_id": case.patient_id}
     if case.case_id is not None:
         row["case_id"] = case.case_id
     row["n_slices"] = len(case.slice_indices)
     row.update(patient_metrics(pred, truth))
-    row.update(threshold_sweep(case.prob, truth, options, case.view_prob))
+    row.update(threshold_sweep(case.prob, truth, options, case.view_prob, case.flair))
     if case.view_prob is not None:  # a FLAIR-only scan's prediction: no view of its own
-        flair_only = threshold_sweep(case.view_prob, truth, options)
+        flair_only = threshold_sweep(case.view_prob, truth, options, flair=case.flair)
         row.update({FLAIR_ONLY_PREFIX + column: dice for column, dice in flair_only.items()})
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
@@ -228,7 +233,11 @@ def sweep_column(threshold: float, keep_ratio: float | None = None, grow_thresho
 
 
 def threshold_sweep(
-    prob: np.ndarray, truth: np.ndarray, options: EvalOptions, view_prob: np.ndarray | None = None
+    prob: np.ndarray,
+    truth: np.ndarray,
+    options: EvalOptions,
+    view_prob: np.ndarray | None = None,
+    flair: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Patient Dice at each of ``options.sweep_thresholds`` (and each of ``options.swept_keep_ratios()`` and
     ``options.swept_grow_thresholds()``), every other postprocess setting unchanged."""
@@ -238,7 +247,7 @@ def threshold_sweep(
             changed = options if ratio is None else replace(options, keep_ratio=ratio)
             changed = changed if grow is None else replace(changed, grow_threshold=grow)
             for t in options.sweep_thresholds:
-                dice = patient_metrics(binarise(prob, replace(changed, threshold=t), view_prob), truth)["dice"]
+                dice = patient_metrics(binarise(prob, replace(changed, threshold=t), view_prob, flair), truth)["dice"]
                 out[sweep_column(t, ratio, grow)] = float(dice)
     return out
 
@@ -313,7 +322,7 @@ def evaluate_cases(
     for case in cases:
         row, srows, kept = evaluate_case(case, options, eval_cfg.montage_slices, eval_cfg.review.threshold)
         if on_case is not None:
-            on_case(case, binarise(case.prob, options, case.view_prob), srows)
+            on_case(case, binarise(case.prob, options, case.view_prob, case.flair), srows)
         rows.append(row)
         slice_rows.extend(srows)
         if kept:

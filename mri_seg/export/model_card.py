@@ -114,6 +114,15 @@ def _flair_only_text(choice: dict | None) -> str:
     return f"; a FLAIR-only scan: threshold {flair_only['threshold']:g}{keep} (chosen on the out-of-fold FLAIR view)"
 
 
+def _rule_text(rule: str, bright_quantile: float) -> str:
+    """How the kept component is chosen, where it is not by its voxels (``postprocess.component_rule``)."""
+    if rule == "mass":
+        return ", the component with the most summed probability"
+    if rule == "bright":
+        return f", the component with the most voxels at or above the {bright_quantile:g} quantile of the head's FLAIR"
+    return ""
+
+
 def _flair_view_text(threshold: float, min_ratio: float) -> str:
     if threshold <= 0.0:
         return ""
@@ -189,6 +198,7 @@ def model_card(
         f"{config.train.ship_checkpoint} epoch{_ema_text(config.train.ema_decay)}",
         f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
         f"{post.largest_only}"
+        + _rule_text(post.component_rule, post.bright_quantile)
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")
         + _grow_text(post.grow_threshold, choice)
         + _flair_view_text(post.flair_view_threshold, post.flair_view_min_ratio)

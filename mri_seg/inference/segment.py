@@ -40,7 +40,7 @@ from mri_seg.io.options import ReadOptions
 from mri_seg.io.overlay import write_overlay
 from mri_seg.io.registry import OutputPaths, Source, read_source, read_truth, write_outputs
 from mri_seg.io.scan import Scan, ScanError, ScanWarning, replace_nonfinite
-from mri_seg.io.sequences import flair_in_every_channel, is_flair_only
+from mri_seg.io.sequences import flair_in_every_channel, flair_of, is_flair_only
 from mri_seg.metrics import dice_score
 from mri_seg.postprocess import PostprocessSettings, apply_postprocess, for_flair_only
 from mri_seg.uncertainty import Uncertainty, UncertaintyAccumulator
@@ -175,7 +175,7 @@ def _segment(
         notes.append(f"FLAIR-only scan: threshold {pp.threshold:g}, keep_ratio {pp.keep_ratio:g} (FLAIR-only scans')")
     volume_prob, uncertainty = predict_with_uncertainty(predictor, slices, pp.threshold, scan.slice_spacing_mm)
     view_prob = predict_flair_view(predictor, slices, pp, scan.slice_spacing_mm)
-    mask = apply_postprocess(volume_prob, pp, view_prob)  # per slice and 3D components over the whole volume
+    mask = apply_postprocess(volume_prob, pp, view_prob, flair_of(slices))  # per slice, 3D components over the volume
     write_outputs(source, scan, paths, mask, volume_prob if cfg.save_probabilities else None)
     row.update(uncertainty.columns(cfg.review.threshold))
     tumour = int(mask.sum())

@@ -44,6 +44,14 @@ def flair_in_every_channel(image: np.ndarray) -> np.ndarray:
     return np.repeat(image[..., FLAIR_CHANNEL : FLAIR_CHANNEL + 1], image.shape[-1], axis=-1)
 
 
+def flair_of(volume: np.ndarray) -> np.ndarray:
+    """The FLAIR channel of a ``D x H x W x C`` volume (channels last, the model's order; a one-channel
+    volume's only channel); a ``D x H x W`` volume is one sequence already and is returned as it is."""
+    if volume.ndim < 4:
+        return volume
+    return volume[..., FLAIR_CHANNEL if volume.shape[-1] > FLAIR_CHANNEL else 0]
+
+
 def is_flair_only(image: np.ndarray) -> bool:
     """Whether every channel of ``image`` (channels last) already equals its FLAIR channel."""
     if image.ndim < 3 or image.shape[-1] == 1:
