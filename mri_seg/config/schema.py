@@ -528,8 +528,8 @@ class InferConfig:
         0.0, NON_NEGATIVE,
         "distance of the 2.5D neighbours in training (TCGA LGG slices, ~3 mm; the Kaggle files store no "
         "spacing): in a scan that states its slice spacing they are taken round(context_mm / spacing) slices "
-        "apart (at least 1); 0 = always adjacent slices (the default: 3.0 did not help on 1 mm volumes, "
-        "docs/accuracy.md)",
+        "apart (at least 1); 0 = always adjacent slices (the default; the LGG CPU recipe sets 3.0: its models, trained with "
+        "the tumour paste, over-call on 1 mm volumes given neighbours 1 mm apart, docs/accuracy.md)",
     )  # fmt: skip
     save_probabilities: bool = setting(False, Flag(), "also write probability maps")
     overwrite: bool = setting(False, Flag(), "recompute scans whose outputs exist")
