@@ -159,12 +159,14 @@ def filter_components_3d(
     rule: str = "size",
     prob: np.ndarray | None = None,
     keep_ratio: float = 1.0,
-    bright: np.ndarray | None = None,
+    flair: np.ndarray | None = None,
+    bright_quantile: float = 0.75,
 ) -> np.ndarray:
     """Drop 26-connected components of a ``D x H x W`` bool volume smaller than ``min_voxels``,
     then (``largest_only``) all but the best under ``rule`` (``prob``: the probabilities, for
-    ``mass``; ``bright``: :func:`bright_voxels`, for ``bright``) and those scoring at least
-    ``keep_ratio`` x the best; ties keep the first in label order."""
+    ``mass``; ``flair``: the scan's FLAIR, for ``bright``, whose :func:`bright_voxels` are computed
+    only where there are components to compare) and those scoring at least ``keep_ratio`` x the
+    best; ties keep the first in label order."""
     if (min_voxels <= 1 and not largest_only) or not volume.any():
         return volume
     labels, n = ndimage.label(volume, structure=_CONNECTIVITY_3D)
@@ -172,6 +174,9 @@ def filter_components_3d(
     keep = np.zeros(n + 1, dtype=bool)
     keep[1:] = sizes[1:] >= max(min_voxels, 1)
     if largest_only and keep.any():
+        bright = None
+        if rule == "bright" and flair is not None:  # one candidate: nothing to compare, no quantile needed
+            bright = bright_voxels(flair, bright_quantile) if np.count_nonzero(keep) > 1 else np.zeros(labels.shape, bool)
         scores = np.where(keep, component_scores(labels, n, rule, prob, bright), -1.0)
         best = int(np.argmax(scores))
         keep = scores >= keep_ratio * scores[best] if keep_ratio < 1.0 else np.zeros(n + 1, dtype=bool)
@@ -254,12 +259,14 @@ def postprocess(
     if min_component_pixels > 1:
         planes = np.stack([remove_small_components(p, min_component_pixels) for p in planes])
     volume = prob if prob.ndim == 3 else prob[None]
-    bright = None
+    flair_volume = None
     if largest_only and component_rule == "bright" and flair is not None:
         if np.shape(flair) != prob.shape:
             raise ValueError(f"the FLAIR {np.shape(flair)} does not match the probabilities {prob.shape}")
-        bright = bright_voxels(np.asarray(flair).reshape(volume.shape), bright_quantile)
-    planes = filter_components_3d(planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio, bright)
+        flair_volume = np.asarray(flair).reshape(volume.shape)
+    planes = filter_components_3d(
+        planes, min_component_voxels, largest_only, component_rule, volume, keep_ratio, flair_volume, bright_quantile
+    )
     if 0.0 < grow_threshold < threshold:
         planes = grow_into(planes, volume, grow_threshold)
     if view_threshold > 0.0 and view_prob is not None:
