@@ -26,7 +26,7 @@ from mri_seg.data.manifest import PATIENTS_FILE, manifest_for_split
 from mri_seg.evaluation import INPUT_SEQUENCES
 from mri_seg.evaluation.scoring import CaseSink, EvalOptions, EvalResult, PatientCase, cluster_table, evaluate_cases
 from mri_seg.io.images import read_mask, read_slice
-from mri_seg.io.sequences import FLAIR_CHANNEL, flair_in_every_channel, is_flair_only
+from mri_seg.io.sequences import flair_in_every_channel, flair_of, is_flair_only
 
 ProbFn = Callable[[list[np.ndarray]], list[np.ndarray]]
 VolumeFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # D x H x W x C -> (mean, P x D x H x W passes)
@@ -97,7 +97,7 @@ def iter_cases(
         view_prob = None
         if flair_view and input_sequences == "all" and volume.ndim == 4 and not is_flair_only(volume):  # as infer
             view_prob, _ = volume_fn(model_input(volume, "flair_only"))
-        flair = np.stack([img[..., FLAIR_CHANNEL] if img.ndim == 3 else img for img in images])
+        flair = flair_of(np.stack(images))
         yield PatientCase(
             patient_id=str(patient_id),
             slice_indices=[int(i) for i in frame["slice_index"]],
