@@ -2,6 +2,7 @@
 
     python benchmarks/oof_components.py --run-dir RUN [--input-sequences all|flair_only]
         [--cache DIR] [--thresholds 0.3 0.4 0.5] [--grow 0 0.1 0.2] [--fill-holes] [--per-patient CSV]
+        [--rules bright:1 bright:0.5] [--flair-view 0.7:1.5 ...]
 
 RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
 once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
@@ -9,7 +10,8 @@ volume cached (``--cache``, default ``RUN/eval/oof_probabilities[_flair_only]/``
 component rule (``postprocess.component_rule`` x ``keep_ratio``) is scored at each threshold
 on the same probabilities: mean / median patient Dice with a bootstrap CI, patients below
 0.5, patients at 0 with a tumour-sized prediction elsewhere, and the small-tumour third and
-the hard patients (docs/accuracy.md) as their own rows. ``--grow`` also scores each rule with
+the hard patients (docs/accuracy.md) as their own rows; ``--rules RULE:RATIO ...`` scores only those
+(``none`` for largest_only off; default: every rule at keep ratios 1, 0.5 and 0.25). ``--grow`` also scores each rule with
 hysteresis (``postprocess.grow_threshold``: the kept components grown into the connected voxels
 at or above that lower probability); ``--fill-holes`` also scores each rule with every region a
 slice's kept mask encloses filled (``postprocess.fill_holes``: a cyst ringed by found tumour); ``--flair-view T:R``
@@ -98,6 +100,7 @@ def score(
     fills: tuple = (False,),
     views: list[tuple[float, float]] | None = None,
     view_cache: Path | None = None,
+    rules: list[tuple[str, float]] | None = None,
 ) -> None:
     data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
     view_probs = {k: np.load(view_cache / f"{k}.npz")["prob"].astype(np.float32) for k in data} if views else {}
@@ -110,7 +113,7 @@ def score(
           f"voxels; hard patients: {len(hard)}")  # fmt: skip
     base = PostprocessConfig(largest_only=True)
     with_flair = all("flair" in v.files for v in data.values())
-    variants = [(rule, ratio) for rule, ratio in VARIANTS if with_flair or rule != "bright"]
+    variants = [(rule, ratio) for rule, ratio in (rules or VARIANTS) if with_flair or rule != "bright"]
     if not with_flair:
         print("the cache holds no FLAIR (cached before the bright rule): component_rule bright is not scored")
     rows: list[dict] = []
@@ -169,7 +172,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score each rule with the FLAIR view at threshold T and min ratio R (e.g. 0.7:1.5)")
     parser.add_argument("--average-with", type=Path, nargs="+", default=[], metavar="RUN",
                         help="score each patient's probabilities averaged over --run-dir and these runs (same split)")
+    parser.add_argument("--rules", nargs="+", default=None, metavar="RULE:RATIO",
+                        help="score only these component rules and keep ratios (e.g. bright:1 bright:0.5; none: all components)")
     args = parser.parse_args(argv)
+    rules = None
+    if args.rules:
+        rules = [(rule, float(ratio or 1.0)) for rule, _, ratio in (r.partition(":") for r in args.rules)]
+        unknown = sorted({rule for rule, _ in rules} - {"none", *COMPONENT_RULES})
+        if unknown:
+            parser.error(f"unknown component rule(s) {unknown}: choose from none, {', '.join(COMPONENT_RULES)}")
     views = [(float(t), float(r)) for t, r in (v.split(":") for v in args.flair_view)]
     if views and args.input_sequences != "all":
         parser.error("--flair-view scores 3-sequence input (a FLAIR-only scan is its own FLAIR view)")
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         if views:
             view_cache = average_caches(view_caches, view_cache.with_name(f"{view_cache.name}_avg_{label}"))
     fills = (False, True) if args.fill_holes else (False,)
-    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache)
+    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache, rules)
     return 0
 
 

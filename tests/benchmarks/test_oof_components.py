@@ -51,3 +51,24 @@ def test_runs_with_other_patients_are_refused(tmp_path, oof):
     b = _cache(tmp_path / "b", {"P2": np.ones((1, 4, 4))}, truth)
     with pytest.raises(SystemExit, match="splits differ"):
         oof.average_caches([a, b], tmp_path / "avg")
+
+
+def test_rules_restrict_what_is_scored(tmp_path, oof):
+    truth = np.zeros((2, 8, 8), bool)
+    truth[:, 1:4, 1:4] = True  # the tumour (18 voxels)
+    prob = np.where(truth, 0.9, 0.0)
+    prob[:, 5:8, 5:8] = 0.8  # a false blob of the same size, less confident
+    cache = _cache(tmp_path / "c", {"P1": prob}, truth)
+    csv = tmp_path / "rules.csv"
+    oof.score(cache, [0.5], [0.0], per_patient=csv, rules=[("mass", 1.0), ("none", 1.0)])
+    table = pd.read_csv(csv)
+    assert sorted(zip(table["rule"], table["keep_ratio"])) == [("mass", 1.0), ("none", 1.0)]
+    dice = table.set_index("rule")["dice"]
+    assert dice["mass"] == pytest.approx(1.0)  # the more probable component kept, the blob dropped
+    assert dice["none"] == pytest.approx(2 / 3)  # both kept: 2 x 18 / (36 predicted + 18 true)
+
+
+def test_unknown_rule_is_refused(tmp_path, oof, capsys):
+    with pytest.raises(SystemExit):
+        oof.main(["--run-dir", str(tmp_path), "--rules", "biggest:1"])
+    assert "unknown component rule" in capsys.readouterr().err
