@@ -157,6 +157,20 @@ def score(
         print(f"per patient: {per_patient}")
 
 
+def rule_and_ratio(text: str) -> tuple[str, float]:
+    """``--rules`` item ``RULE[:RATIO]`` (ratio 1 when left out) -> (rule, keep ratio), or an argparse error."""
+    rule, _, ratio = text.partition(":")
+    if rule not in ("none", *COMPONENT_RULES):
+        raise argparse.ArgumentTypeError(f"unknown component rule {rule!r}: choose from none, {', '.join(COMPONENT_RULES)}")
+    try:
+        keep = float(ratio or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the keep ratio after ':' must be a number") from None
+    if not 0.0 < keep <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the keep ratio must be in (0, 1]")
+    return rule, keep
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, required=True)
@@ -172,15 +186,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also score each rule with the FLAIR view at threshold T and min ratio R (e.g. 0.7:1.5)")
     parser.add_argument("--average-with", type=Path, nargs="+", default=[], metavar="RUN",
                         help="score each patient's probabilities averaged over --run-dir and these runs (same split)")
-    parser.add_argument("--rules", nargs="+", default=None, metavar="RULE:RATIO",
+    parser.add_argument("--rules", nargs="+", default=None, metavar="RULE:RATIO", type=rule_and_ratio,
                         help="score only these component rules and keep ratios (e.g. bright:1 bright:0.5; none: all components)")
     args = parser.parse_args(argv)
-    rules = None
-    if args.rules:
-        rules = [(rule, float(ratio or 1.0)) for rule, _, ratio in (r.partition(":") for r in args.rules)]
-        unknown = sorted({rule for rule, _ in rules} - {"none", *COMPONENT_RULES})
-        if unknown:
-            parser.error(f"unknown component rule(s) {unknown}: choose from none, {', '.join(COMPONENT_RULES)}")
     views = [(float(t), float(r)) for t, r in (v.split(":") for v in args.flair_view)]
     if views and args.input_sequences != "all":
         parser.error("--flair-view scores 3-sequence input (a FLAIR-only scan is its own FLAIR view)")
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if views:
             view_cache = average_caches(view_caches, view_cache.with_name(f"{view_cache.name}_avg_{label}"))
     fills = (False, True) if args.fill_holes else (False,)
-    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache, rules)
+    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache, args.rules)
     return 0
 
 
