@@ -401,6 +401,12 @@ class PostprocessConfig:
         "(threshold, keep_ratio) on the out-of-fold patients (ties: the configured keep_ratio); []: the threshold only",
     )  # fmt: skip
     tta_flip: bool = setting(False, Flag(), "horizontal-flip test-time augmentation")
+    tta_rotations: list[float] = setting(
+        [], ListOf(Range(-45.0, 45.0)),
+        "test-time rotations in degrees (about the image centre): each is one more pass per member (flipped too "
+        "with tta_flip), its probabilities rotated back and averaged with the others (mri_seg.inference.tta); keep "
+        "them within augment.affine.rotate; []: none",
+    )  # fmt: skip
     threshold_from_cv: bool = setting(
         True, Flag(),
         "given a run's checkpoints folder, use the threshold (and keep_ratio, where cv chose one) the cv stage chose "

@@ -22,6 +22,7 @@ import pandas as pd
 
 from mri_seg.config import EvalConfig, PostprocessConfig, ReviewConfig
 from mri_seg.config.names import COMPONENT_RULES
+from mri_seg.inference.tta import passes_per_member
 from mri_seg.metrics import CONVENTIONS, SUMMARY_METRICS, describe, patient_metrics, slice_metrics
 from mri_seg.postprocess import apply_postprocess
 from mri_seg.shape import prefixed_shape_features
@@ -68,6 +69,7 @@ class EvalOptions:
     flair_only_threshold: float = 0.0  # a FLAIR-only scan's threshold (mri_seg.postprocess.for_flair_only): 0 threshold
     flair_only_keep_ratio: float = 0.0  # and keep_ratio: 0 keep_ratio
     bright_quantile: float = 0.75  # component_rule bright (mri_seg.postprocess.bright_voxels)
+    tta_rotations: tuple[float, ...] = ()  # test-time rotations (mri_seg.inference.tta): more passes per member
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -78,7 +80,7 @@ class EvalOptions:
             tuple(float(g) for g in pp.sweep_grow_thresholds), bool(pp.fill_holes),
             float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
             tuple(float(t) for t in pp.sweep_thresholds), float(pp.flair_only_threshold),
-            float(pp.flair_only_keep_ratio), float(pp.bright_quantile),
+            float(pp.flair_only_keep_ratio), float(pp.bright_quantile), tuple(float(r) for r in pp.tta_rotations),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:
@@ -203,7 +205,9 @@ def evaluate_case(
         row.update({FLAIR_ONLY_PREFIX + column: dice for column, dice in flair_only.items()})
     row.update(prefixed_shape_features(pred, truth))
     passes = case.passes if case.passes is not None else case.prob[None]
-    per_member = 2 if options.tta_flip and passes.shape[0] % 2 == 0 else 1  # a predictor's passes: member by member
+    per_member = passes_per_member(options.tta_flip, options.tta_rotations)  # a predictor's passes: member by member
+    if passes.shape[0] % per_member:
+        per_member = 1  # not a predictor's passes (e.g. a slice function's one map)
     row.update(scan_uncertainty(passes, options.threshold, per_member).columns(review_threshold))
     slice_rows: list[dict[str, Any]] = []
     for i, index in enumerate(case.slice_indices):

@@ -34,6 +34,12 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _tta_text(post: Any) -> str:
+    """How the passes were made, for the description: flip TTA and test-time rotations where on."""
+    parts = (["flip"] if post.tta_flip else []) + ([f"rotations {list(post.tta_rotations)} deg"] if post.tta_rotations else [])
+    return f" and {' + '.join(parts)} TTA" if parts else ""
+
+
 def channel_def(sequences: list[str], context_slices: int) -> dict[str, str]:
     """Input channel -> its sequence by name and its slice offset (2.5D: slices i-k .. i+k, each all sequences)."""
     out: dict[str, str] = {}
@@ -72,7 +78,7 @@ def build_metadata(
             f"{'An ensemble of ' + str(n) + ' ' if n > 1 else 'A '}MONAI {config.model.name} "
             f"model{'s' if n > 1 else ''} trained with mri_seg on {facts.data_text()}. Inputs are axial slices of "
             f"{', '.join(sequences)} (2.5D: {2 * k + 1} slices), resized by {config.data.scale:g}; outputs a tumour "
-            f"probability per pixel, averaged over members{' and flip TTA' if config.infer.postprocess.tta_flip else ''}"
+            f"probability per pixel, averaged over members{_tta_text(config.infer.postprocess)}"
             f", thresholded at {threshold:g}. Run it with `python -m mri_seg.pipelines.infer --checkpoint MODEL_DIR` "
             "(models/model.pt alone is only the first member). See docs/README.md for the measured accuracy."
         ),

@@ -196,7 +196,9 @@ def model_card(
         f"- training: {config.train.epochs} epochs, batch {config.train.batch_size}, lr {config.train.lr:g} "
         f"({config.train.scheduler}), {_loss_text(config.train.loss, config.train.bce_topk, config.train.boundary_weight)}, seed {config.train.seed}, ships the "
         f"{config.train.ship_checkpoint} epoch{_ema_text(config.train.ema_decay)}",
-        f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}, largest component only "
+        f"- post-processing: threshold {threshold:g} ({source}), flip TTA {post.tta_flip}"
+        + (f", TTA rotations {list(post.tta_rotations)} degrees" if post.tta_rotations else "")
+        + ", largest component only "
         f"{post.largest_only}"
         + _rule_text(post.component_rule, post.bright_quantile)
         + (f" (keep_ratio {choice['keep_ratio']:g}, chosen with the threshold)" if choice and choice.get("keep_ratio") else "")

@@ -9,8 +9,8 @@ through MONAI's ``sliding_window_inference`` (tile = the training slice size unl
 forward pass): a slice no larger than the tile is one zero-padded window (0 is the
 normalised background) cropped back, a larger one is tiled and stitched on the CPU, so a
 4096x4096 slice never holds more than ``tile_batch`` tiles of activations on the device.
-Probabilities are resized back to the input size (``INTER_LINEAR``). Optional flip TTA
-averages the horizontally flipped pass; :meth:`Predictor.iter_passes` /
+Probabilities are resized back to the input size (``INTER_LINEAR``). Optional TTA
+(:mod:`mri_seg.inference.tta`: a horizontal flip, small rotations) averages more passes; :meth:`Predictor.iter_passes` /
 ``predict_volume(..., return_passes=True)`` give the passes separately (for the
 review-flag uncertainty). On CUDA the same code runs under autocast with channels_last.
 ``infer.backend: onnxruntime`` runs each member's forward pass on its ONNX graph instead
@@ -32,7 +32,7 @@ slice spacing (``slice_spacing_mm``: NIfTI, DICOM), the 2.5D neighbours are take
 :func:`~mri_seg.preprocess.context_step` slices apart (``infer.context_mm`` > 0).
 
 Ensembles (:meth:`Predictor.from_checkpoints`): several members, e.g. the fold models of
-a cross-validated run. Every member (and its flip-TTA pass) is one pass; the probability
+a cross-validated run. Every member's every test-time pass is one pass; the probability
 is the mean over all passes, so members are averaged before thresholding. Members must
 see the same input: they must agree on :data:`MEMBER_KEYS` (one-line error naming the
 member and the key otherwise); their architectures may differ.
@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from monai.inferers import sliding_window_inference
 
 from mri_seg.config import Config, InferConfig, get_dotted
 from mri_seg.inference.backends import BackendError, Forward, onnx_forward, torch_forward
+from mri_seg.inference.tta import Pass, run_passes, tta_passes
 from mri_seg.io.scan import ScanError, replace_nonfinite, to_model_channels
 from mri_seg.io.sequences import TRAINING_SEQUENCES
 from mri_seg.models import build_model, size_divisor
@@ -179,7 +181,7 @@ class Predictor:
 
     ``model``: one model, or several (an ensemble sharing ``config``'s input settings).
     ``config``: the config the model was trained with (model, data.scale,
-    data.image_size). ``infer_cfg``: tiling, TTA (``postprocess.tta_flip``); defaults
+    data.image_size). ``infer_cfg``: tiling, TTA (``postprocess.tta_flip``, ``tta_rotations``); defaults
     to :class:`InferConfig` defaults. ``sequences``: the model's input sequences in channel
     order (the checkpoint's record; readers deliver scans in this order).
     ``checkpoint_paths``/``checkpoint_sha256``: the files the members came from (empty for
@@ -296,7 +298,7 @@ class Predictor:
         """``D x H x W x C`` volume -> ``D x H x W`` float32 mean probability.
 
         With ``return_passes`` also the per-pass maps ``P x D x H x W`` (one per member
-        and flip-TTA pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
+        and test-time pass), from which :mod:`mri_seg.uncertainty` scores how much the passes disagree.
         ``slice_spacing_mm``: the distance between the volume's slices, where known (2.5D context).
         """
         volume = np.asarray(volume)
@@ -309,17 +311,23 @@ class Predictor:
 
     @property
     def n_passes(self) -> int:
-        """Probability maps averaged per slice: one per member, times 2 with flip TTA."""
+        """Probability maps averaged per slice: one per member and test-time pass."""
         return len(self.models) * self.passes_per_member
 
     @property
+    def tta(self) -> list[Pass]:
+        """Each member's test-time passes (:mod:`mri_seg.inference.tta`): plain, rotated, flipped."""
+        post = self.infer_cfg.postprocess
+        return tta_passes(post.tta_flip, post.tta_rotations)
+
+    @property
     def passes_per_member(self) -> int:
-        """Each member's passes (2 with flip TTA, else 1): they come member by member."""
-        return 2 if self.infer_cfg.postprocess.tta_flip else 1
+        """Each member's passes (plain, each TTA rotation, each flipped with flip TTA): they come member by member."""
+        return len(self.tta)
 
     def iter_passes(self, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-        """Per image, the ``P x H x W`` float32 maps of every pass: for each member, plain then
-        flipped when TTA is on.
+        """Per image, the ``P x H x W`` float32 maps of every pass: for each member, its test-time
+        passes in :func:`~mri_seg.inference.tta.tta_passes` order (plain first).
 
         Each image is a 1-slice volume (2.5D: its own neighbours); use :meth:`predict_volume`
         or :meth:`iter_volume_passes` for the slices of one volume.
@@ -387,11 +395,11 @@ class Predictor:
             batch = torch.from_numpy(self._stacked(prepared, indices, as_volume))
             # later slices need no earlier ones (independent images: not even their neighbours)
             prepared.forget_before(indices[-1] + 1 - (self.context_slices * step if as_volume else 0))
-            passes = []
-            for forward in self.forwards:
-                passes.append(self._infer(forward, batch)[:, 0].numpy())
-                if self.infer_cfg.postprocess.tta_flip:
-                    passes.append(self._infer(forward, batch.flip(-1)).flip(-1)[:, 0].numpy())
+            passes = [
+                probs[:, 0].numpy()
+                for forward in self.forwards
+                for probs in run_passes(partial(self._infer, forward), batch, self.tta)
+            ]
             del batch  # the model input is not needed while the maps are resized back
             for k in range(len(indices)):
                 if len(passes) == 1:  # no stacked copy of a (possibly 4096^2) map

@@ -115,6 +115,7 @@ _OPTION_FACTS = (
     ("FLAIR view: its components >= this probability added (0: off)", "flair_view_threshold"),
     ("FLAIR view: added where >= this x the kept tumour", "flair_view_min_ratio"),
     ("flip TTA", "tta_flip"),
+    ("TTA rotations (degrees)", "tta_rotations"),
 )
 _INPUT_AND_TIME_FACTS = (("input sequences", "input_sequences"), ("seconds", "seconds"))
 
