@@ -2,7 +2,7 @@
 
     python benchmarks/oof_components.py --run-dir RUN [--input-sequences all|flair_only]
         [--cache DIR] [--thresholds 0.3 0.4 0.5] [--grow 0 0.1 0.2] [--fill-holes] [--per-patient CSV]
-        [--rules bright:1 bright:0.5] [--flair-view 0.7:1.5 ...]
+        [--rules bright:1 bright:0.5] [--flair-view 0.7:1.5 ...] [--close 0.04 0.06]
 
 RUN is a cross-validated run (``train --all-folds``). Every train+val patient is predicted
 once by the fold model that never saw it (flip TTA, as ``cv`` does) and its probability
@@ -17,7 +17,9 @@ at or above that lower probability); ``--fill-holes`` also scores each rule with
 slice's kept mask encloses filled (``postprocess.fill_holes``: a cyst ringed by found tumour); ``--flair-view T:R``
 also scores each rule with the FLAIR view (``postprocess.flair_view_threshold`` T, ``flair_view_min_ratio`` R:
 the FLAIR-only probabilities, cached beside the others, add their components at >= T that overlap the kept
-tumour and are >= R x its size); ``--per-patient`` writes every patient's Dice, sensitivity
+tumour and are >= R x its size); ``--close F ...`` also scores each rule with every slice's kept mask closed
+by a disc of radius F x the slice width (``postprocess.close_radius``: gaps between fragments of a tumour
+found in parts); ``--per-patient`` writes every patient's Dice, sensitivity
 and precision under every (threshold, rule, grow, fill, view) for paired comparisons.
 ``--average-with RUN2 ...`` scores, in place of RUN's probabilities, each patient's mean over RUN
 and those runs (cached the same way; the runs must share the split): what averaging seeds would give.
@@ -101,6 +103,7 @@ def score(
     views: list[tuple[float, float]] | None = None,
     view_cache: Path | None = None,
     rules: list[tuple[str, float]] | None = None,
+    closes: list[float] | None = None,
 ) -> None:
     data = {p.stem: np.load(p) for p in sorted(cache.glob("*.npz"))}
     view_probs = {k: np.load(view_cache / f"{k}.npz")["prob"].astype(np.float32) for k in data} if views else {}
@@ -121,15 +124,18 @@ def score(
         print(f"\nthreshold {threshold}")
         print(f"  {'rule':50s} {'mean':>6s} {'95% CI':>13s} {'median':>6s} {'<0.5':>4s} {'0+else':>6s} "
               f"{'small':>6s} {'hard':>6s} {'sens':>5s} {'prec':>5s}")  # fmt: skip
-        for grow, fill, (view_t, view_r) in [(g, f, w) for g in grows for f in fills for w in view_settings]:
+        combos = [(g, f, w, c) for g in grows for f in fills for w in view_settings for c in [0.0, *(closes or [])]]
+        for grow, fill, (view_t, view_r), close in combos:
             if grow and grow >= threshold:
                 continue
             for rule, ratio in variants:
                 name = (rule if ratio == 1.0 else f"{rule}, keep_ratio {ratio}") + (f", grow {grow:g}" if grow else "")
                 name += (", holes filled" if fill else "") + (f", FLAIR view {view_t:g}:{view_r:g}" if view_t else "")
+                name += f", closed {close:g}" if close else ""
                 settings = replace(base, threshold=threshold, largest_only=rule != "none", grow_threshold=grow,
                                    component_rule=rule if rule != "none" else "size", keep_ratio=ratio,
-                                   fill_holes=fill, flair_view_threshold=view_t, flair_view_min_ratio=view_r)  # fmt: skip
+                                   fill_holes=fill, flair_view_threshold=view_t, flair_view_min_ratio=view_r,
+                                   close_radius=close)  # fmt: skip
                 dice, sens, prec, elsewhere = {}, {}, {}, 0
                 for k, v in data.items():
                     truth = v["truth"].astype(bool)
@@ -142,7 +148,7 @@ def score(
                     elsewhere += int(dice[k] == 0 and truth.any() and pred.sum() >= 0.3 * truth.sum())
                     rows.append({"patient_id": k, "threshold": threshold, "rule": rule, "keep_ratio": ratio,
                                  "grow_threshold": grow, "holes_filled": fill, "flair_view_threshold": view_t,
-                                 "flair_view_min_ratio": view_r, "dice": dice[k], "sensitivity": sens[k],
+                                 "flair_view_min_ratio": view_r, "close_radius": close, "dice": dice[k], "sensitivity": sens[k],
                                  "precision": prec[k], "true_voxels": volumes[k], "predicted_voxels": int(pred.sum())})
                 values = np.array(list(dice.values()))
                 lo, hi = bootstrap_mean_ci(values, n_samples=2000, seed=0)
@@ -188,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="score each patient's probabilities averaged over --run-dir and these runs (same split)")
     parser.add_argument("--rules", nargs="+", default=None, metavar="RULE:RATIO", type=rule_and_ratio,
                         help="score only these component rules and keep ratios (e.g. bright:1 bright:0.5; none: all components)")
+    parser.add_argument("--close", type=float, nargs="+", default=[], metavar="F",
+                        help="also score each rule with each slice's kept mask closed by a disc of radius F x the width")
     args = parser.parse_args(argv)
     views = [(float(t), float(r)) for t, r in (v.split(":") for v in args.flair_view)]
     if views and args.input_sequences != "all":
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if views:
             view_cache = average_caches(view_caches, view_cache.with_name(f"{view_cache.name}_avg_{label}"))
     fills = (False, True) if args.fill_holes else (False,)
-    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache, args.rules)
+    score(cache, args.thresholds, args.grow, args.per_patient, fills, views, view_cache, args.rules, args.close)
     return 0
 
 

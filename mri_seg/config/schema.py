@@ -360,6 +360,12 @@ class PostprocessConfig:
         "(lower) threshold, so a tumour found in part is completed and nothing apart from it is added; 0 (or >= "
         "threshold): off",
     )  # fmt: skip
+    close_radius: float = setting(
+        0.0, Range(0.0, 0.25),
+        "a morphological closing of each slice's kept mask by a disc of this radius, as a fraction of the slice's "
+        "width (0.06: 15 px of a 256-px slice, about 15 mm of a head-sized field of view): gaps between fragments "
+        "of a tumour found in parts are filled, nothing apart from it is added; 0: off",
+    )  # fmt: skip
     fill_holes: bool = setting(
         False, Flag(),
         "fill every region a slice's kept mask encloses (whole-tumour labels have no holes; a cystic core the model "

@@ -70,6 +70,7 @@ class EvalOptions:
     flair_only_keep_ratio: float = 0.0  # and keep_ratio: 0 keep_ratio
     bright_quantile: float = 0.75  # component_rule bright (mri_seg.postprocess.bright_voxels)
     tta_rotations: tuple[float, ...] = ()  # test-time rotations (mri_seg.inference.tta): more passes per member
+    close_radius: float = 0.0  # per-slice closing, a fraction of the slice width (mri_seg.postprocess): 0 off
 
     @classmethod
     def from_config(cls, pp: PostprocessConfig) -> "EvalOptions":
@@ -81,6 +82,7 @@ class EvalOptions:
             float(pp.flair_view_threshold), float(pp.flair_view_min_ratio),
             tuple(float(t) for t in pp.sweep_thresholds), float(pp.flair_only_threshold),
             float(pp.flair_only_keep_ratio), float(pp.bright_quantile), tuple(float(r) for r in pp.tta_rotations),
+            float(pp.close_radius),
         )  # fmt: skip
 
     def swept_keep_ratios(self) -> list[float]:

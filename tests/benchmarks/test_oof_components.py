@@ -72,3 +72,17 @@ def test_unknown_rule_is_refused(tmp_path, oof, capsys):
     with pytest.raises(SystemExit):
         oof.main(["--run-dir", str(tmp_path), "--rules", "biggest:1"])
     assert "unknown component rule" in capsys.readouterr().err
+
+
+def test_close_scores_each_rule_also_with_the_closing(tmp_path, oof):
+    truth = np.zeros((2, 20, 20), bool)
+    truth[:, 4:14, 4:16] = True  # 240 voxels
+    prob = np.where(truth, 0.9, 0.0)
+    prob[:, 4:14, 9:11] = 0.1  # a dark band the model scores as background: two fragments (200 voxels)
+    cache = _cache(tmp_path / "c", {"P1": prob}, truth)
+    csv = tmp_path / "close.csv"
+    oof.score(cache, [0.5], [0.0], per_patient=csv, rules=[("none", 1.0)], closes=[2 / 20])
+    dice = pd.read_csv(csv).set_index("close_radius")["dice"]
+    assert sorted(dice.index) == [0.0, 0.1]
+    assert dice[0.0] == pytest.approx(2 * 200 / 440)
+    assert dice[0.1] > 0.95  # the band bridged (a disc leaves the band's ends at the rim a few pixels short)

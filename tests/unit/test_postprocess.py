@@ -7,7 +7,7 @@ import pytest
 
 from mri_seg.config import PostprocessConfig
 from mri_seg.evaluation.scoring import EvalOptions, binarise
-from mri_seg.postprocess import apply_postprocess, filter_components_3d, postprocess
+from mri_seg.postprocess import apply_postprocess, close_slices, filter_components_3d, postprocess
 
 
 def _volume() -> np.ndarray:
@@ -287,3 +287,55 @@ def test_flair_view_is_read_by_evaluation_and_inference_alike():
     assert binarise(prob, options).sum() == 32  # no view given: the 3-sequence mask
     with pytest.raises(ValueError, match="flair_view_min_ratio"):
         EvalOptions(flair_view_min_ratio=-1.0)
+
+
+def _two_fragments_with_a_gap(width: int = 40) -> np.ndarray:
+    """One slice: two 10 x 6 fragments of a tumour 4 px apart (a dark band scored as background), a blob far
+    from them, and a second slice with one fragment touching the image border."""
+    prob = np.zeros((2, 30, width), np.float32)
+    prob[0, 10:20, 10:16] = 0.9
+    prob[0, 10:20, 20:26] = 0.9  # the gap: columns 16..19
+    prob[1, 0:6, 0:8] = 0.9  # at the border: a closing must not erode it
+    return prob
+
+
+def test_close_slices_fills_the_gap_between_fragments_and_adds_nothing_apart():
+    prob = _two_fragments_with_a_gap()
+    planes = prob >= 0.5
+    closed = close_slices(planes, 3 / 40)  # radius 3 px of a 40-px-wide slice
+    assert closed[0, 11:19, 16:20].all()  # the 4-px gap between the fragments is filled (a disc rounds its ends)
+    box = np.zeros_like(closed[0])
+    box[10:20, 10:26] = True
+    assert not (closed[0] & ~box).any()  # and nothing outside the fragments' span
+    assert (closed >= planes).all()  # a closing never removes a pixel
+    np.testing.assert_array_equal(closed[1], planes[1])  # a convex fragment at the border stays as it was
+    assert close_slices(planes, 1 / 40)[0].sum() == planes[0].sum()  # a 1-px disc does not bridge 4 px
+    np.testing.assert_array_equal(close_slices(planes, 0.01), planes)  # under 1 px: off
+    with pytest.raises(ValueError, match="close_radius"):
+        close_slices(planes, -0.1)
+
+
+def test_close_radius_is_a_share_of_the_width_and_runs_before_filling_holes():
+    prob = _two_fragments_with_a_gap(width=40)
+    wide = np.repeat(np.repeat(prob, 2, axis=1), 2, axis=2)  # the same slice at twice the size
+    small = postprocess(prob, 0.5, close_radius=3 / 40)
+    big = postprocess(wide, 0.5, close_radius=3 / 40)
+    assert small[0, 11:19, 16:20].all() and big[0, 22:38, 32:40].all()  # the gap bridged at either size
+    assert abs(int(big[0].sum()) - 4 * int(small[0].sum())) <= 0.05 * big[0].sum()  # about the same shape
+    assert not close_slices(wide >= 0.5, 3 / 80)[0, 22:38, 32:40].all()  # 3 px of the wide slice: 8 px not bridged
+    ring = np.zeros((1, 30, 30), np.float32)
+    ring[0, 5:25, 5:25] = 0.9
+    ring[0, 9:21, 9:21] = 0.0  # a cyst...
+    ring[0, 13:17, 5:9] = 0.0  # ...open to the outside through a 4-px gap in the rim
+    assert not postprocess(ring, 0.5, fill_holes=True)[0, 9:21, 9:21].any()  # open: filling alone does nothing
+    assert postprocess(ring, 0.5, fill_holes=True, close_radius=3 / 30)[0, 9:21, 9:21].all()  # closed, then filled
+    assert not postprocess(ring, 0.5, close_radius=3 / 30)[0, 11:19, 11:19].any()  # closing alone leaves the cyst
+
+
+def test_close_radius_is_read_by_evaluation_and_inference_alike():
+    prob = _two_fragments_with_a_gap()
+    pp = PostprocessConfig(threshold=0.5, close_radius=3 / 40)
+    options = EvalOptions.from_config(pp)
+    assert options.close_radius == pytest.approx(0.075) and EvalOptions().close_radius == 0.0
+    np.testing.assert_array_equal(binarise(prob, options), apply_postprocess(prob, pp))
+    assert binarise(prob, options)[0, 11:19, 16:20].all()  # the fragments joined

@@ -97,7 +97,8 @@ def test_evaluate_cases_tables_and_summary():
                             "grow_threshold": 0.0, "sweep_grow_thresholds": (), "fill_holes": False,
                             "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5,
                             "sweep_thresholds": (0.3, 0.4, 0.5, 0.6, 0.7), "flair_only_threshold": 0.0,
-                            "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75, "tta_rotations": ()}
+                            "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75, "tta_rotations": (),
+                            "close_radius": 0.0}
     assert "both empty" in s["conventions"] and s["bootstrap"]["samples"] == 300
     for metric in ("iou", "hd95", "asd", "precision", "sensitivity"):
         assert {f"{metric}_{k}" for k in ("mean", "median", "std", "min", "max", "ci95")} <= set(s)
