@@ -74,7 +74,8 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
                                   "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False,
                                   "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5,
                                   "sweep_thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "flair_only_threshold": 0.0,
-                                  "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75}
+                                  "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75, "tta_rotations": [],
+                                  "close_radius": 0.0}
     assert summary["seconds"] > 0 and summary["bootstrap"]["samples"] == 100
 
     parser = _Parser()
@@ -114,4 +115,5 @@ def test_evaluate_stage_on_synthetic_run(synthetic_run, tmp_path, monkeypatch):
                                   "grow_threshold": 0.0, "sweep_grow_thresholds": [], "fill_holes": False,
                                   "flair_view_threshold": 0.0, "flair_view_min_ratio": 1.5,
                                   "sweep_thresholds": [0.3, 0.4, 0.5, 0.6, 0.7], "flair_only_threshold": 0.0,
-                                  "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75}
+                                  "flair_only_keep_ratio": 0.0, "bright_quantile": 0.75, "tta_rotations": [],
+                                  "close_radius": 0.0}
