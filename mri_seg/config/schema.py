@@ -148,6 +148,11 @@ class LesionConfig:
         [0.2, 0.6], ListOf(PROBABILITY, 2, 2, ordered=True),
         "range of the core's extent: pixels deeper than this fraction of the tumour's largest depth",
     )  # fmt: skip
+    min_pixels: int = setting(
+        40, COUNT,
+        "only a slice whose tumour has at least this many pixels (at the training size, after data.scale) gets a "
+        "dark core: a larger value keeps small tumours as they are and gives the cores to the large ones",
+    )  # fmt: skip
 
 
 @dataclass

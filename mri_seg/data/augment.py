@@ -339,7 +339,9 @@ def _geometric(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
             )
         )
     if cfg.lesion.p > 0:  # after the warps: the core is found in the mask the model is trained on
-        out.append(LesionCore(darken=cfg.lesion.darken, core=cfg.lesion.core, p=cfg.lesion.p))
+        out.append(
+            LesionCore(darken=cfg.lesion.darken, core=cfg.lesion.core, min_pixels=cfg.lesion.min_pixels, p=cfg.lesion.p)
+        )
     if cfg.lesion_t1.p > 0:
         out.append(
             LesionT1Contrast(

@@ -224,6 +224,24 @@ def test_lesion_augmentation_is_off_by_default_and_built_from_config() -> None:
     cfg = load_config(None, ["augment.lesion.p=0.3", "augment.lesion.darken=[0.3,0.5]"]).augment
     lesion = [t for t in Augmenter(cfg, seed=0).geometric.transforms if isinstance(t, LesionCore)]
     assert len(lesion) == 1 and lesion[0].p == 0.3 and lesion[0].darken == (0.3, 0.5)
+    assert lesion[0].min_pixels == 40  # the default
+
+
+def test_lesion_min_pixels_keeps_smaller_tumours_as_they_are() -> None:
+    from mri_seg.data.augment import LesionCore
+
+    image, mask = _disc_slice()  # a disc of radius 20: about 1,250 pixels
+    cfg = load_config(None, ["augment.lesion.p=1", "augment.lesion.min_pixels=2000"]).augment
+    lesion = [t for t in Augmenter(cfg, seed=0).geometric.transforms if isinstance(t, LesionCore)]
+    assert lesion[0].min_pixels == 2000
+    import albumentations as A
+
+    kept = A.Compose(lesion, seed=0, strict=True)(image=image, mask=mask)["image"]
+    np.testing.assert_array_equal(kept, image)  # below min_pixels: no core
+    cfg = load_config(None, ["augment.lesion.p=1", "augment.lesion.min_pixels=1000"]).augment
+    lesion = [t for t in Augmenter(cfg, seed=0).geometric.transforms if isinstance(t, LesionCore)]
+    darkened = A.Compose(lesion, seed=0, strict=True)(image=image, mask=mask)["image"]
+    assert (darkened[48, 48] < image[48, 48]).all()  # above it: the core is darkened
 
 
 def test_lesion_t1_contrast_rescales_pre_and_post_inside_the_tumour_only() -> None:
