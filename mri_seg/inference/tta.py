@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from monai.transforms import Rotate
 
 
 @dataclass(frozen=True)
@@ -54,26 +54,18 @@ def tta_passes(flip: bool, rotations: Sequence[float] = ()) -> list[Pass]:
 
 def passes_per_member(flip: bool, rotations: Sequence[float] = ()) -> int:
     """How many passes each member makes (see the module docstring)."""
-    return (1 + len(rotations)) * (2 if flip else 1)
+    return len(tta_passes(flip, rotations))
 
 
 def rotate(batch: torch.Tensor, degrees: float) -> torch.Tensor:
     """``N x C x H x W`` rotated by ``degrees`` about the image centre (counter-clockwise as displayed,
-    rows downwards), bilinear, zeros outside; correct for non-square images (the angle is in pixels,
-    not in the normalised coordinates of ``affine_grid``)."""
-    n, _, h, w = batch.shape
-    a = math.radians(degrees)
-    cos, sin = math.cos(a), math.sin(a)
-    # grid_sample maps each output pixel to the input location it reads: the inverse rotation.
-    # In pixel units about the centre (x right, y down), a counter-clockwise turn as displayed of the
-    # content reads the input at (x cos - y sin, x sin + y cos); normalised coordinates scale x by 2/w
-    # and y by 2/h, hence the aspect ratios.
-    theta = torch.tensor(
-        [[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=torch.float32, device=batch.device
-    )
-    grid = F.affine_grid(theta.expand(n, 2, 3), [n, batch.shape[1], h, w], align_corners=False)
-    out = F.grid_sample(batch.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out.to(batch.dtype)
+    rows downwards), bilinear, zeros outside, the size kept: MONAI's ``Rotate`` (in pixel space, so
+    right for non-square images too) on every channel of every image at once. MONAI's positive angle
+    turns the other way on screen, hence the sign."""
+    n, c, h, w = batch.shape
+    turn = Rotate(angle=-math.radians(degrees), keep_size=True, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = torch.as_tensor(turn(batch.float().reshape(n * c, h, w)))
+    return out.reshape(n, c, h, w).to(batch.dtype)
 
 
 def run_passes(
