@@ -92,6 +92,7 @@ class SliceDataset(Dataset):
         self._donor_heights = self._heights[self._donors]
         self._slice_heads: dict[int, SliceHead] = {}  # row -> its head and medians (tumour paste, cached)
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._inputs: dict[int, np.ndarray] = {}  # row -> its stacked 2.5D input (with the cache; read-only)
         self._native: list[np.ndarray] | None = None
         check_normalisation(normalisation)  # fail early on an unknown method
         if cache_in_memory or keep_native_masks:
@@ -144,7 +145,10 @@ class SliceDataset(Dataset):
             if native:
                 natives.append(mask.astype(bool))
             if images:
-                cache.append(resize_pair(image, mask, self.scale))
+                pair = resize_pair(image, mask, self.scale)
+                for a in pair:
+                    a.flags.writeable = False  # shared by every epoch (and forked workers): never written
+                cache.append(pair)
         self._cache = cache if images else None
         self._native = natives if native else None
 
@@ -170,12 +174,21 @@ class SliceDataset(Dataset):
         return _PatientSlices(self, start, stop)
 
     def model_input(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Resized uint8 input (slice ``i`` stacked with its context when k > 0) and its 0/1 mask."""
+        """Resized uint8 input (slice ``i`` stacked with its context when k > 0) and its 0/1 mask.
+
+        With the in-memory cache, a row's stack is built once and kept, read-only (every epoch
+        reads it again; the augmentation and the paste work on copies)."""
         image, mask = self.raw(i)
-        if self.context_slices:
+        if not self.context_slices:
+            return image, mask
+        stacked = self._inputs.get(i)
+        if stacked is None:
             start, _ = self._volume_of[i]
-            image = stack_context(self.volume_slices(i), self.context_slices, [i - start])[0]
-        return image, mask
+            stacked = stack_context(self.volume_slices(i), self.context_slices, [i - start])[0]
+            if self._cache is not None:
+                stacked.flags.writeable = False
+                self._inputs[i] = stacked
+        return stacked, mask
 
     def _context_rows(self, i: int) -> list[int]:
         """The rows of the slices stacked in row ``i``'s model input (its neighbours, ends replicated)."""
@@ -287,10 +300,10 @@ class SliceDataset(Dataset):
             head_masks = None if stripped else self.augment.head
         image = normalise_image(
             image, self.normalisation, self.volume_stats(i, replaced, stripped), head=self.head(i, stripped),
-            head_masks=head_masks,
+            head_masks=head_masks, channels_first=True,
         )
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "image": torch.from_numpy(image),
             "mask": torch.from_numpy((mask > 0).astype(np.float32)[None]),
             "patient_id": self.patient_ids[i],
             "slice_index": self.slice_indices[i],

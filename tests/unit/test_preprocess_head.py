@@ -103,6 +103,41 @@ def test_predictor_with_zscore_head_gives_both_storages_the_same_input():
     np.testing.assert_allclose(alone, expected.transpose(2, 0, 1), atol=1e-6)
 
 
+def test_zscore_head_is_computed_per_stacked_slice_without_touching_its_input():
+    """A 2.5D stack: each slice's channels are z-scored and zeroed outside that slice's own head
+    (the same float32 operations as ``(x - mean) / std`` inside, exactly 0 outside); a float32
+    input is left as it was (the normalisation works on its own copy)."""
+    volume = _volume()
+    head = Head.of_volume(list(volume), 3)
+    stack = np.concatenate([volume[0], volume[1], volume[2]], axis=2).astype(np.float32)
+    stack[:, :, 3:6] = np.roll(stack[:, :, 3:6], 5, axis=1)  # the middle slice's head elsewhere
+    before = stack.copy()
+    stats = np.tile(volume_stats(list(volume), head=head), (1, 3))
+    out = normalise_image(stack, "zscore_head", stats, head=head)
+    np.testing.assert_array_equal(stack, before)
+    masks = head.masks(stack)
+    assert not np.array_equal(masks[:, :, 0], masks[:, :, 1])
+    means, stds = stats[0].astype(np.float32), np.maximum(stats[1], 1e-6).astype(np.float32)
+    for c in range(9):
+        inside = masks[:, :, c // 3]
+        np.testing.assert_array_equal(out[:, :, c][inside], ((stack[:, :, c] - means[c]) / stds[c])[inside])
+        assert np.all(out[:, :, c][~inside] == 0)
+    assert not np.any((out == 0) & np.signbit(out))  # outside is +0.0, never -0.0
+    first = normalise_image(stack.astype(np.uint8), "zscore_head", stats, head=head, channels_first=True)
+    assert first.shape == (9, SIZE, SIZE) and first.flags.c_contiguous
+    np.testing.assert_array_equal(first, out.transpose(2, 0, 1))
+
+
+def test_channels_first_is_the_transpose_for_every_normalisation():
+    volume = _volume()
+    image, stats = volume[1], volume_stats(list(volume))
+    for method in ("zscore_nonzero", "zscore_volume"):
+        hwc = normalise_image(image, method, stats)
+        chw = normalise_image(image, method, stats, channels_first=True)
+        assert chw.flags.c_contiguous
+        np.testing.assert_array_equal(chw, hwc.transpose(2, 0, 1))
+
+
 def test_zscore_head_needs_the_head():
     with pytest.raises(ValueError, match=r"'zscore_head' needs the volume's head"):
         normalise_image(_volume()[0], "zscore_head", np.ones((2, 3)))

@@ -80,6 +80,23 @@ def test_cache_and_disk_reads_agree(tiny_frame):
         assert torch.equal(cached[i]["mask"], direct[i]["mask"])
 
 
+def test_cached_2p5d_inputs_are_built_once_read_only_and_match_an_uncached_dataset(tiny_frame):
+    """With the in-memory cache each row's stacked input is built once and shared by every epoch:
+    it must be read-only (an in-place write would corrupt later epochs) and equal to a fresh stack."""
+    cached = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=True, context_slices=1)
+    direct = SliceDataset(tiny_frame, scale=0.5, cache_in_memory=False, context_slices=1)
+    first, _ = cached.model_input(1)
+    again, _ = cached.model_input(1)
+    assert again is first and first.shape == (16, 16, 9)
+    assert not first.flags.writeable and not cached.raw(1)[0].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0, 0, 0] = 1
+    for i in range(len(cached)):
+        np.testing.assert_array_equal(cached.model_input(i)[0], direct.model_input(i)[0])
+        assert torch.equal(cached[i]["image"], direct[i]["image"])
+    assert direct.model_input(1)[0] is not direct.model_input(1)[0]  # no cache: nothing kept
+
+
 def test_native_masks_keep_native_size(tiny_frame):
     ds = SliceDataset(tiny_frame, scale=0.5, keep_native_masks=True, cache_in_memory=False)
     native = ds.native_mask(1)
