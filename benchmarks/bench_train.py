@@ -77,9 +77,13 @@ def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
     return statistics.median(rates), f"{device} {precision.name}, batch {b}, {h}x{w}"
 
 
-def bench_loader(run_dir: Path, cfg: Config, workers: int, repeats: int, batches: int) -> float:
-    """Median images/s of the augmented training loader (after its first batch)."""
+def bench_loader(run_dir: Path, cfg: Config, workers: int, repeats: int, batches: int, warm: bool = False) -> float:
+    """Median images/s of the augmented training loader (after its first batch); ``warm``: every
+    training item drawn once first, as after a first epoch (the dataset's per-row caches filled)."""
     ds = build_dataset(run_dir, "train", cfg, train=True)
+    if warm:
+        for i in range(len(ds)):
+            ds[i]
     rates = []
     for r in range(repeats):
         loader = DataLoader(
@@ -118,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="optimiser steps per timed run")
     parser.add_argument("--batches", type=int, default=20, help="loader batches per timed run")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--warm", action="store_true", help="draw every training item once before timing the loader "
+                        "(as after a first epoch: per-row caches filled; workers fork that state)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
 
     step_rate, what = bench_step(cfg, args.repeats, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run_dir or synthetic_run(Path(tmp), cfg)
-        loader_rates = {w: bench_loader(run_dir, cfg, w, args.repeats, args.batches) for w in args.workers}
+        loader_rates = {
+            w: bench_loader(run_dir, cfg, w, args.repeats, args.batches, args.warm) for w in args.workers
+        }
     print(f"config {args.config.name}: {what}, {torch.get_num_threads()} torch threads; "
           f"medians of {args.repeats} runs")
     print(f"{'':28s}{'images/s':>10s}")

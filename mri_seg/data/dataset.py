@@ -7,12 +7,13 @@ the preprocessing the predictor runs too):
 2. resize by ``data.scale`` (:func:`~mri_seg.preprocess.resize_pair`: ``INTER_AREA`` for
    images, ``INTER_NEAREST`` for masks);
    with ``data.cache_in_memory`` the *resized* uint8 arrays are cached once, up front
-   (workers forked later share them copy-on-write);
+   (workers forked later share them copy-on-write), and each row's 2.5D stack on first use;
+   both read-only (every epoch reads them again; augmentation and paste work on copies);
 3. augment the uint8 image jointly with the mask (albumentations' intensity transforms
    are defined on uint8);
    with ``augment.tumour_paste``, first another patient's tumour is pasted into the
    slice (:mod:`mri_seg.data.paste`; the stacked slices each get the donor's own);
-4. normalise with :func:`mri_seg.preprocess.normalise_image` -- last, so the model
+4. normalise with :func:`mri_seg.preprocess.normalise_image` (channel-first: the tensor's layout) -- last, so the model
    always sees exactly what inference computes from an un-augmented image
    (``zscore_volume``: with the patient's statistics, computed once over its resized
    slices by :func:`mri_seg.preprocess.volume_stats`, as inference does per scan;
