@@ -4,7 +4,8 @@
         [--repeats 5] [--steps 10] [--batches 20] [--workers 0 2]
 
 * train step: forward + backward + AdamW step on random batches already in memory
-  (model, batch size and data.scale from the config; the device from train.device);
+  (model, batch size and data.scale from the config; the device from train.device; compiled with
+  ``--set train.compile=true``, timed after its compiling warm-up steps);
 * data loader: train split with augmentation and normalisation, at each worker count,
   timed after the first batch (worker start-up excluded).
 
@@ -30,7 +31,7 @@ from mri_seg.losses import build_loss
 from mri_seg.models import build_model
 from mri_seg.preprocess import scaled_size
 from mri_seg.training.optim import build_optimizer
-from mri_seg.training.runtime import make_precision, resolve_device, worker_init_fn
+from mri_seg.training.runtime import make_precision, resolve_device, training_forward, worker_init_fn
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,18 +52,19 @@ def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     masks = (torch.rand(b, 1, h, w, device=device) > 0.9).float()
+    forward, how = training_forward(model, cfg.train.compile, device)  # train.compile: as training runs it
     model.train()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
-            logits = model(images)
+            logits = forward(images)
         loss, _ = loss_fn(logits.float(), masks)
         precision.scaler.scale(loss).backward()
         precision.scaler.step(optimizer)
         precision.scaler.update()
 
-    for _ in range(2):
+    for _ in range(3):  # warm-up (a compiled step compiles here)
         step()
     rates = []
     for _ in range(repeats):
@@ -74,7 +76,7 @@ def bench_step(cfg: Config, repeats: int, steps: int) -> tuple[float, str]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         rates.append(steps * b / (time.perf_counter() - t))
-    return statistics.median(rates), f"{device} {precision.name}, batch {b}, {h}x{w}"
+    return statistics.median(rates), f"{device} {precision.name}, batch {b}, {h}x{w}, {how}"
 
 
 def bench_loader(run_dir: Path, cfg: Config, workers: int, repeats: int, batches: int, warm: bool = False) -> float:

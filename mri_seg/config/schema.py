@@ -287,6 +287,12 @@ class TrainConfig:
     channels_last: bool = setting(
         True, Flag(), "channels-last memory format of the model and its batches, on every device (CPU: ~8% faster steps)"
     )
+    compile: bool = setting(
+        False, Flag(),
+        "torch.compile the training step's network (forward and backward; validation, checkpoints and inference stay "
+        "eager): faster steps after a first compiled batch of some seconds; needs a C++ compiler on the CPU (g++ or "
+        "clang++, else training runs eager and says so) (mri_seg/training/runtime.py)",
+    )  # fmt: skip
     val_every: int = setting(1, COUNT, "validate every this many epochs (and after the last)")
     early_stop_patience: int = setting(0, COUNT_OR_ZERO, "epochs without val improvement before stopping; 0 disables")
     tumour_oversample: float = setting(

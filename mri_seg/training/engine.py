@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ from mri_seg.training.runtime import (
     rng_state,
     seed_everything,
     set_rng_state,
+    training_forward,
     worker_init_fn,
 )
 from mri_seg.training.samplers import TrainSampler, build_train_sampler
@@ -119,6 +121,7 @@ class Trainer:
     train_patients: list[str]
     tag: str  # "[train]" or "[train fold K]"
     ema: AveragedModel | None = None  # train.ema_decay > 0: the averaged weights that validate and ship
+    forward: Callable[..., torch.Tensor] | None = None  # the step's network: the model, compiled with train.compile
 
     @property
     def fold(self) -> int | None:
@@ -351,6 +354,9 @@ def restore(t: Trainer, state: dict[str, Any] | None) -> TrainState:
         t.model = torch.nn.parallel.DistributedDataParallel(
             t.model, device_ids=[t.device.index] if t.device.type == "cuda" else None
         )
+    t.forward, how = training_forward(t.model, t.cfg.train.compile, t.device)
+    if t.ctx.is_main and t.cfg.train.compile:
+        print(f"{t.tag} training step: {how}", flush=True)
     return progress
 
 
@@ -391,6 +397,7 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
         print(f"{t.tag} epoch {epoch}/{cfg.train.epochs} started", flush=True)
     t.model.train()
     channels_last = cfg.train.channels_last
+    forward = t.forward if t.forward is not None else t.model
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, bce*n, dice*n, n
     lr = current_lr(t.optimizer)
     start = time.perf_counter()
@@ -400,7 +407,7 @@ def train_one_epoch(t: Trainer, epoch: int) -> dict[str, float]:
         images, masks = _to_device(batch, device, channels_last)
         t.optimizer.zero_grad(set_to_none=True)
         with t.precision.autocast():
-            logits = t.model(images)
+            logits = forward(images)
         loss, parts = t.loss_fn(logits.float(), masks)
         t.precision.scaler.scale(loss).backward()
         if cfg.train.grad_clip > 0:

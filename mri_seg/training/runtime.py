@@ -5,12 +5,17 @@ no cudnn flags), so the same training loop runs on both (channels_last, ``train.
 applies on either) -- except with ``train.cpu_bf16`` on a CPU with native bfloat16 (AVX512-BF16
 or AMX), where the training step runs under bf16 autocast as a CUDA step does. Validation
 always runs at the precision inference uses on that device (:meth:`Precision.for_inference`).
+``train.compile`` compiles the training step's network on either device (:func:`training_forward`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
 import random
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +60,29 @@ def make_precision(device: torch.device, amp: bool, cpu_bf16: bool = False) -> P
     if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
         return Precision("cpu", torch.bfloat16, torch.amp.GradScaler("cpu", enabled=False))
     return Precision(device.type, None, torch.amp.GradScaler(device.type, enabled=False))
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot build kernels for ``device`` here, or None: inductor writes C++
+    for the CPU (a C++ compiler: ``$CXX``, g++ or clang++) and Triton kernels for CUDA."""
+    if device.type == "cuda":
+        return None if importlib.util.find_spec("triton") else "the triton package is not installed"
+    candidates = [os.environ.get("CXX") or "", "g++", "clang++"]
+    if any(name and shutil.which(name) for name in candidates):
+        return None
+    return "no C++ compiler found ($CXX, g++ or clang++)"
+
+
+def training_forward(model: torch.nn.Module, compile_: bool, device: torch.device) -> tuple[Callable[..., Any], str]:
+    """The callable the training step runs (``train.compile``: ``torch.compile(model)``, which shares
+    the model's parameters, so validation, checkpoints and the weight average use ``model`` itself, eager)
+    and a note for the log. Where no compiler is found the step stays eager and the note says why."""
+    if not compile_:
+        return model, "eager"
+    missing = compiler_missing(device)
+    if missing:
+        return model, f"eager: train.compile is set but {missing}"
+    return torch.compile(model), "compiled (torch.compile; the first batches compile, some seconds each)"
 
 
 def configure_backend(device: torch.device) -> None:

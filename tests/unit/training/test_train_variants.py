@@ -127,3 +127,61 @@ def test_cpu_bf16_trains_through_the_engine_and_ships_float32_weights(synthetic_
     predictor = Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
     prob = predictor.predict_proba(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
     assert prob.dtype == np.float32 and np.isfinite(prob).all()
+
+
+def test_training_forward_is_the_model_unless_compiled_and_says_why_it_stays_eager(monkeypatch):
+    """``train.compile`` off: the model itself; on, where no C++ compiler is found: the model, and a
+    note naming what is missing (training goes on eager instead of failing at the first batch)."""
+    import mri_seg.training.runtime as runtime
+
+    model = torch.nn.Conv2d(1, 1, 3)
+    forward, how = runtime.training_forward(model, False, torch.device("cpu"))
+    assert forward is model and how == "eager"
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    forward, how = runtime.training_forward(model, True, torch.device("cpu"))
+    assert forward is model and "train.compile is set but no C++ compiler found" in how
+
+
+@pytest.mark.slow
+def test_compiled_step_trains_the_model_itself_and_ships_plain_weights(synthetic_run, tmp_path, capsys):
+    """``train.compile``: the step runs ``torch.compile(model)``, which shares the model's parameters:
+    its outputs and gradients are the eager model's, and a run trained with it ships the trained weights
+    under their plain names (no ``_orig_mod.``), loadable by the predictor, next to an eager run of the
+    same seed (AdamW turns rounding differences into lr-sized ones, so the weights agree to ~1e-3)."""
+    from mri_seg.models import build_model
+    from mri_seg.training.runtime import compiler_missing, training_forward
+
+    missing = compiler_missing(torch.device("cpu"))
+    if missing:
+        pytest.skip(f"torch.compile needs a C++ compiler on the CPU: {missing}")
+    cfg = load_config(None, tiny(synthetic_run, "train.compile=true"))
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    forward, how = training_forward(model, True, torch.device("cpu"))
+    assert forward is not model and how.startswith("compiled")
+    x = torch.randn(8, cfg.model.in_channels, 32, 32)
+    grads = []
+    for fn in (model, forward):
+        model.zero_grad()
+        out = fn(x)
+        out.square().mean().backward()
+        grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-4, atol=1e-5)
+    for compiled_grad, eager_grad in zip(grads[1][1], grads[0][1], strict=True):
+        torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-3, atol=1e-5)
+
+    states = {}
+    for name, flag in (("eager", "false"), ("compiled", "true")):
+        run = fresh_run(synthetic_run, tmp_path / name)
+        summary = train(run, load_config(None, tiny(run, f"train.compile={flag}")), device="cpu")
+        assert summary["epochs_completed"] == 1
+        states[name] = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+        if flag == "true":
+            assert "training step: compiled" in capsys.readouterr().out
+            Predictor.from_checkpoint(run / "checkpoints" / "last.pt", device="cpu")
+    assert list(states["compiled"]) == list(states["eager"])  # the same names: no wrapper prefix
+    floats = [k for k, v in states["eager"].items() if v.is_floating_point()]
+    gap = torch.cat([(states["compiled"][k] - states["eager"][k]).flatten() for k in floats]).norm()
+    size = torch.cat([states["eager"][k].flatten() for k in floats]).norm()
+    assert gap / size < 1e-2
