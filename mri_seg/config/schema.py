@@ -173,6 +173,26 @@ class LesionT1Config:
 
 
 @dataclass
+class LesionFaintConfig:
+    """A faint tumour: FLAIR inside the tumour faded towards the brain around it, its texture kept."""
+
+    p: float = setting(0.0, PROBABILITY, "probability of fading FLAIR inside a slice's tumour (0: off)")
+    fade: list[float] = setting(
+        [0.3, 0.8], ListOf(PROBABILITY, 2, 2, ordered=True),
+        "range of the factor the tumour's FLAIR difference from the surrounding brain is multiplied by "
+        "(0: as the brain around it, 1: unchanged)",
+    )  # fmt: skip
+    patchy: float = setting(
+        0.5, PROBABILITY, "probability that only a random smooth part of the tumour fades (else all of it)"
+    )
+    ring: int = setting(
+        5, Range(1, 64, integer=True),
+        "width in pixels (at the training size) of the ring of tissue around the tumour whose median FLAIR it fades to",
+    )  # fmt: skip
+    min_pixels: int = setting(40, COUNT, "only a slice whose tumour has at least this many pixels fades")
+
+
+@dataclass
 class SkullStripConfig:
     """Skull-stripped slices: what other sites' preprocessed scans look like."""
 
@@ -225,6 +245,7 @@ class AugmentConfig:
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
     lesion: LesionConfig = field(default_factory=LesionConfig)
     lesion_t1: LesionT1Config = field(default_factory=LesionT1Config)
+    lesion_faint: LesionFaintConfig = field(default_factory=LesionFaintConfig)
     skull_strip: SkullStripConfig = field(default_factory=SkullStripConfig)
     tumour_paste: TumourPasteConfig = field(default_factory=TumourPasteConfig)
 

@@ -16,6 +16,9 @@ dataset, not in this per-slice pipeline). Then two stages:
 * in-tumour T1 appearance (:class:`LesionT1Contrast`, ``augment.lesion_t1``, off by default):
   pre- and post-contrast rescaled inside the tumour (or a smooth part of it), each by its own
   factor, FLAIR unchanged: enhancing, dark or unchanged T1 inside a FLAIR lesion;
+* a faint tumour (:class:`LesionFaint`, ``augment.lesion_faint``, off by default): FLAIR inside
+  the tumour (or a smooth part of it) faded towards the median of the brain around it, its texture
+  kept: the large tumours FLAIR shows only faintly;
 * skull stripping (:class:`SkullStrip`, ``augment.skull_strip``, off by default): everything
   outside a head mask derived from the slice itself (Otsu, closing, largest component,
   holes filled), eroded by a random depth, set to background (0) in every channel, as other
@@ -155,6 +158,25 @@ class LesionCore(A.DualTransform):
         return mask
 
 
+def tumour_region(m: np.ndarray, patchy: float, transform: A.BasicTransform) -> np.ndarray:
+    """Float weights in [0, 1], inside the tumour ``m`` (uint8 0/1) only, soft-edged: all of the tumour or,
+    with probability ``patchy``, the 30-80% of it where a smooth random field is high (a heterogeneous
+    lesion); drawn from ``transform``'s generators (albumentations seeds them)."""
+    region = m.astype(np.float32)
+    if transform.py_random.random() < patchy:
+        coarse = transform.random_generator.random((6, 6)).astype(np.float32)
+        field = cv2.resize(coarse, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_CUBIC)
+        share = transform.py_random.uniform(0.3, 0.8)  # of the tumour
+        cut = float(np.quantile(field[m > 0], 1.0 - share))
+        region = ((field >= cut) & (m > 0)).astype(np.float32)
+    return cv2.GaussianBlur(region, (0, 0), 1.5) * m  # soft edges, inside the tumour only
+
+
+def _bounding_box(weight: np.ndarray) -> tuple[slice, slice]:
+    rows, cols = np.nonzero(weight)
+    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1)
+
+
 class LesionT1Contrast(A.DualTransform):
     """Rescale the pre- and post-contrast sequences inside the tumour (all of it or a smooth part), FLAIR unchanged.
 
@@ -183,16 +205,6 @@ class LesionT1Contrast(A.DualTransform):
         self.channels_per_slice = channels_per_slice
         self.min_pixels = int(min_pixels)
 
-    def _region(self, m: np.ndarray) -> np.ndarray:
-        """The part of the tumour ``m`` (uint8 0/1) that changes: all of it, or where a smooth random field is high."""
-        if self.py_random.random() >= self.patchy:
-            return m.astype(np.float32)
-        coarse = self.random_generator.random((6, 6)).astype(np.float32)
-        field = cv2.resize(coarse, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_CUBIC)
-        share = self.py_random.uniform(0.3, 0.8)  # of the tumour
-        cut = float(np.quantile(field[m > 0], 1.0 - share))
-        return ((field >= cut) & (m > 0)).astype(np.float32)
-
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
         mask = data.get("mask")
         per_slice = self.channels_per_slice
@@ -202,8 +214,7 @@ class LesionT1Contrast(A.DualTransform):
         m = (np.asarray(mask) > 0).astype(np.uint8)
         if int(m.sum()) < self.min_pixels:
             return {"weight": None}
-        region = self._region(m)
-        weight = cv2.GaussianBlur(region, (0, 0), 1.5) * m  # soft edges, inside the tumour only
+        weight = tumour_region(m, self.patchy, self)
         lo, hi = np.log(self.scale[0]), np.log(self.scale[1])
         factors = {
             c: float(np.exp(self.py_random.uniform(lo, hi))) for c in range(per_slice) if c != self.flair_channel
@@ -215,8 +226,7 @@ class LesionT1Contrast(A.DualTransform):
     ) -> np.ndarray:
         if weight is None or not factors:
             return img
-        rows, cols = np.nonzero(weight)  # only the tumour's bounding box changes
-        box = (slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()), int(cols.max()) + 1))
+        box = _bounding_box(weight)  # only the tumour's bounding box changes
         w = weight[box][..., None]
         out = img.copy()
         for c, f in factors.items():
@@ -224,6 +234,74 @@ class LesionT1Contrast(A.DualTransform):
             part = img[box][..., channels]
             scaled = np.rint(part.astype(np.float32) * (1.0 + w * (f - 1.0)))
             out[box[0], box[1], channels] = np.where(part > 0, np.clip(scaled, 1, 255), 0)  # tissue never becomes 0
+        return out
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return mask
+
+
+class LesionFaint(A.DualTransform):
+    """Fade FLAIR inside the tumour (all of it or a smooth part) towards the brain around it: a faint lesion.
+
+    With ``ref`` the median FLAIR of a ``ring`` of tissue around the tumour, FLAIR inside becomes
+    ``ref + (x - ref) * f`` (``f`` drawn from ``fade``), so its texture stays and its contrast drops:
+    the large tumours that FLAIR shows only faintly, which the models find in part (TCGA_CS_5396,
+    docs/accuracy.md). Each stacked slice's FLAIR gets the same weights with its own ``ref``; the other
+    sequences and the mask are unchanged.
+    """
+
+    def __init__(
+        self,
+        fade: Sequence[float] = (0.3, 0.8),
+        patchy: float = 0.5,
+        ring: int = 5,
+        flair_channel: int = FLAIR_CHANNEL,
+        channels_per_slice: int = 3,
+        min_pixels: int = 40,
+        p: float = 0.3,
+    ):
+        super().__init__(p=p)
+        self.fade = (float(fade[0]), float(fade[1]))
+        self.patchy = float(patchy)
+        self.ring = int(ring)
+        self.flair_channel = flair_channel
+        self.channels_per_slice = channels_per_slice
+        self.min_pixels = int(min_pixels)
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+        mask = data.get("mask")
+        if mask is None:
+            return {"weight": None}
+        m = (np.asarray(mask) > 0).astype(np.uint8)
+        if int(m.sum()) < self.min_pixels:
+            return {"weight": None}
+        size = 2 * self.ring + 1
+        ring = cv2.dilate(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))) > m
+        return {"weight": tumour_region(m, self.patchy, self), "ring": ring, "factor": self.py_random.uniform(*self.fade)}
+
+    def apply(
+        self, img: np.ndarray, weight: np.ndarray | None = None, ring: np.ndarray | None = None, factor: float = 1.0,
+        **params,
+    ) -> np.ndarray:  # fmt: skip
+        if weight is None or ring is None:
+            return img
+        box = _bounding_box(weight)
+        w = weight[box]
+        out = img.copy()
+        flair = [self.flair_channel] if img.ndim == 2 else range(self.flair_channel, img.shape[-1], self.channels_per_slice)
+        for c in flair:
+            plane = img if img.ndim == 2 else img[..., c]
+            around = plane[ring & (plane > 0)]
+            if around.size == 0:
+                continue  # no tissue around the tumour in this stacked slice: nothing to fade to
+            ref = float(np.median(around))
+            part = plane[box].astype(np.float32)
+            faded = np.rint(ref + (part - ref) * (1.0 - w * (1.0 - factor)))
+            faded = np.where(part > 0, np.clip(faded, 1, 255), 0)  # tissue never becomes background
+            if img.ndim == 2:
+                out[box] = faded
+            else:
+                out[box[0], box[1], c] = faded
         return out
 
     def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
@@ -347,6 +425,14 @@ def _geometric(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
             LesionT1Contrast(
                 scale=cfg.lesion_t1.scale, patchy=cfg.lesion_t1.patchy, channels_per_slice=channels_per_slice,
                 p=cfg.lesion_t1.p,
+            )
+        )
+    if cfg.lesion_faint.p > 0:
+        faint = cfg.lesion_faint
+        out.append(
+            LesionFaint(
+                fade=faint.fade, patchy=faint.patchy, ring=faint.ring, channels_per_slice=channels_per_slice,
+                min_pixels=faint.min_pixels, p=faint.p,
             )
         )
     if cfg.skull_strip.p > 0:  # last: what it removes stays background through the intensity transforms

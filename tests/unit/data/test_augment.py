@@ -304,6 +304,67 @@ def test_lesion_t1_augmentation_is_off_by_default_and_built_from_config() -> Non
         load_config(None, ["augment.lesion_t1.scale=[2.0,0.5]"])
 
 
+def _bright_tumour_slice() -> tuple[np.ndarray, np.ndarray]:
+    """9 channels (3 stacked slices of post, flair, pre): brain 100 on 0 background, a disc tumour
+    whose FLAIR is 200 in the first stacked slice, 160 in the second, 220 in the third, T1s 90."""
+    image, mask = _disc_slice()
+    image = np.where(image > 0, np.uint8(100), np.uint8(0))
+    inside = mask > 0
+    for c, value in ((1, 200), (4, 160), (7, 220)):
+        image[..., c][inside] = value
+    image[..., 0::3][inside] = 90
+    image[..., 2::3][inside] = 90
+    return image, mask
+
+
+def test_lesion_faint_fades_flair_inside_the_tumour_towards_the_brain_around_it() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionFaint
+
+    image, mask = _bright_tumour_slice()
+    out = A.Compose([LesionFaint(fade=(0.25, 0.25), patchy=0.0, p=1.0)], seed=0, strict=True)(image=image, mask=mask)
+    centre = out["image"][48, 48]  # deep inside: the soft edge weighs 1 here
+    np.testing.assert_array_equal(centre[1::3], [125, 115, 130])  # 100 + (x - 100) * 0.25, per stacked slice
+    np.testing.assert_array_equal(centre[0::3], 90)  # pre- and post-contrast untouched
+    np.testing.assert_array_equal(centre[2::3], 90)
+    outside = mask == 0
+    np.testing.assert_array_equal(out["image"][outside], image[outside])  # nothing outside, background stays 0
+    np.testing.assert_array_equal(out["mask"], mask)
+    flair = out["image"][..., 1].astype(int)
+    assert (flair[mask > 0] >= 100).all() and (flair[mask > 0] <= 200).all()  # between the brain and the tumour
+    kept = A.Compose([LesionFaint(fade=(1.0, 1.0), patchy=0.0, p=1.0)], seed=0, strict=True)(image=image, mask=mask)
+    np.testing.assert_array_equal(kept["image"], image)  # factor 1: unchanged
+
+
+def test_lesion_faint_patchy_fades_part_of_the_tumour_and_skips_small_or_no_tumours() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionFaint
+
+    image, mask = _bright_tumour_slice()
+    out = A.Compose([LesionFaint(fade=(0.2, 0.2), patchy=1.0, p=1.0)], seed=3, strict=True)(image=image, mask=mask)
+    changed = out["image"][..., 1] != image[..., 1]
+    assert 0.2 < changed[mask > 0].mean() < 0.9  # a smooth part of the tumour (30-80% before the soft edge)
+    assert not changed[mask == 0].any()
+    small = A.Compose([LesionFaint(p=1.0, min_pixels=10_000)], seed=0, strict=True)
+    np.testing.assert_array_equal(small(image=image, mask=mask)["image"], image)
+    empty = A.Compose([LesionFaint(p=1.0)], seed=0, strict=True)
+    np.testing.assert_array_equal(empty(image=image, mask=np.zeros_like(mask))["image"], image)
+
+
+def test_lesion_faint_is_off_by_default_and_built_from_config() -> None:
+    from mri_seg.data.augment import LesionFaint
+
+    assert not any(isinstance(t, LesionFaint) for t in Augmenter(AugmentConfig(), seed=0).geometric.transforms)
+    cfg = load_config(None, ["augment.lesion_faint.p=0.3", "augment.lesion_faint.fade=[0.2,0.6]",
+                             "augment.lesion_faint.ring=7"]).augment  # fmt: skip
+    built = [t for t in Augmenter(cfg, seed=0, channels_per_slice=3).geometric.transforms if isinstance(t, LesionFaint)]
+    assert len(built) == 1 and built[0].p == 0.3 and built[0].fade == (0.2, 0.6) and built[0].ring == 7
+    with pytest.raises(ValueError, match="lesion_faint.fade"):
+        load_config(None, ["augment.lesion_faint.fade=[0.8,0.2]"])
+
+
 def _head_slice(size: int = 64, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """A bright scalp ring, a darker gap (skull) and a brain disc with a tumour, on 0 background."""
     yy, xx = np.mgrid[:size, :size]
