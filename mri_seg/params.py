@@ -15,8 +15,12 @@ from mri_seg.config import Config, config_to_dict, get_dotted
 # Keys that bound how a stage runs but never what it computes: left out of stage
 # fingerprints and of the --resume comparison. The time cap only stops a run early (the
 # run is then unfinished and resumable, so raising the cap must not re-train); caching
-# slices in memory and prepare's reader threads do not change a single value.
-RUN_ONLY_KEYS: tuple[str, ...] = ("train.max_time_minutes", "data.cache_in_memory", "prepare.workers")
+# slices in memory and prepare's reader threads do not change a single value; a compiled
+# training step computes the eager step's values to rounding, and runs eager on a machine
+# without a compiler, so the same config trains either way (resuming across them is allowed).
+RUN_ONLY_KEYS: tuple[str, ...] = (
+    "train.max_time_minutes", "data.cache_in_memory", "prepare.workers", "train.compile",
+)  # fmt: skip
 _MISSING = object()
 
 

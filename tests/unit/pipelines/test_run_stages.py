@@ -50,8 +50,9 @@ def test_stage_params_hold_only_the_stage_sections_without_run_only_keys() -> No
     assert set(stage_params(cfg, "evaluate")) == {"eval"}
     assert stage_params(cfg, "evaluate")["eval"]["postprocess"]["threshold"] == 0.3
     assert set(stage_params(cfg, "train")) == {"data", "augment", "model", "train"}
-    assert RUN_ONLY_KEYS == ("train.max_time_minutes", "data.cache_in_memory", "prepare.workers")
+    assert RUN_ONLY_KEYS == ("train.max_time_minutes", "data.cache_in_memory", "prepare.workers", "train.compile")
     assert "max_time_minutes" not in stage_params(cfg, "train")["train"]
+    assert "compile" not in stage_params(cfg, "train")["train"]
     assert "cache_in_memory" not in stage_params(cfg, "train")["data"]
     assert stage_params(cfg, "prepare") == {"prepare": {"strict": False}}
     assert stage_params(cfg, "train") == stage_params(load_config(None, ["eval.postprocess.threshold=0.9"]), "train")

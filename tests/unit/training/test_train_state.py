@@ -30,3 +30,14 @@ def test_best_is_the_first_highest_validation() -> None:
     assert state.record_validation(3, {"val_patient_dice_mean": 0.6, "val_loss": 0.1})
     assert (state.best_epoch, state.best_metric, state.best_metrics) == (3, 0.6, {"val_patient_dice_mean": 0.6,
                                                                                   "val_loss": 0.1})  # fmt: skip
+
+
+def test_resume_compares_training_keys_but_not_how_the_step_runs() -> None:
+    """``train.compile`` is run-only: a run trained eager resumes compiled (and on a machine without a
+    compiler, eager) without a config difference; a real training key still differs."""
+    from mri_seg.config import config_to_dict, load_config
+    from mri_seg.training.resume import config_differences
+
+    stored = config_to_dict(load_config(None, []))
+    assert config_differences(stored, load_config(None, ["train.compile=true"])) == []
+    assert config_differences(stored, load_config(None, ["train.lr=0.01"])) == ["train.lr (0.001 -> 0.01)"]
