@@ -42,9 +42,11 @@ from mri_seg.postprocess import apply_postprocess
 from mri_seg.rundir import RunDir
 from mri_seg.utils.atomic import atomic_write_text
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run_figures: the hard patients
+from run_figures import HARD  # noqa: E402
+
 # (component_rule, keep_ratio) with largest_only; "none": largest_only off
 VARIANTS = [("none", 1.0)] + [(rule, ratio) for rule in COMPONENT_RULES for ratio in (1.0, 0.5, 0.25)]
-HARD = ("TCGA_CS_5396", "TCGA_DU_5872", "TCGA_CS_6666", "TCGA_DU_7299", "TCGA_CS_5397")  # docs/accuracy.md
 
 
 def cache_probabilities(run_dir: Path, cache: Path, input_sequences: str, folds: list[int] | None = None) -> None:

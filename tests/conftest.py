@@ -98,11 +98,13 @@ def synthetic_run(synthetic_dir, tmp_path_factory) -> Path:
 def load_benchmark():
     """Import a script from ``benchmarks/`` by file name (they are scripts, not a package)."""
     import importlib.util
+    import sys
 
     def load(name: str):
         path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # as an import would: dataclasses and pickling look the module up there
         spec.loader.exec_module(module)
         return module
 

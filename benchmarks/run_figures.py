@@ -1,0 +1,214 @@
+"""A cross-validated run's figures as docs/accuracy.md quotes them, and paired against a base run.
+
+    python benchmarks/run_figures.py RUN [RUN ...] [--base BASE] [--hard TCGA_CS_5396 ...] [--small 11]
+        [--tolerance 0.01] [--csv OUT.csv]
+
+RUN is a run directory after ``cv`` (and, for the test row, ``evaluate``). Every figure is read at
+the pair (threshold, keep ratio) that ``cv`` chose out of fold, the one the deliverable ships
+(``RUN/eval/cv/summary.json``: ``threshold_sweep``), not at the configured threshold that
+``patients.csv``'s ``dice`` column holds:
+
+* out of fold: mean patient Dice with its 95% bootstrap CI, median, the patients below 0.5;
+* the hard patients (``--hard``: patient-id prefixes; default the hard five of issue 19) and the
+  small tumours (the ``--small`` smallest true volumes; default a third of the patients), each as
+  their own mean, as the issue asks;
+* FLAIR-only input at its own cv-chosen pair (``flair_only_sweep``; what a FLAIR-only scan gets)
+  and its gap below 3 sequences;
+* the test split's ensemble (``RUN/eval/test/summary.json``), where it was evaluated.
+
+With ``--base``, each run's per-patient Dice (and FLAIR-only Dice) minus the base's, each at its own
+chosen pair: the mean difference with a paired 95% bootstrap CI and how many patients are better /
+worse by more than ``--tolerance`` (benchmarks/compare_evals.py compares one column of two folders).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "benchmarks"))  # compare_evals: the paired comparison
+
+from compare_evals import comparison  # noqa: E402
+
+from mri_seg.evaluation.scoring import sweep_column  # noqa: E402
+from mri_seg.metrics import bootstrap_mean_ci  # noqa: E402
+from mri_seg.utils.atomic import atomic_write_text  # noqa: E402
+
+# The five dev patients every run of issue 19 missed in part (docs/accuracy.md, "Where the recipe fails").
+HARD = ("TCGA_CS_5396", "TCGA_CS_5397", "TCGA_CS_6666", "TCGA_DU_5872", "TCGA_DU_7299")
+
+
+@dataclass
+class RunScores:
+    """One run's per-patient out-of-fold Dice at cv's chosen pairs, and its test summary."""
+
+    name: str
+    threshold: float
+    keep_ratio: float
+    dice: pd.Series  # patient_id -> Dice at cv's pair (3 sequences)
+    volume: pd.Series  # patient_id -> true tumour voxels
+    flair_pair: tuple[float, float] | None  # FLAIR-only input's own cv-chosen pair
+    flair: pd.Series | None  # patient_id -> FLAIR-only Dice at that pair
+    test: dict | None  # RUN/eval/test/summary.json
+
+
+def chosen_column(sweep: dict, configured_keep_ratio: float, prefix: str = "") -> tuple[str, float, float]:
+    """``patients.csv`` column at a sweep's chosen (threshold, keep ratio), and the pair itself."""
+    threshold = float(sweep["best_mean"])
+    keep = sweep.get("best_keep_ratio")
+    keep = configured_keep_ratio if keep is None else float(keep)
+    column = sweep_column(threshold, None if keep == configured_keep_ratio else keep)
+    return prefix + column, threshold, keep
+
+
+def load_run(run: Path) -> RunScores:
+    """Read ``RUN/eval/cv`` (patients.csv and summary.json) and, where present, ``RUN/eval/test/summary.json``."""
+    cv = run / "eval" / "cv"
+    for needed in (cv / "summary.json", cv / "patients.csv"):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed}: missing; run `python -m mri_seg.pipelines.cv --run-dir {run}` first")
+    summary = json.loads((cv / "summary.json").read_text())
+    patients = pd.read_csv(cv / "patients.csv").set_index("patient_id")
+    configured_keep = float(summary.get("options", {}).get("keep_ratio", 1.0))
+    if "threshold_sweep" not in summary:
+        raise ValueError(f"{cv / 'summary.json'}: no threshold_sweep (cv ran without a threshold sweep)")
+    column, threshold, keep = chosen_column(summary["threshold_sweep"], configured_keep)
+    if column not in patients:
+        raise ValueError(f"{cv / 'patients.csv'}: no column {column!r} for cv's chosen pair {threshold}/{keep}")
+    flair_pair, flair = None, None
+    if summary.get("flair_only_sweep"):
+        f_column, f_threshold, f_keep = chosen_column(summary["flair_only_sweep"], configured_keep, "flair_only_")
+        if f_column in patients:
+            flair_pair, flair = (f_threshold, f_keep), patients[f_column].astype(float)
+    test_summary = run / "eval" / "test" / "summary.json"
+    test = json.loads(test_summary.read_text()) if test_summary.is_file() else None
+    return RunScores(
+        run.name, threshold, keep, patients[column].astype(float), patients["true_volume"], flair_pair, flair, test
+    )
+
+
+def hard_patients(index: pd.Index, prefixes: tuple[str, ...]) -> list[str]:
+    return [p for p in index if p.startswith(prefixes)]
+
+
+def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None = None) -> dict:
+    """The run's row: every figure a section of docs/accuracy.md quotes for a run."""
+    dice = scores.dice
+    low, high = bootstrap_mean_ci(dice.to_numpy(float))
+    n_small = len(dice) // 3 if n_small is None else n_small
+    small = scores.volume.loc[dice.index].nsmallest(n_small).index
+    hard_ids = hard_patients(dice.index, hard)
+    row = {
+        "run": scores.name,
+        "threshold": scores.threshold,
+        "keep_ratio": scores.keep_ratio,
+        "n": len(dice),
+        "mean": float(dice.mean()),
+        "ci_low": low,
+        "ci_high": high,
+        "median": float(dice.median()),
+        "below_half": {p: round(float(v), 3) for p, v in dice[dice < 0.5].sort_values().items()},
+        "hard_mean": float(dice[hard_ids].mean()) if hard_ids else math.nan,
+        "hard": {p: round(float(dice[p]), 3) for p in hard_ids},
+        "small_n": n_small,
+        "small_mean": float(dice[small].mean()) if n_small else math.nan,
+        "flair_mean": math.nan,
+        "flair_median": math.nan,
+        "flair_gap": math.nan,
+        "flair_pair": scores.flair_pair,
+        "test_mean": math.nan if scores.test is None else float(scores.test["dice_mean"]),
+        "test_median": math.nan if scores.test is None else float(scores.test["dice_median"]),
+    }
+    if scores.flair is not None:
+        flair = scores.flair.loc[dice.index]
+        row.update(flair_mean=float(flair.mean()), flair_median=float(flair.median()))
+        row["flair_gap"] = row["mean"] - row["flair_mean"]
+    return row
+
+
+def paired_against(scores: RunScores, base: RunScores, tolerance: float) -> dict[str, dict]:
+    """Per-patient differences run - base (3 sequences, and FLAIR-only where both have it), each at its own pair."""
+    out = {}
+    pairs = [("dice", scores.dice, base.dice)]
+    if scores.flair is not None and base.flair is not None:
+        pairs.append(("flair_only", scores.flair, base.flair))
+    for name, b, a in pairs:
+        both = pd.DataFrame({"a": a, "b": b}).dropna()
+        both["diff"] = both["b"] - both["a"]
+        out[name] = comparison(both, tolerance)
+    return out
+
+
+def format_row(row: dict) -> str:
+    below = ", ".join(f"{p} {v:.3f}" for p, v in row["below_half"].items()) or "none"
+    hard = " ".join(f"{p[5:12]} {v:.2f}" for p, v in row["hard"].items())
+    lines = [
+        f"{row['run']}: cv's pair {row['threshold']:g} / keep {row['keep_ratio']:g}, {row['n']} patients out of fold",
+        f"  mean {row['mean']:.3f} ({row['ci_low']:.3f}-{row['ci_high']:.3f}), median {row['median']:.3f}; "
+        f"below 0.5: {len(row['below_half'])} ({below})",
+        f"  hard ({len(row['hard'])}): {row['hard_mean']:.3f} ({hard}); small ({row['small_n']} smallest): "
+        f"{row['small_mean']:.3f}",
+    ]
+    if row["flair_pair"] is not None:
+        t, k = row["flair_pair"]
+        lines.append(
+            f"  FLAIR-only at its own pair {t:g} / keep {k:g}: {row['flair_mean']:.3f} / {row['flair_median']:.3f}, "
+            f"gap {row['flair_gap']:.3f}"
+        )
+    if not math.isnan(row["test_mean"]):
+        lines.append(f"  test split (ensemble): {row['test_mean']:.3f} / {row['test_median']:.3f}")
+    return "\n".join(lines)
+
+
+def format_paired(name: str, base: str, paired: dict[str, dict], tolerance: float) -> str:
+    lines = []
+    for what, c in paired.items():
+        label = "3 sequences" if what == "dice" else "FLAIR-only"
+        lines.append(
+            f"  vs {base} ({label}, {c['n']} patients): {c['diff_mean']:+.3f} ({c['diff_ci_low']:+.3f}..{c['diff_ci_high']:+.3f}), "
+            f"{c['better']} better / {c['worse']} worse by > {tolerance:g}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories after cv")
+    parser.add_argument("--base", type=Path, help="pair every run against this run, patient by patient")
+    parser.add_argument("--hard", nargs="+", default=list(HARD), help="patient-id prefixes reported as their own row")
+    parser.add_argument("--small", type=int, help="the N smallest tumours as their own row (default: a third)")
+    parser.add_argument("--tolerance", type=float, default=0.01, help="better / worse means by more than this")
+    parser.add_argument("--csv", type=Path, help="also write one row per run to this CSV")
+    args = parser.parse_args(argv)
+    try:
+        base = load_run(args.base) if args.base else None
+        runs = [load_run(run) for run in args.runs]
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    rows = []
+    for scores in runs:
+        row = figures(scores, tuple(args.hard), args.small)
+        print(format_row(row))
+        if base is not None:
+            paired = paired_against(scores, base, args.tolerance)
+            print(format_paired(scores.name, base.name, paired, args.tolerance))
+            row.update({f"{k}_vs_base": v["diff_mean"] for k, v in paired.items()})
+        rows.append(row)
+    if args.csv:
+        table = pd.DataFrame(rows).drop(columns=["below_half", "hard", "flair_pair"])
+        atomic_write_text(args.csv, table.to_csv(index=False))
+        print(f"-> {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,95 @@
+"""benchmarks/run_figures.py: a run's figures at cv's chosen pair, and paired against a base run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+@pytest.fixture(scope="module")
+def rf(load_benchmark):
+    return load_benchmark("run_figures")
+
+
+PATIENTS = ["TCGA_CS_5396_1", "TCGA_DU_7299_2", "P3", "P4", "P5", "P6"]
+VOLUMES = [30000, 5000, 100, 200, 9000, 7000]
+
+
+def write_run(root: Path, dice_at_pair: list[float], flair_at_pair: list[float], test: bool = True) -> Path:
+    """A run whose cv chose 0.6 / keep 0.5 (3 sequences) and 0.4 / keep 1 (FLAIR-only, the configured ratio)."""
+    cv = root / "eval" / "cv"
+    cv.mkdir(parents=True)
+    table = pd.DataFrame(
+        {
+            "patient_id": PATIENTS,
+            "true_volume": VOLUMES,
+            "dice": [0.0] * 6,  # the configured threshold's column: not what the figures read
+            "dice_at_0.6": [0.1] * 6,  # cv chose keep 0.5, not the configured 1
+            "dice_at_0.6_keep_0.5": dice_at_pair,
+            "flair_only_dice_at_0.4": flair_at_pair,
+            "flair_only_dice_at_0.6_keep_0.5": [0.2] * 6,
+        }
+    )
+    table.to_csv(cv / "patients.csv", index=False)
+    summary = {
+        "options": {"keep_ratio": 1.0},
+        "threshold_sweep": {"best_mean": 0.6, "best_keep_ratio": 0.5},
+        "flair_only_sweep": {"best_mean": 0.4, "best_keep_ratio": 1.0},
+    }
+    (cv / "summary.json").write_text(json.dumps(summary))
+    if test:
+        (root / "eval" / "test").mkdir(parents=True)
+        (root / "eval" / "test" / "summary.json").write_text(json.dumps({"dice_mean": 0.81, "dice_median": 0.86}))
+    return root
+
+
+def test_figures_are_read_at_cvs_chosen_pairs(tmp_path, rf):
+    run = write_run(tmp_path / "r1", [0.4, 0.6, 0.9, 0.7, 0.8, 1.0], [0.2, 0.6, 0.9, 0.5, 0.8, 1.0])
+    scores = rf.load_run(run)
+    assert (scores.threshold, scores.keep_ratio, scores.flair_pair) == (0.6, 0.5, (0.4, 1.0))
+    row = rf.figures(scores)
+    assert row["n"] == 6 and row["mean"] == pytest.approx(4.4 / 6) and row["median"] == pytest.approx(0.75)
+    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    assert row["below_half"] == {"TCGA_CS_5396_1": 0.4}
+    assert row["hard"] == {"TCGA_CS_5396_1": 0.4, "TCGA_DU_7299_2": 0.6} and row["hard_mean"] == pytest.approx(0.5)
+    assert row["small_n"] == 2 and row["small_mean"] == pytest.approx((0.9 + 0.7) / 2)  # P3, P4: the 2 smallest
+    assert row["flair_mean"] == pytest.approx(4.0 / 6) and row["flair_gap"] == pytest.approx(0.4 / 6)
+    assert (row["test_mean"], row["test_median"]) == (0.81, 0.86)
+    assert rf.figures(scores, hard=("P5",), n_small=1)["hard_mean"] == pytest.approx(0.8)
+    assert rf.figures(scores, n_small=1)["small_mean"] == pytest.approx(0.9)
+
+
+def test_paired_against_a_base_at_each_runs_own_pair(tmp_path, rf, capsys):
+    base = write_run(tmp_path / "base", [0.5] * 6, [0.5] * 6, test=False)
+    run = write_run(tmp_path / "r1", [0.5, 0.7, 0.5, 0.45, 0.5, 0.5], [0.5] * 6)
+    paired = rf.paired_against(rf.load_run(run), rf.load_run(base), tolerance=0.01)
+    assert paired["dice"]["diff_mean"] == pytest.approx(0.15 / 6)
+    assert (paired["dice"]["better"], paired["dice"]["worse"]) == (1, 1)
+    assert paired["flair_only"]["diff_mean"] == 0.0 and paired["flair_only"]["same"] == 6
+    out_csv = tmp_path / "figures.csv"
+    assert rf.main([str(run), "--base", str(base), "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "r1: cv's pair 0.6 / keep 0.5, 6 patients out of fold" in out
+    assert "vs base (3 sequences, 6 patients): +0.025" in out and "1 better / 1 worse by > 0.01" in out
+    assert "test split (ensemble): 0.810 / 0.860" in out
+    table = pd.read_csv(out_csv)
+    assert list(table["run"]) == ["r1"] and table.loc[0, "dice_vs_base"] == pytest.approx(0.025)
+    assert rf.main([str(base)]) == 0 and "test split" not in capsys.readouterr().out  # no test evaluated
+
+
+def test_a_run_without_cv_is_a_clear_error(tmp_path, rf, capsys):
+    (tmp_path / "r0").mkdir()
+    assert rf.main([str(tmp_path / "r0")]) == 1
+    err = capsys.readouterr().err
+    assert "r0/eval/cv/summary.json: missing" in err and "mri_seg.pipelines.cv" in err
+
+
+def test_the_chosen_column_exists_or_the_error_names_it(tmp_path, rf):
+    run = write_run(tmp_path / "r1", [0.5] * 6, [0.5] * 6)
+    patients = pd.read_csv(run / "eval" / "cv" / "patients.csv").drop(columns=["dice_at_0.6_keep_0.5"])
+    patients.to_csv(run / "eval" / "cv" / "patients.csv", index=False)
+    with pytest.raises(ValueError, match="no column 'dice_at_0.6_keep_0.5'"):
+        rf.load_run(run)
