@@ -2,6 +2,7 @@
 
     python benchmarks/run_figures.py RUN [RUN ...] [--base BASE] [--hard TCGA_CS_5396 ...] [--small 11]
         [--tolerance 0.01] [--csv OUT.csv]
+    python benchmarks/run_figures.py --pair BASE_SEED0 RUN_SEED0 --pair BASE_SEED1 RUN_SEED1 ...
 
 RUN is a run directory after ``cv`` (and, for the test row, ``evaluate``). Every figure is read at
 the pair (threshold, keep ratio) that ``cv`` chose out of fold, the one the deliverable ships
@@ -19,6 +20,8 @@ the pair (threshold, keep ratio) that ``cv`` chose out of fold, the one the deli
 With ``--base``, each run's per-patient Dice (and FLAIR-only Dice) minus the base's, each at its own
 chosen pair: the mean difference with a paired 95% bootstrap CI and how many patients are better /
 worse by more than ``--tolerance`` (benchmarks/compare_evals.py compares one column of two folders).
+``--pair BASE RUN`` (repeated: one per seed) pairs each RUN with its own BASE and pools the
+differences of every pair into one figure: a change measured over several seeds.
 """
 
 from __future__ import annotations
@@ -134,17 +137,30 @@ def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None
     return row
 
 
-def paired_against(scores: RunScores, base: RunScores, tolerance: float) -> dict[str, dict]:
-    """Per-patient differences run - base (3 sequences, and FLAIR-only where both have it), each at its own pair."""
-    out = {}
-    pairs = [("dice", scores.dice, base.dice)]
+def paired_tables(scores: RunScores, base: RunScores) -> dict[str, pd.DataFrame]:
+    """Per patient ``a`` (base), ``b`` (run) and ``diff`` = b - a: 3 sequences (``dice``) and, where both
+    runs have it, FLAIR-only (``flair_only``), each run at its own chosen pair."""
+    pairs = {"dice": (base.dice, scores.dice)}
     if scores.flair is not None and base.flair is not None:
-        pairs.append(("flair_only", scores.flair, base.flair))
-    for name, b, a in pairs:
+        pairs["flair_only"] = (base.flair, scores.flair)
+    tables = {}
+    for name, (a, b) in pairs.items():
         both = pd.DataFrame({"a": a, "b": b}).dropna()
         both["diff"] = both["b"] - both["a"]
-        out[name] = comparison(both, tolerance)
-    return out
+        tables[name] = both
+    return tables
+
+
+def paired_against(scores: RunScores, base: RunScores, tolerance: float) -> dict[str, dict]:
+    """:func:`paired_tables` summarised: mean difference, its paired bootstrap CI, better / worse counts."""
+    return {name: comparison(both, tolerance) for name, both in paired_tables(scores, base).items()}
+
+
+def pooled(pairs: list[tuple[RunScores, RunScores]], tolerance: float) -> dict[str, dict]:
+    """Every (run, base) pair's per-patient differences in one sample (each patient once per pair)."""
+    tables = [paired_tables(run, base) for base, run in pairs]
+    names = [name for name in ("dice", "flair_only") if all(name in t for t in tables)]
+    return {name: comparison(pd.concat([t[name] for t in tables], ignore_index=True), tolerance) for name in names}
 
 
 def format_row(row: dict) -> str:
@@ -181,16 +197,23 @@ def format_paired(name: str, base: str, paired: dict[str, dict], tolerance: floa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories after cv")
+    parser.add_argument("runs", nargs="*", type=Path, help="run directories after cv")
     parser.add_argument("--base", type=Path, help="pair every run against this run, patient by patient")
+    parser.add_argument(
+        "--pair", nargs=2, action="append", type=Path, default=[], metavar=("BASE", "RUN"),
+        help="pair RUN with its own BASE (repeat per seed); the differences of all pairs are also pooled",
+    )  # fmt: skip
     parser.add_argument("--hard", nargs="+", default=list(HARD), help="patient-id prefixes reported as their own row")
     parser.add_argument("--small", type=int, help="the N smallest tumours as their own row (default: a third)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="better / worse means by more than this")
     parser.add_argument("--csv", type=Path, help="also write one row per run to this CSV")
     args = parser.parse_args(argv)
+    if not args.runs and not args.pair:
+        parser.error("name at least one run, or --pair BASE RUN")
     try:
         base = load_run(args.base) if args.base else None
         runs = [load_run(run) for run in args.runs]
+        pairs = [(load_run(b), load_run(r)) for b, r in args.pair]
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -203,7 +226,17 @@ def main(argv: list[str] | None = None) -> int:
             print(format_paired(scores.name, base.name, paired, args.tolerance))
             row.update({f"{k}_vs_base": v["diff_mean"] for k, v in paired.items()})
         rows.append(row)
-    if args.csv:
+    for pair_base, pair_run in pairs:
+        print(f"{pair_run.name} vs its base:")
+        print(
+            format_paired(
+                pair_run.name, pair_base.name, paired_against(pair_run, pair_base, args.tolerance), args.tolerance
+            )
+        )
+    if len(pairs) > 1:
+        print(f"pooled over {len(pairs)} pairs:")
+        print(format_paired("pooled", "each base", pooled(pairs, args.tolerance), args.tolerance))
+    if args.csv and rows:
         table = pd.DataFrame(rows).drop(columns=["below_half", "hard", "flair_pair"])
         atomic_write_text(args.csv, table.to_csv(index=False))
         print(f"-> {args.csv}")

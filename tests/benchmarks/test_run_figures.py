@@ -93,3 +93,22 @@ def test_the_chosen_column_exists_or_the_error_names_it(tmp_path, rf):
     patients.to_csv(run / "eval" / "cv" / "patients.csv", index=False)
     with pytest.raises(ValueError, match="no column 'dice_at_0.6_keep_0.5'"):
         rf.load_run(run)
+
+
+def test_pairs_of_seeds_are_pooled_patient_by_patient(tmp_path, rf, capsys):
+    base0 = write_run(tmp_path / "base0", [0.5] * 6, [0.5] * 6)
+    run0 = write_run(tmp_path / "run0", [0.6] * 6, [0.5] * 6)  # +0.1 for every patient
+    base1 = write_run(tmp_path / "base1", [0.5] * 6, [0.5] * 6)
+    run1 = write_run(tmp_path / "run1", [0.5, 0.5, 0.5, 0.5, 0.5, 0.2], [0.4] * 6)  # -0.3 for one
+    pairs = [(rf.load_run(base0), rf.load_run(run0)), (rf.load_run(base1), rf.load_run(run1))]
+    pooled = rf.pooled(pairs, tolerance=0.01)
+    assert pooled["dice"]["n"] == 12 and pooled["dice"]["diff_mean"] == pytest.approx((0.6 - 0.3) / 12)
+    assert (pooled["dice"]["better"], pooled["dice"]["worse"], pooled["dice"]["same"]) == (6, 1, 5)
+    assert pooled["flair_only"]["diff_mean"] == pytest.approx(-0.05)
+    args = ["--pair", str(base0), str(run0), "--pair", str(base1), str(run1)]
+    assert rf.main(args) == 0
+    out = capsys.readouterr().out
+    assert "run0 vs its base:" in out and "pooled over 2 pairs:" in out
+    assert "vs each base (3 sequences, 12 patients): +0.025" in out
+    with pytest.raises(SystemExit):
+        rf.main([])  # neither a run nor a pair
