@@ -190,6 +190,10 @@ class LesionFaintConfig:
         "width in pixels (at the training size) of the ring of tissue around the tumour whose median FLAIR it fades to",
     )  # fmt: skip
     min_pixels: int = setting(40, COUNT, "only a slice whose tumour has at least this many pixels fades")
+    in_flair_only: bool = setting(
+        False, Flag(),
+        "also fade FLAIR-only slices (augment.missing_sequence_p), where no T1 sequence shows the faded tumour",
+    )  # fmt: skip
 
 
 @dataclass

@@ -18,7 +18,8 @@ dataset, not in this per-slice pipeline). Then two stages:
   factor, FLAIR unchanged: enhancing, dark or unchanged T1 inside a FLAIR lesion;
 * a faint tumour (:class:`LesionFaint`, ``augment.lesion_faint``, off by default): FLAIR inside
   the tumour (or a smooth part of it) faded towards the median of the brain around it, its texture
-  kept: the large tumours FLAIR shows only faintly;
+  kept: the large tumours FLAIR shows only faintly (applied after the missing-sequence simulation
+  below, so FLAIR's copies fade with it; FLAIR-only slices only with ``in_flair_only``);
 * skull stripping (:class:`SkullStrip`, ``augment.skull_strip``, off by default): everything
   outside a head mask derived from the slice itself (Otsu, closing, largest component,
   holes filled), eroded by a random depth, set to background (0) in every channel, as other
@@ -246,8 +247,11 @@ class LesionFaint(A.DualTransform):
     With ``ref`` the median FLAIR of a ``ring`` of tissue around the tumour, FLAIR inside becomes
     ``ref + (x - ref) * f`` (``f`` drawn from ``fade``), so its texture stays and its contrast drops:
     the large tumours that FLAIR shows only faintly, which the models find in part (TCGA_CS_5396,
-    docs/accuracy.md). Each stacked slice's FLAIR gets the same weights with its own ``ref``; the other
-    sequences and the mask are unchanged.
+    docs/accuracy.md). Each stacked slice's FLAIR gets the same weights with its own ``ref``; a
+    sequence that is a copy of FLAIR (a missing one, :class:`ReplaceWithFlair`, which runs before this)
+    fades with it, the other sequences and the mask are unchanged. With ``in_flair_only`` false a
+    FLAIR-only slice (every sequence a copy of FLAIR) is left as it is: nothing would show the faded
+    tumour, and the models would learn to call tissue that looks like brain.
     """
 
     def __init__(
@@ -258,6 +262,7 @@ class LesionFaint(A.DualTransform):
         flair_channel: int = FLAIR_CHANNEL,
         channels_per_slice: int = 3,
         min_pixels: int = 40,
+        in_flair_only: bool = True,
         p: float = 0.3,
     ):
         super().__init__(p=p)
@@ -267,6 +272,7 @@ class LesionFaint(A.DualTransform):
         self.flair_channel = flair_channel
         self.channels_per_slice = channels_per_slice
         self.min_pixels = int(min_pixels)
+        self.in_flair_only = bool(in_flair_only)
 
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
         mask = data.get("mask")
@@ -285,11 +291,13 @@ class LesionFaint(A.DualTransform):
     ) -> np.ndarray:  # fmt: skip
         if weight is None or ring is None:
             return img
+        copies = self._flair_copies(img)
+        if not self.in_flair_only and copies and all(len(c) == self.channels_per_slice - 1 for c in copies.values()):
+            return img  # a FLAIR-only slice: no sequence would show the faded tumour
         box = _bounding_box(weight)
         w = weight[box]
         out = img.copy()
-        flair = [self.flair_channel] if img.ndim == 2 else range(self.flair_channel, img.shape[-1], self.channels_per_slice)
-        for c in flair:
+        for c in copies if img.ndim == 3 else [self.flair_channel]:
             plane = img if img.ndim == 2 else img[..., c]
             around = plane[ring & (plane > 0)]
             if around.size == 0:
@@ -301,7 +309,19 @@ class LesionFaint(A.DualTransform):
             if img.ndim == 2:
                 out[box] = faded
             else:
-                out[box[0], box[1], c] = faded
+                out[box[0], box[1], [c, *copies[c]]] = faded[..., None]  # FLAIR and its copies alike
+        return out
+
+    def _flair_copies(self, img: np.ndarray) -> dict[int, list[int]]:
+        """Each stacked slice's FLAIR channel -> that slice's other channels that equal it (missing sequences)."""
+        if img.ndim == 2:
+            return {}
+        per_slice = self.channels_per_slice
+        out = {}
+        for first in range(0, img.shape[-1] - per_slice + 1, per_slice):
+            flair = first + self.flair_channel
+            others = [first + c for c in range(per_slice) if c != self.flair_channel]
+            out[flair] = [c for c in others if np.array_equal(img[..., c], img[..., flair])]
         return out
 
     def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
@@ -427,14 +447,6 @@ def _geometric(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
                 p=cfg.lesion_t1.p,
             )
         )
-    if cfg.lesion_faint.p > 0:
-        faint = cfg.lesion_faint
-        out.append(
-            LesionFaint(
-                fade=faint.fade, patchy=faint.patchy, ring=faint.ring, channels_per_slice=channels_per_slice,
-                min_pixels=faint.min_pixels, p=faint.p,
-            )
-        )
     if cfg.skull_strip.p > 0:  # last: what it removes stays background through the intensity transforms
         out.append(SkullStrip(erode=cfg.skull_strip.erode, channels_per_slice=channels_per_slice, p=cfg.skull_strip.p))
     return out
@@ -447,6 +459,14 @@ def _intensity(cfg: AugmentConfig, channels_per_slice: int = 3) -> list[A.BasicT
         share = None if cfg.flair_only_share == "uniform" else float(cfg.flair_only_share)
         out.append(
             ReplaceWithFlair(channels_per_slice=channels_per_slice, flair_only_share=share, p=cfg.missing_sequence_p)
+        )
+    if cfg.lesion_faint.p > 0:  # after the missing sequences: it fades FLAIR's copies too and sees FLAIR-only slices
+        faint = cfg.lesion_faint
+        out.append(
+            LesionFaint(
+                fade=faint.fade, patchy=faint.patchy, ring=faint.ring, channels_per_slice=channels_per_slice,
+                min_pixels=faint.min_pixels, in_flair_only=faint.in_flair_only, p=faint.p,
+            )
         )
     if it.p > 0:
         out.append(
@@ -502,7 +522,7 @@ class Augmenter:
             name == SkullStrip.__name__ and params.get("keep") is not None for name, params in out["applied_transforms"]
         )  # a per-volume normalisation must then use the stripped volume's statistics, as inference of such a scan does
         background = image == 0
-        out = self.intensity(image=image)
+        out = self.intensity(image=image, mask=mask)  # the mask: where LesionFaint fades (unchanged by all of them)
         image = out["image"]
         self.replaced_sequences = [
             c

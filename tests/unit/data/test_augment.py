@@ -356,13 +356,54 @@ def test_lesion_faint_patchy_fades_part_of_the_tumour_and_skips_small_or_no_tumo
 def test_lesion_faint_is_off_by_default_and_built_from_config() -> None:
     from mri_seg.data.augment import LesionFaint
 
-    assert not any(isinstance(t, LesionFaint) for t in Augmenter(AugmentConfig(), seed=0).geometric.transforms)
+    assert not any(isinstance(t, LesionFaint) for t in Augmenter(AugmentConfig(), seed=0).intensity.transforms)
     cfg = load_config(None, ["augment.lesion_faint.p=0.3", "augment.lesion_faint.fade=[0.2,0.6]",
                              "augment.lesion_faint.ring=7"]).augment  # fmt: skip
-    built = [t for t in Augmenter(cfg, seed=0, channels_per_slice=3).geometric.transforms if isinstance(t, LesionFaint)]
-    assert len(built) == 1 and built[0].p == 0.3 and built[0].fade == (0.2, 0.6) and built[0].ring == 7
+    built = Augmenter(cfg, seed=0, channels_per_slice=3).intensity.transforms
+    faint = [t for t in built if isinstance(t, LesionFaint)]
+    assert len(faint) == 1 and faint[0].p == 0.3 and faint[0].fade == (0.2, 0.6) and faint[0].ring == 7
+    assert faint[0].in_flair_only is False  # the default: FLAIR-only slices stay as they are
+    names = [type(t).__name__ for t in built]
+    assert names.index("ReplaceWithFlair") < names.index("LesionFaint")  # after the missing sequences
     with pytest.raises(ValueError, match="lesion_faint.fade"):
         load_config(None, ["augment.lesion_faint.fade=[0.8,0.2]"])
+
+
+def test_lesion_faint_fades_flairs_copies_and_leaves_flair_only_slices_unless_asked() -> None:
+    import albumentations as A
+
+    from mri_seg.data.augment import LesionFaint
+
+    image, mask = _bright_tumour_slice()
+    one_missing = image.copy()
+    one_missing[..., 2::3] = image[..., 1::3]  # pre-contrast missing: a copy of FLAIR in each stacked slice
+    out = A.Compose([LesionFaint(fade=(0.25, 0.25), patchy=0.0, in_flair_only=False, p=1.0)], seed=0, strict=True)(
+        image=one_missing, mask=mask
+    )["image"]
+    np.testing.assert_array_equal(out[48, 48, 1::3], [125, 115, 130])  # FLAIR faded as before
+    np.testing.assert_array_equal(out[..., 2::3], out[..., 1::3])  # its copy faded alike: still a copy
+    np.testing.assert_array_equal(out[..., 0::3], image[..., 0::3])  # post-contrast (present) untouched
+    flair_only = image.copy()
+    flair_only[..., 0::3] = image[..., 1::3]
+    flair_only[..., 2::3] = image[..., 1::3]
+    skip = A.Compose([LesionFaint(fade=(0.25, 0.25), patchy=0.0, in_flair_only=False, p=1.0)], seed=0, strict=True)
+    np.testing.assert_array_equal(skip(image=flair_only, mask=mask)["image"], flair_only)  # nothing shows it: left
+    fade = A.Compose([LesionFaint(fade=(0.25, 0.25), patchy=0.0, in_flair_only=True, p=1.0)], seed=0, strict=True)
+    faded = fade(image=flair_only, mask=mask)["image"]
+    np.testing.assert_array_equal(faded[48, 48], np.repeat([125, 115, 130], 3))  # every channel, per stacked slice
+
+
+def test_the_augmenter_fades_after_the_missing_sequences() -> None:
+    cfg = load_config(None, ["augment.lesion_faint.p=1.0", "augment.lesion_faint.fade=[0.25,0.25]",
+                             "augment.lesion_faint.patchy=0.0", "augment.missing_sequence_p=1.0",
+                             "augment.flair_only_share=0.0", "augment.intensity.p=0.0", "augment.affine.p=0.0",
+                             "augment.hflip_p=0.0", "augment.lesion.p=0.0", "augment.lesion_t1.p=0.0"]).augment  # fmt: skip
+    image, mask = _bright_tumour_slice()
+    out, out_mask = Augmenter(cfg, seed=0, channels_per_slice=3)(image, mask)
+    np.testing.assert_array_equal(out[48, 48, 1::3], [125, 115, 130])  # faded
+    replaced = [c for c in (0, 2) if np.array_equal(out[..., c], out[..., 1])]
+    assert len(replaced) == 1  # one sequence missing (flair_only_share 0), and its copy of FLAIR faded too
+    np.testing.assert_array_equal(out_mask, mask)
 
 
 def _head_slice(size: int = 64, channels: int = 3) -> tuple[np.ndarray, np.ndarray]:
