@@ -262,7 +262,7 @@ class LesionFaint(A.DualTransform):
         flair_channel: int = FLAIR_CHANNEL,
         channels_per_slice: int = 3,
         min_pixels: int = 40,
-        in_flair_only: bool = True,
+        in_flair_only: bool = False,
         p: float = 0.3,
     ):
         super().__init__(p=p)
