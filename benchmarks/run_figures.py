@@ -47,6 +47,8 @@ from mri_seg.utils.atomic import atomic_write_text  # noqa: E402
 
 # The five dev patients every run of issue 19 missed in part (docs/accuracy.md, "Where the recipe fails").
 HARD = ("TCGA_CS_5396", "TCGA_CS_5397", "TCGA_CS_6666", "TCGA_DU_5872", "TCGA_DU_7299")
+# The rows of a paired comparison, in the order they print.
+LABELS = {"dice": "3 sequences", "hard": "hard patients", "small": "small tumours", "flair_only": "FLAIR-only"}
 
 
 @dataclass
@@ -107,7 +109,7 @@ def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None
     dice = scores.dice
     low, high = bootstrap_mean_ci(dice.to_numpy(float))
     n_small = len(dice) // 3 if n_small is None else n_small
-    small = scores.volume.loc[dice.index].nsmallest(n_small).index
+    small = small_patients(scores, n_small)
     hard_ids = hard_patients(dice.index, hard)
     row = {
         "run": scores.name,
@@ -137,29 +139,47 @@ def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None
     return row
 
 
-def paired_tables(scores: RunScores, base: RunScores) -> dict[str, pd.DataFrame]:
-    """Per patient ``a`` (base), ``b`` (run) and ``diff`` = b - a: 3 sequences (``dice``) and, where both
+def small_patients(scores: RunScores, n_small: int | None = None) -> pd.Index:
+    """The ``n_small`` smallest true tumours among the scored patients (default: a third of them)."""
+    n_small = len(scores.dice) // 3 if n_small is None else n_small
+    return scores.volume.loc[scores.dice.index].nsmallest(n_small).index
+
+
+def paired_tables(
+    scores: RunScores, base: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per patient ``a`` (base), ``b`` (run) and ``diff`` = b - a: 3 sequences (``dice``), its hard patients
+    (``hard``) and small tumours (``small``, by the base's true volumes) as their own rows, and, where both
     runs have it, FLAIR-only (``flair_only``), each run at its own chosen pair."""
-    pairs = {"dice": (base.dice, scores.dice)}
+    both = pd.DataFrame({"a": base.dice, "b": scores.dice}).dropna()
+    both["diff"] = both["b"] - both["a"]
+    tables = {"dice": both}
+    hard_ids = hard_patients(both.index, hard)
+    if hard_ids:
+        tables["hard"] = both.loc[hard_ids]
+    small = small_patients(base, n_small).intersection(both.index)
+    if len(small):
+        tables["small"] = both.loc[small]
     if scores.flair is not None and base.flair is not None:
-        pairs["flair_only"] = (base.flair, scores.flair)
-    tables = {}
-    for name, (a, b) in pairs.items():
-        both = pd.DataFrame({"a": a, "b": b}).dropna()
-        both["diff"] = both["b"] - both["a"]
-        tables[name] = both
+        flair = pd.DataFrame({"a": base.flair, "b": scores.flair}).dropna()
+        flair["diff"] = flair["b"] - flair["a"]
+        tables["flair_only"] = flair
     return tables
 
 
-def paired_against(scores: RunScores, base: RunScores, tolerance: float) -> dict[str, dict]:
+def paired_against(
+    scores: RunScores, base: RunScores, tolerance: float, hard: tuple[str, ...] = HARD, n_small: int | None = None
+) -> dict[str, dict]:
     """:func:`paired_tables` summarised: mean difference, its paired bootstrap CI, better / worse counts."""
-    return {name: comparison(both, tolerance) for name, both in paired_tables(scores, base).items()}
+    return {name: comparison(t, tolerance) for name, t in paired_tables(scores, base, hard, n_small).items()}
 
 
-def pooled(pairs: list[tuple[RunScores, RunScores]], tolerance: float) -> dict[str, dict]:
+def pooled(
+    pairs: list[tuple[RunScores, RunScores]], tolerance: float, hard: tuple[str, ...] = HARD, n_small: int | None = None
+) -> dict[str, dict]:
     """Every (run, base) pair's per-patient differences in one sample (each patient once per pair)."""
-    tables = [paired_tables(run, base) for base, run in pairs]
-    names = [name for name in ("dice", "flair_only") if all(name in t for t in tables)]
+    tables = [paired_tables(run, base, hard, n_small) for base, run in pairs]
+    names = [name for name in LABELS if all(name in t for t in tables)]
     return {name: comparison(pd.concat([t[name] for t in tables], ignore_index=True), tolerance) for name in names}
 
 
@@ -187,7 +207,7 @@ def format_row(row: dict) -> str:
 def format_paired(name: str, base: str, paired: dict[str, dict], tolerance: float) -> str:
     lines = []
     for what, c in paired.items():
-        label = "3 sequences" if what == "dice" else "FLAIR-only"
+        label = LABELS[what]
         lines.append(
             f"  vs {base} ({label}, {c['n']} patients): {c['diff_mean']:+.3f} ({c['diff_ci_low']:+.3f}..{c['diff_ci_high']:+.3f}), "
             f"{c['better']} better / {c['worse']} worse by > {tolerance:g}"
@@ -217,25 +237,23 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    hard = tuple(args.hard)
     rows = []
     for scores in runs:
-        row = figures(scores, tuple(args.hard), args.small)
+        row = figures(scores, hard, args.small)
         print(format_row(row))
         if base is not None:
-            paired = paired_against(scores, base, args.tolerance)
+            paired = paired_against(scores, base, args.tolerance, hard, args.small)
             print(format_paired(scores.name, base.name, paired, args.tolerance))
             row.update({f"{k}_vs_base": v["diff_mean"] for k, v in paired.items()})
         rows.append(row)
     for pair_base, pair_run in pairs:
         print(f"{pair_run.name} vs its base:")
-        print(
-            format_paired(
-                pair_run.name, pair_base.name, paired_against(pair_run, pair_base, args.tolerance), args.tolerance
-            )
-        )
+        paired = paired_against(pair_run, pair_base, args.tolerance, hard, args.small)
+        print(format_paired(pair_run.name, pair_base.name, paired, args.tolerance))
     if len(pairs) > 1:
         print(f"pooled over {len(pairs)} pairs:")
-        print(format_paired("pooled", "each base", pooled(pairs, args.tolerance), args.tolerance))
+        print(format_paired("pooled", "each base", pooled(pairs, args.tolerance, hard, args.small), args.tolerance))
     if args.csv and rows:
         table = pd.DataFrame(rows).drop(columns=["below_half", "hard", "flair_pair"])
         atomic_write_text(args.csv, table.to_csv(index=False))

@@ -69,11 +69,19 @@ def test_paired_against_a_base_at_each_runs_own_pair(tmp_path, rf, capsys):
     assert paired["dice"]["diff_mean"] == pytest.approx(0.15 / 6)
     assert (paired["dice"]["better"], paired["dice"]["worse"]) == (1, 1)
     assert paired["flair_only"]["diff_mean"] == 0.0 and paired["flair_only"]["same"] == 6
+    # the hard patients (TCGA_CS_5396 +0, TCGA_DU_7299 +0.2) and the 2 smallest tumours (P3 +0, P4 -0.05)
+    assert paired["hard"]["n"] == 2 and paired["hard"]["diff_mean"] == pytest.approx(0.1)
+    assert paired["small"]["n"] == 2 and paired["small"]["diff_mean"] == pytest.approx(-0.025)
+    assert list(paired) == ["dice", "hard", "small", "flair_only"]
+    only_p5 = rf.paired_against(rf.load_run(run), rf.load_run(base), 0.01, hard=("P5",), n_small=1)
+    assert only_p5["hard"]["n"] == 1 and only_p5["small"]["n"] == 1 and only_p5["small"]["diff_mean"] == 0.0
+    assert "hard" not in rf.paired_against(rf.load_run(run), rf.load_run(base), 0.01, hard=("NOBODY",))
     out_csv = tmp_path / "figures.csv"
     assert rf.main([str(run), "--base", str(base), "--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
     assert "r1: cv's pair 0.6 / keep 0.5, 6 patients out of fold" in out
     assert "vs base (3 sequences, 6 patients): +0.025" in out and "1 better / 1 worse by > 0.01" in out
+    assert "vs base (hard patients, 2 patients): +0.100" in out and "vs base (small tumours, 2 patients): -0.025" in out
     assert "test split (ensemble): 0.810 / 0.860" in out
     table = pd.read_csv(out_csv)
     assert list(table["run"]) == ["r1"] and table.loc[0, "dice_vs_base"] == pytest.approx(0.025)
@@ -105,6 +113,9 @@ def test_pairs_of_seeds_are_pooled_patient_by_patient(tmp_path, rf, capsys):
     assert pooled["dice"]["n"] == 12 and pooled["dice"]["diff_mean"] == pytest.approx((0.6 - 0.3) / 12)
     assert (pooled["dice"]["better"], pooled["dice"]["worse"], pooled["dice"]["same"]) == (6, 1, 5)
     assert pooled["flair_only"]["diff_mean"] == pytest.approx(-0.05)
+    # P6 (-0.3 in run1) is neither hard nor small: those rows pool run0's +0.1 with run1's 0
+    assert pooled["hard"]["n"] == 4 and pooled["hard"]["diff_mean"] == pytest.approx(0.05)
+    assert pooled["small"]["n"] == 4 and pooled["small"]["diff_mean"] == pytest.approx(0.05)
     args = ["--pair", str(base0), str(run0), "--pair", str(base1), str(run1)]
     assert rf.main(args) == 0
     out = capsys.readouterr().out
