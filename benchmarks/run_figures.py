@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,8 @@ from compare_evals import comparison  # noqa: E402
 
 from mri_seg.evaluation.scoring import sweep_column  # noqa: E402
 from mri_seg.metrics import bootstrap_mean_ci  # noqa: E402
-from mri_seg.utils.atomic import atomic_write_text  # noqa: E402
+from mri_seg.reports.plots import paired_differences_png  # noqa: E402
+from mri_seg.utils.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 # The five dev patients every run of issue 19 missed in part (docs/accuracy.md, "Where the recipe fails").
 HARD = ("TCGA_CS_5396", "TCGA_CS_5397", "TCGA_CS_6666", "TCGA_DU_5872", "TCGA_DU_7299")
@@ -183,6 +185,30 @@ def pooled(
     return {name: comparison(pd.concat([t[name] for t in tables], ignore_index=True), tolerance) for name in names}
 
 
+def differences_table(pairs: list[tuple[RunScores, RunScores]], hard: tuple[str, ...] = HARD) -> pd.DataFrame:
+    """One row per patient and (base, run) pair: the pair's label, true volume, 3-sequence difference, hard."""
+    frames = []
+    for base, run in pairs:
+        table = paired_tables(run, base, hard)["dice"]
+        frames.append(pd.DataFrame({
+            "pair": f"{run.name} vs {base.name}",
+            "patient_id": table.index,
+            "true_volume": base.volume.loc[table.index].to_numpy(float),
+            "diff": table["diff"].to_numpy(float),
+            "hard": [p in set(hard_patients(table.index, hard)) for p in table.index],
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def small_boundary(scores: RunScores, n_small: int | None = None) -> float | None:
+    """A volume between the largest small tumour and the next one (geometric mean), for the plot's line."""
+    volumes = np.sort(scores.volume.loc[scores.dice.index].to_numpy(float))
+    n_small = len(volumes) // 3 if n_small is None else n_small
+    if not 0 < n_small < len(volumes):
+        return None
+    return float(np.sqrt(volumes[n_small - 1] * volumes[n_small]))
+
+
 def format_row(row: dict) -> str:
     below = ", ".join(f"{p} {v:.3f}" for p, v in row["below_half"].items()) or "none"
     hard = " ".join(f"{p[5:12]} {v:.2f}" for p, v in row["hard"].items())
@@ -227,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, help="the N smallest tumours as their own row (default: a third)")
     parser.add_argument("--tolerance", type=float, default=0.01, help="better / worse means by more than this")
     parser.add_argument("--csv", type=Path, help="also write one row per run to this CSV")
+    parser.add_argument("--plot", type=Path, help="write the per-patient differences against tumour size (PNG)")
     args = parser.parse_args(argv)
     if not args.runs and not args.pair:
         parser.error("name at least one run, or --pair BASE RUN")
@@ -254,6 +281,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(pairs) > 1:
         print(f"pooled over {len(pairs)} pairs:")
         print(format_paired("pooled", "each base", pooled(pairs, args.tolerance, hard, args.small), args.tolerance))
+    if args.plot:
+        compared = [(base, scores) for scores in runs] if base is not None else []
+        compared += pairs
+        if not compared:
+            print("error: --plot needs --base or --pair", file=sys.stderr)
+            return 1
+        png = paired_differences_png(differences_table(compared, hard), small_boundary(compared[0][0], args.small))
+        atomic_write_bytes(args.plot, png)
+        print(f"-> {args.plot}")
     if args.csv and rows:
         table = pd.DataFrame(rows).drop(columns=["below_half", "hard", "flair_pair"])
         atomic_write_text(args.csv, table.to_csv(index=False))

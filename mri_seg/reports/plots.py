@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 TRUE_COLOUR = "#00e000"  # green: ground-truth contour
 PRED_COLOUR = "#ff2a2a"  # red: predicted contour
@@ -153,4 +153,40 @@ def uncertainty_vs_dice_png(patients: pd.DataFrame, threshold: float, review: di
         title += f" (Spearman {rho:.2f}, n={len(dice)})"
     ax.set_title(title, fontsize=10)
     ax.legend(loc="lower left", fontsize=8)
+    return _png(fig)
+
+
+PAIR_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")  # one per pair (seed)
+HARD_COLOUR = "#000000"  # black ring: a hard patient
+
+
+def paired_differences_png(differences: pd.DataFrame, small_below: float | None = None) -> bytes:
+    """Per-patient differences (run - base) against true tumour volume, one colour per pair of runs.
+
+    ``differences`` has columns ``pair`` (a label per run/base pair, e.g. a seed), ``true_volume``,
+    ``diff`` and ``hard`` (bool: ringed in black). ``small_below`` draws the small-tumour boundary, so a
+    change that trades the small tumours for the large ones shows as points below 0 on its left.
+    """
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot()
+    for i, (label, rows) in enumerate(differences.groupby("pair", sort=False)):
+        colour = PAIR_COLOURS[i % len(PAIR_COLOURS)]
+        mean = float(rows["diff"].mean())
+        ax.scatter(_column(rows, "true_volume"), _column(rows, "diff"), s=18, color=colour, alpha=0.8,
+                   label=f"{label} (mean {mean:+.3f})")  # fmt: skip
+        hard = rows[rows["hard"].astype(bool)]
+        ax.scatter(_column(hard, "true_volume"), _column(hard, "diff"), s=70, facecolors="none",
+                   edgecolors=HARD_COLOUR, linewidths=1.0)  # fmt: skip
+    ax.axhline(0.0, color="0.4", linewidth=0.8)
+    if small_below is not None:
+        ax.axvline(small_below, color="0.4", linestyle="--", linewidth=0.8)
+        ax.text(small_below, ax.get_ylim()[1], " small tumours ←", ha="right", va="top", fontsize=8, color="0.3")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    volume_axis(ax.xaxis, log=True)
+    ax.set_xlabel("true tumour volume (pixels; log)")
+    ax.set_ylabel("Dice difference, run − base")
+    ax.set_title("Per patient, run against base (black rings: hard patients)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)

@@ -123,3 +123,20 @@ def test_pairs_of_seeds_are_pooled_patient_by_patient(tmp_path, rf, capsys):
     assert "vs each base (3 sequences, 12 patients): +0.025" in out
     with pytest.raises(SystemExit):
         rf.main([])  # neither a run nor a pair
+
+
+def test_plot_of_the_per_patient_differences(tmp_path, rf, capsys):
+    base = write_run(tmp_path / "base", [0.5] * 6, [0.5] * 6)
+    run = write_run(tmp_path / "r1", [0.5, 0.7, 0.5, 0.45, 0.5, 0.5], [0.5] * 6)
+    table = rf.differences_table([(rf.load_run(base), rf.load_run(run))])
+    assert list(table["pair"].unique()) == ["r1 vs base"] and len(table) == 6
+    row = table.set_index("patient_id").loc["TCGA_DU_7299_2"]
+    assert row["diff"] == pytest.approx(0.2) and row["true_volume"] == 5000 and bool(row["hard"])
+    assert not table.set_index("patient_id").loc["P4", "hard"]
+    # the 2 smallest are 100 and 200 pixels, the next 5000: the line between them
+    assert rf.small_boundary(rf.load_run(base)) == pytest.approx((200 * 5000) ** 0.5)
+    png = tmp_path / "diff.png"
+    assert rf.main([str(run), "--base", str(base), "--plot", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and f"-> {png}" in capsys.readouterr().out
+    assert rf.main([str(run), "--plot", str(tmp_path / "none.png")]) == 1  # nothing to compare
+    assert "--plot needs --base or --pair" in capsys.readouterr().err and not (tmp_path / "none.png").exists()

@@ -106,3 +106,24 @@ def test_volume_axis_ticks_read_as_thousands():
     assert 3 <= len(labels) <= 6 and "100,000" in labels
     formatter = ax.xaxis.get_major_formatter()
     assert formatter(12000, None) == "12,000" and formatter(1.5e6, None) == "1.5M"
+
+
+def _differences(pairs: int, hard: bool) -> pd.DataFrame:
+    rows = []
+    for k in range(pairs):
+        for i, volume in enumerate((2_000, 5_000, 20_000, 50_000)):
+            rows.append({"pair": f"r{k} vs b{k}", "true_volume": volume, "diff": 0.05 * (i - 1.5) + 0.1 * k, "hard": hard and i == 3})
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_one_colour_per_pair_hard_patients_ringed():
+    from mri_seg.reports.plots import HARD_COLOUR, PAIR_COLOURS, paired_differences_png
+
+    one = _image(paired_differences_png(_differences(1, hard=False)))
+    two = _image(paired_differences_png(_differences(2, hard=False), small_below=3_000))
+    assert _pixels_of(one, PAIR_COLOURS[0]) > 50 and _pixels_of(one, PAIR_COLOURS[1]) == 0
+    assert _pixels_of(two, PAIR_COLOURS[0]) > 50 and _pixels_of(two, PAIR_COLOURS[1]) > 50  # the second pair's own colour
+    ringed = _image(paired_differences_png(_differences(1, hard=True)))
+    assert ringed.shape == one.shape  # the same layout: the only change is the ring round the hard patient
+    darker = (one.astype(int) - ringed.astype(int)).sum(axis=-1) > 150
+    assert darker.sum() > 20 and _pixels_of(ringed[darker], HARD_COLOUR, tol=100) > 10
