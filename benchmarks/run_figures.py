@@ -153,8 +153,7 @@ def paired_tables(
     """Per patient ``a`` (base), ``b`` (run) and ``diff`` = b - a: 3 sequences (``dice``), its hard patients
     (``hard``) and small tumours (``small``, by the base's true volumes) as their own rows, and, where both
     runs have it, FLAIR-only (``flair_only``), each run at its own chosen pair."""
-    both = pd.DataFrame({"a": base.dice, "b": scores.dice}).dropna()
-    both["diff"] = both["b"] - both["a"]
+    both = _paired(base.dice, scores.dice)
     tables = {"dice": both}
     hard_ids = hard_patients(both.index, hard)
     if hard_ids:
@@ -163,10 +162,15 @@ def paired_tables(
     if len(small):
         tables["small"] = both.loc[small]
     if scores.flair is not None and base.flair is not None:
-        flair = pd.DataFrame({"a": base.flair, "b": scores.flair}).dropna()
-        flair["diff"] = flair["b"] - flair["a"]
-        tables["flair_only"] = flair
+        tables["flair_only"] = _paired(base.flair, scores.flair)
     return tables
+
+
+def _paired(a: pd.Series, b: pd.Series) -> pd.DataFrame:
+    """Patients scored in both: ``a``, ``b`` and ``diff`` = b - a."""
+    both = pd.DataFrame({"a": a, "b": b}).dropna()
+    both["diff"] = both["b"] - both["a"]
+    return both
 
 
 def paired_against(
@@ -195,7 +199,7 @@ def differences_table(pairs: list[tuple[RunScores, RunScores]], hard: tuple[str,
             "patient_id": table.index,
             "true_volume": base.volume.loc[table.index].to_numpy(float),
             "diff": table["diff"].to_numpy(float),
-            "hard": [p in set(hard_patients(table.index, hard)) for p in table.index],
+            "hard": table.index.isin(hard_patients(table.index, hard)),
         }))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
 

@@ -11,9 +11,12 @@ from matplotlib.figure import Figure
 from mri_seg.evaluation.scoring import MontageSlice
 from mri_seg.reports.plots import (
     DPI,
+    HARD_COLOUR,
+    PAIR_COLOURS,
     dice_by_patient_png,
     dice_vs_size_png,
     montage_png,
+    paired_differences_png,
     uncertainty_vs_dice_png,
     volume_axis,
     volume_scatter_png,
@@ -117,8 +120,6 @@ def _differences(pairs: int, hard: bool) -> pd.DataFrame:
 
 
 def test_paired_differences_one_colour_per_pair_hard_patients_ringed():
-    from mri_seg.reports.plots import HARD_COLOUR, PAIR_COLOURS, paired_differences_png
-
     one = _image(paired_differences_png(_differences(1, hard=False)))
     two = _image(paired_differences_png(_differences(2, hard=False), small_below=3_000))
     assert _pixels_of(one, PAIR_COLOURS[0]) > 50 and _pixels_of(one, PAIR_COLOURS[1]) == 0
