@@ -110,8 +110,8 @@ def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None
     """The run's row: every figure a section of docs/accuracy.md quotes for a run."""
     dice = scores.dice
     low, high = bootstrap_mean_ci(dice.to_numpy(float))
-    n_small = len(dice) // 3 if n_small is None else n_small
     small = small_patients(scores, n_small)
+    n_small = len(small)
     hard_ids = hard_patients(dice.index, hard)
     row = {
         "run": scores.name,
@@ -141,10 +141,14 @@ def figures(scores: RunScores, hard: tuple[str, ...] = HARD, n_small: int | None
     return row
 
 
+def small_count(n_patients: int, n_small: int | None) -> int:
+    """How many tumours count as small: ``n_small``, by default a third of the patients."""
+    return n_patients // 3 if n_small is None else n_small
+
+
 def small_patients(scores: RunScores, n_small: int | None = None) -> pd.Index:
     """The ``n_small`` smallest true tumours among the scored patients (default: a third of them)."""
-    n_small = len(scores.dice) // 3 if n_small is None else n_small
-    return scores.volume.loc[scores.dice.index].nsmallest(n_small).index
+    return scores.volume.loc[scores.dice.index].nsmallest(small_count(len(scores.dice), n_small)).index
 
 
 def paired_tables(
@@ -207,7 +211,7 @@ def differences_table(pairs: list[tuple[RunScores, RunScores]], hard: tuple[str,
 def small_boundary(scores: RunScores, n_small: int | None = None) -> float | None:
     """A volume between the largest small tumour and the next one (geometric mean), for the plot's line."""
     volumes = np.sort(scores.volume.loc[scores.dice.index].to_numpy(float))
-    n_small = len(volumes) // 3 if n_small is None else n_small
+    n_small = small_count(len(volumes), n_small)
     if not 0 < n_small < len(volumes):
         return None
     return float(np.sqrt(volumes[n_small - 1] * volumes[n_small]))
