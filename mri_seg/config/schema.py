@@ -323,6 +323,12 @@ class TrainConfig:
     tumour_oversample: float = setting(
         0.0, PROBABILITY, "target fraction of tumour slices per epoch; 0 = natural"
     )
+    tumour_patient_balance: float = setting(
+        0.0, PROBABILITY,
+        "how train.tumour_oversample's tumour draws are shared: 0 = each tumour slice alike (a patient's share grows "
+        "with its tumour's slices, so small tumours are drawn least); 1 = each patient with a tumour alike, over its "
+        "own tumour slices; in between, the mix (mri_seg/training/samplers.py)",
+    )  # fmt: skip
     loss: str = setting("dice_bce", OneOf(LOSSES), "training loss (see mri_seg/losses.py)")
     bce_weight: float = setting(
         1.0, NON_NEGATIVE, "weight of the pixel term: BCE (dice_bce, tversky_bce) or focal loss (dice_focal)"
@@ -630,5 +636,15 @@ def _topk_pixel_term(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _patient_balance_needs_oversampling(v: dict[str, Any]) -> str | None:
+    t = v["train"]
+    if t["tumour_patient_balance"] > 0 and t["tumour_oversample"] == 0:
+        return (f"config key train.tumour_patient_balance is {t['tumour_patient_balance']} with train.tumour_oversample "
+                "0; allowed: 0 (it shares the oversampled tumour draws; without oversampling there are none)")  # fmt: skip
+    return None
+
+
 # Checks that involve several keys, run once every key follows its own rule.
-CROSS_RULES: tuple[CrossRule, ...] = (_split_sum, _unet_levels, _loss_weights, _tversky_weights, _topk_pixel_term)
+CROSS_RULES: tuple[CrossRule, ...] = (
+    _split_sum, _unet_levels, _loss_weights, _tversky_weights, _topk_pixel_term, _patient_balance_needs_oversampling,
+)  # fmt: skip

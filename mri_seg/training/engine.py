@@ -572,8 +572,9 @@ def _loaders(
     train_ds: SliceDataset, val_ds: SliceDataset, cfg: Config, ctx: D.DistContext, device: torch.device
 ) -> tuple[DataLoader, DataLoader, TrainSampler]:
     sampler = build_train_sampler(
-        train_ds.has_tumour, cfg.train.tumour_oversample, ctx.world_size, ctx.rank, cfg.train.seed
-    )
+        train_ds.has_tumour, cfg.train.tumour_oversample, ctx.world_size, ctx.rank, cfg.train.seed,
+        patient_ids=train_ds.patient_ids, patient_balance=cfg.train.tumour_patient_balance,
+    )  # fmt: skip
     pin_memory, workers = device.type == "cuda", cfg.data.num_workers
     train_loader = DataLoader(
         train_ds,

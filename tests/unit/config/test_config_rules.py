@@ -138,6 +138,13 @@ def test_bce_topk_with_the_focal_loss_is_refused_by_the_config():
     assert load_config(None, ["train.loss=tversky_bce", "train.bce_topk=0.1"]).train.bce_topk == 0.1
 
 
+def test_patient_balance_without_oversampling_is_refused_by_the_config():
+    with pytest.raises(ConfigError, match="train.tumour_patient_balance is 1.0 with train.tumour_oversample 0; allowed: 0"):
+        load_config(None, ["train.tumour_oversample=0", "train.tumour_patient_balance=1"])
+    cfg = load_config(None, ["train.tumour_oversample=0.7", "train.tumour_patient_balance=1"])
+    assert cfg.train.tumour_patient_balance == 1.0
+
+
 def test_good_edge_values_are_accepted():
     cfg = load_config(None, ["infer.postprocess.threshold=0", "infer.postprocess.threshold=1", "infer.overlap=0",
                              "infer.tile_size=0", "split.n_folds=5", "train.epochs=1", "train.lr=1e-6"])  # fmt: skip

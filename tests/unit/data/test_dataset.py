@@ -163,6 +163,32 @@ def test_oversample_weights_give_requested_tumour_fraction():
         oversample_weights(has_tumour, 1.0)
 
 
+def test_patient_balance_shares_the_tumour_draws_between_patients():
+    # patient a: 30 tumour slices, b: 3 (a small tumour), c: none; 37 empty slices in all
+    ids = ["a"] * 40 + ["b"] * 10 + ["c"] * 20
+    has_tumour = np.array([True] * 30 + [False] * 10 + [True] * 3 + [False] * 7 + [False] * 20)
+    by_slice = oversample_weights(has_tumour, 0.6, ids, patient_balance=0.0)
+    by_patient = oversample_weights(has_tumour, 0.6, ids, patient_balance=1.0)
+    half = oversample_weights(has_tumour, 0.6, ids, patient_balance=0.5)
+    a, b = np.arange(70) < 30, (np.arange(70) >= 40) & (np.arange(70) < 43)
+    for w in (by_slice, by_patient, half):
+        assert w.sum() == pytest.approx(1.0)
+        assert w[has_tumour].sum() == pytest.approx(0.6)  # the tumour fraction does not move
+        assert np.allclose(w[~has_tumour], 0.4 / 37)  # nor the empty slices' weights
+    assert np.allclose(by_slice[has_tumour], 0.6 / 33)  # every tumour slice alike: the small tumour gets 3/33
+    assert by_patient[a].sum() == pytest.approx(0.3) and by_patient[b].sum() == pytest.approx(0.3)
+    assert np.allclose(by_patient[b], 0.1)  # each of its 3 slices drawn 10x as often as one of a's 30
+    assert np.allclose(half, (by_slice + by_patient) / 2)
+    assert np.array_equal(oversample_weights(has_tumour, 0.6, None, 0.0), by_slice)  # ids not needed at 0
+    with pytest.raises(ValueError, match="one patient id per slice"):
+        oversample_weights(has_tumour, 0.6, ids[:-1], patient_balance=1.0)
+    with pytest.raises(ValueError, match="tumour_patient_balance"):
+        oversample_weights(has_tumour, 0.6, ids, patient_balance=1.5)
+    sampler = build_train_sampler(has_tumour, 0.6, 1, 0, seed=2, patient_ids=ids, patient_balance=1.0)
+    draws = np.array([i for e in range(30) for i in (sampler.set_epoch(e), list(sampler))[1]])
+    assert abs(np.isin(draws, np.flatnonzero(b)).mean() - 0.3) < 0.05  # the small tumour: 30% of the draws
+
+
 def test_samplers_shard_across_ranks_and_depend_only_on_epoch():
     has_tumour = np.array([i % 4 == 0 for i in range(50)])
     for frac in (0.0, 0.5):

@@ -185,3 +185,28 @@ def test_compiled_step_trains_the_model_itself_and_ships_plain_weights(synthetic
     gap = torch.cat([(states["compiled"][k] - states["eager"][k]).flatten() for k in floats]).norm()
     size = torch.cat([states["eager"][k].flatten() for k in floats]).norm()
     assert gap / size < 1e-2
+
+
+@pytest.mark.slow
+def test_patient_balance_reaches_the_engines_sampler(synthetic_run, tmp_path, monkeypatch):
+    """``train.tumour_patient_balance`` 1: the engine's draw gives each training patient with a tumour
+    the same share of the tumour draws, whatever its number of tumour slices."""
+    import mri_seg.training.engine as engine_module
+
+    built = []
+
+    def spy(*args, **kwargs):
+        sampler = original(*args, **kwargs)
+        built.append((args[0], kwargs["patient_ids"], sampler))
+        return sampler
+
+    original = engine_module.build_train_sampler
+    monkeypatch.setattr(engine_module, "build_train_sampler", spy)
+    run = fresh_run(synthetic_run, tmp_path / "run")
+    cfg = load_config(None, tiny(run, "train.tumour_oversample=0.6", "train.tumour_patient_balance=1"))
+    assert train(run, cfg, device="cpu")["epochs_completed"] == 1
+    (has_tumour, ids, sampler), = built
+    frame = pd.DataFrame({"patient": ids, "tumour": has_tumour, "w": sampler.weights.numpy()})
+    tumour_share = frame[frame["tumour"]].groupby("patient")["w"].sum()
+    assert frame["tumour"].groupby(frame["patient"]).sum().nunique() > 1  # patients differ in tumour slices...
+    assert np.allclose(tumour_share, 0.6 / len(tumour_share))  # ...and still share the draws alike
