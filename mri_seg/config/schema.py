@@ -306,8 +306,9 @@ class TrainConfig:
     amp: bool = setting(True, Flag(), "mixed precision on CUDA")
     cpu_bf16: bool = setting(
         False, Flag(),
-        "bf16 autocast for the CPU training step where the CPU has native bfloat16 (AVX512-BF16 or AMX; float32 "
-        "elsewhere); validation and inference stay float32 on the CPU",
+        "bf16 autocast for the CPU training step where the CPU has AMX bfloat16 tiles (amx_bf16), float32 elsewhere "
+        "(with AVX512-BF16 alone a bf16 step measured 1.2x / 1.6x slower, eager / compiled); validation and "
+        "inference stay float32 on the CPU",
     )  # fmt: skip
     channels_last: bool = setting(
         True, Flag(), "channels-last memory format of the model and its batches, on every device (CPU: ~8% faster steps)"

@@ -2,8 +2,9 @@
 
 On CPU everything here degrades to a no-op (autocast disabled, GradScaler disabled,
 no cudnn flags), so the same training loop runs on both (channels_last, ``train.channels_last``,
-applies on either) -- except with ``train.cpu_bf16`` on a CPU with native bfloat16 (AVX512-BF16
-or AMX), where the training step runs under bf16 autocast as a CUDA step does. Validation
+applies on either) -- except with ``train.cpu_bf16`` on a CPU with AMX bfloat16 tiles, where the
+training step runs under bf16 autocast as a CUDA step does (with AVX512-BF16 alone a bf16 step measured
+slower than float32, so it stays float32 there). Validation
 always runs at the precision inference uses on that device (:meth:`Precision.for_inference`).
 ``train.compile`` compiles the training step's network on either device (:func:`training_forward`).
 """
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from mri_seg.utils.device import DEVICES, resolve_device  # noqa: F401 (re-exported)
-from mri_seg.utils.provenance import cpu_has_bf16
+from mri_seg.utils.provenance import cpu_has_amx_bf16
 
 
 @dataclass
@@ -53,11 +54,11 @@ class Precision:
 
 def make_precision(device: torch.device, amp: bool, cpu_bf16: bool = False) -> Precision:
     """CUDA + amp: bf16 autocast where supported (no scaler needed), else fp16 + GradScaler.
-    CPU + ``cpu_bf16``: bf16 autocast where the CPU has native bfloat16, else float32."""
+    CPU + ``cpu_bf16``: bf16 autocast where the CPU has AMX, else float32 (AVX512-BF16 alone: float32 is faster)."""
     if device.type == "cuda" and amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return Precision("cuda", dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
-    if device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
+    if device.type == "cpu" and cpu_bf16 and cpu_has_amx_bf16():
         return Precision("cpu", torch.bfloat16, torch.amp.GradScaler("cpu", enabled=False))
     return Precision(device.type, None, torch.amp.GradScaler(device.type, enabled=False))
 

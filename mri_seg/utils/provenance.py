@@ -48,13 +48,29 @@ def cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bfloat16 (AVX512-BF16 or AMX): CPU mixed precision is much faster with it."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (the first ``flags`` line of /proc/cpuinfo); empty where it cannot be read."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return False
+        return set()
+    for line in lines:
+        if line.startswith("flags") and ":" in line:
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_has_bf16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU has native bfloat16 instructions (AVX512-BF16 or AMX)."""
+    flags = cpu_flags() if flags is None else flags
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_amx_bf16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU has AMX bfloat16 tiles: the one CPU where bf16 training measured faster than float32
+    (1.17x per fold); with AVX512-BF16 alone a compiled step ran 1.6x slower (docs/accuracy.md, 25th session)."""
+    flags = cpu_flags() if flags is None else flags
+    return "amx_bf16" in flags
 
 
 def provenance() -> dict[str, str | int | bool | None]:
@@ -67,4 +83,5 @@ def provenance() -> dict[str, str | int | bool | None]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_bf16": cpu_has_bf16(),
+        "cpu_amx": cpu_has_amx_bf16(),
     }

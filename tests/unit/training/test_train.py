@@ -271,7 +271,7 @@ def test_cpu_precision_is_a_no_op():
 def test_cpu_bf16_autocasts_the_step_where_the_cpu_has_bfloat16_and_validates_in_float32(monkeypatch):
     import mri_seg.training.runtime as runtime
 
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
     precision = make_precision(torch.device("cpu"), amp=True, cpu_bf16=True)
     assert precision.name == "bf16" and not precision.scaler.is_enabled()
     with precision.autocast():
@@ -281,7 +281,7 @@ def test_cpu_bf16_autocasts_the_step_where_the_cpu_has_bfloat16_and_validates_in
     with validation.autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     assert make_precision(torch.device("cpu"), amp=True, cpu_bf16=False).name == "fp32"  # off: as before
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)  # a CPU without it: float32, not emulated bf16
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: False)  # a CPU without AMX: float32, not emulated or slow bf16
     assert make_precision(torch.device("cpu"), amp=True, cpu_bf16=True).name == "fp32"
 
 
@@ -321,3 +321,24 @@ def test_same_data_config_and_seed_give_identical_weights_however_busy_the_machi
     assert (quiet / "checkpoints" / "best.pt").is_file() and b["extra"]["stopped"] == "completed"
     logs = [pd.read_csv(run / "train_log.csv").drop(columns=["images_per_s", "seconds"]) for run in (quiet, busy)]
     pd.testing.assert_frame_equal(*logs)
+
+
+def test_cpu_bf16_needs_amx_tiles_not_only_avx512_bf16(monkeypatch, tmp_path):
+    """AVX512-BF16 alone trains float32 (a bf16 step measured slower there); AMX trains bf16."""
+    import mri_seg.training.runtime as runtime
+    import mri_seg.utils.provenance as prov
+
+    avx512_only = {"avx2", "avx512f", "avx512_bf16"}
+    amx = avx512_only | {"amx_bf16", "amx_tile"}
+    assert prov.cpu_has_bf16(avx512_only) and not prov.cpu_has_amx_bf16(avx512_only)
+    assert prov.cpu_has_bf16(amx) and prov.cpu_has_amx_bf16(amx)
+    assert not prov.cpu_has_bf16({"avx2"})
+    for flags, expected in ((avx512_only, "fp32"), (amx, "bf16")):
+        monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda f=flags: prov.cpu_has_amx_bf16(f))
+        assert make_precision(torch.device("cpu"), amp=True, cpu_bf16=True).name == expected
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 amx_bf16 amx_tile\n\nprocessor\t: 1\nflags\t\t: fpu\n")
+    real_path = prov.Path
+    monkeypatch.setattr(prov, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert prov.cpu_flags() == {"fpu", "avx512_bf16", "amx_bf16", "amx_tile"}  # the first processor's line
+    assert prov.cpu_has_amx_bf16()

@@ -115,7 +115,7 @@ def test_cpu_bf16_trains_through_the_engine_and_ships_float32_weights(synthetic_
     checkpoint float32 and loadable by the float32 predictor."""
     import mri_seg.training.runtime as runtime
 
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "cpu_has_amx_bf16", lambda: True)
     run = fresh_run(synthetic_run, tmp_path / "run")
     cfg = load_config(None, tiny(run, "train.cpu_bf16=true"))
     summary = train(run, cfg, device="cpu")
