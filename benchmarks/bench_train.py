@@ -2,12 +2,17 @@
 
     python benchmarks/bench_train.py [--run-dir RUN] [--config configs/lgg_cpu.yaml] [--set k=v]
         [--repeats 5] [--steps 10] [--batches 20] [--workers 0 2]
+    python benchmarks/bench_train.py --compare train.cpu_bf16=false [--rounds 3] [--set k=v]
 
 * train step: forward + backward + AdamW step on random batches already in memory
   (model, batch size and data.scale from the config; the device from train.device; compiled with
   ``--set train.compile=true``, timed after its compiling warm-up steps);
 * data loader: train split with augmentation and normalisation, at each worker count,
   timed after the first batch (worker start-up excluded).
+
+``--compare KEY=VALUE`` (repeatable) times only the step, interleaved: each of ``--rounds`` rounds
+times the config as given and then with the compared overrides, so a host's slow spell hits both
+alike; it prints each side's median and the ratio.
 
 Without ``--run-dir`` a small synthetic dataset is generated, prepared and split in a
 temp folder. If the loader is slower than the step, training is input-bound.
@@ -115,11 +120,28 @@ def synthetic_run(root: Path, cfg: Config) -> Path:
     return run
 
 
+def compare_steps(
+    config: Path, overrides: list[str], compared: list[str], rounds: int, repeats: int, steps: int
+) -> dict[str, list[float]]:
+    """The step's images/s per round, the config as given (``base``) and with ``compared`` on top, interleaved."""
+    sides = {"base": load_config(config, overrides), "compared": load_config(config, [*overrides, *compared])}
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for r in range(rounds):
+        for name, cfg in sides.items():
+            rate, what = bench_step(cfg, repeats, steps)
+            rates[name].append(rate)
+            print(f"round {r + 1}/{rounds} {name:9s} {rate:8.1f} images/s  ({what})", flush=True)
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", type=Path, default=None, help="prepared+split run dir (default: synthetic)")
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "lgg_cpu.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    parser.add_argument("--compare", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="time the step alone, interleaved, as given and with these overrides")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of --compare")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10, help="optimiser steps per timed run")
     parser.add_argument("--batches", type=int, default=20, help="loader batches per timed run")
@@ -128,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
                         "(as after a first epoch: per-row caches filled; workers fork that state)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    if args.compare:
+        rates = compare_steps(args.config, args.overrides, args.compare, args.rounds, args.repeats, args.steps)
+        base, compared = (statistics.median(rates[k]) for k in ("base", "compared"))
+        print(f"train step, medians of {args.rounds} interleaved rounds: as given {base:.1f}, with "
+              f"{' '.join(args.compare)} {compared:.1f} images/s ({compared / base:.2f}x), "
+              f"{torch.get_num_threads()} torch threads")  # fmt: skip
+        return 0
 
     step_rate, what = bench_step(cfg, args.repeats, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
