@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py [--run-dir RUN] [--config configs/lgg_cpu.yaml] [--set k=v]
         [--repeats 5] [--steps 10] [--batches 20] [--workers 0 2]
-    python benchmarks/bench_train.py --compare train.cpu_bf16=false [--rounds 3] [--set k=v]
+    python benchmarks/bench_train.py --compare train.compile=false [--rounds 3] [--set k=v]
 
 * train step: forward + backward + AdamW step on random batches already in memory
   (model, batch size and data.scale from the config; the device from train.device; compiled with

@@ -74,6 +74,7 @@ def cpu_has_amx_bf16(flags: set[str] | None = None) -> bool:
 
 
 def provenance() -> dict[str, str | int | bool | None]:
+    flags = cpu_flags()  # read once for both bf16 entries
     return {
         "mri_seg_version": __version__,
         "git_commit": git_commit(),
@@ -82,6 +83,6 @@ def provenance() -> dict[str, str | int | bool | None]:
         "monai": _package_version("monai"),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpu_bf16": cpu_has_bf16(),
-        "cpu_amx": cpu_has_amx_bf16(),
+        "cpu_bf16": cpu_has_bf16(flags),
+        "cpu_amx": cpu_has_amx_bf16(flags),
     }
